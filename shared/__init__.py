@@ -1,0 +1,31 @@
+"""valkey_rag_cache: the framework-neutral core of the Valkey LLM and answer cache.
+
+Example:
+    >>> from valkey_rag_cache import AnswerCache, Source
+    >>> cache = AnswerCache(namespace="faqs:billing")  # doctest: +SKIP
+    >>> key = cache.key("qa", {"question": "When am I billed?"})  # doctest: +SKIP
+    >>> cache.store(key, {"answer": "On the 1st."}, sources=[Source("billing.md", "documentation")])  # doctest: +SKIP
+"""
+
+from .cache import AnswerCache
+from .doctor import DoctorReport
+from .envelope import Hit
+from .errors import CacheError, InvalidationError
+from .keys import EntryKey
+from .protocol import Seen
+from .sources import Source, SourceScope
+from .ttl import DEFAULT_TTLS, TTLPolicy
+
+__all__ = [
+    "AnswerCache",
+    "CacheError",
+    "DEFAULT_TTLS",
+    "DoctorReport",
+    "EntryKey",
+    "Hit",
+    "InvalidationError",
+    "Seen",
+    "Source",
+    "SourceScope",
+    "TTLPolicy",
+]

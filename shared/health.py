@@ -1,0 +1,81 @@
+"""Backend health: which errors degrade to a miss, one warning per outage, and a short back-off."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from valkey.exceptions import DataError, NoScriptError, ResponseError, ValkeyError
+
+from .errors import CacheError
+
+__all__ = ["Health", "is_backend_error"]
+
+log = logging.getLogger("valkey_rag_cache")
+
+
+def is_backend_error(exc: BaseException) -> bool:
+    """Errors of the server or the network, as opposed to bugs that must surface."""
+    if isinstance(exc, DataError | NoScriptError):
+        return False
+    if isinstance(exc, ResponseError):
+        text = str(exc)
+        # A failing script is a bug of ours; OOM, READONLY, CLUSTERDOWN, LOADING, NOAUTH... are the backend.
+        return not ("script" in text.lower() and not text.startswith(("BUSY", "OOM")))
+    return isinstance(exc, ValkeyError | OSError | CacheError)
+
+
+@dataclass
+class Health:
+    """Counts failures and keeps calls away from a backend that just failed, for `retry_after` seconds."""
+
+    retry_after: float = 1.0
+    errors: int = 0
+    skipped: int = 0
+    dropped_writes: int = 0
+    outages: int = 0
+    _down_until: float = 0.0
+    _down: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def should_skip(self) -> bool:
+        if self._down and time.monotonic() < self._down_until:
+            with self._lock:
+                self.skipped += 1
+            return True
+        return False
+
+    def failed(self, exc: BaseException, write: bool = False) -> None:
+        with self._lock:
+            self.errors += 1
+            if write:
+                self.dropped_writes += 1
+            self._down_until = time.monotonic() + self.retry_after
+            first = not self._down
+            self._down = True
+            if first:
+                self.outages += 1
+        if first:
+            log.warning(
+                "valkey_rag_cache: Valkey unavailable (%s: %s); lookups are misses and writes are dropped "
+                "until it answers again",
+                type(exc).__name__,
+                exc,
+            )
+
+    def succeeded(self) -> None:
+        if self._down:
+            with self._lock:
+                was_down, self._down = self._down, False
+            if was_down:
+                log.warning("valkey_rag_cache: Valkey answers again; caching resumed")
+
+    def snapshot(self) -> dict[str, int]:
+        return {
+            "errors": self.errors,
+            "skipped": self.skipped,
+            "dropped_writes": self.dropped_writes,
+            "outages": self.outages,
+        }

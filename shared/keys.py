@@ -1,0 +1,165 @@
+"""Key layout: readable prefix and namespace, then a digest of a structured encoding of the inputs.
+
+Every key of a namespace tree shares the hash tag of its top-level namespace, so each server-side script
+touches one hash slot, and namespaces spread over the shards of a cluster by their top segment::
+
+    llmcache:{docs}:e:docs:technical:<digest>   an entry
+    llmcache:{docs}:t:a                         the group's version token (invalidate_all)
+    llmcache:{docs}:t:n:docs:technical          a namespace token
+    llmcache:{docs}:t:s:<source digest>         a source token
+    llmcache:{docs}:d:<source digest>:<ns>      the entries of one namespace that depend on a source
+    llmcache:{docs}:clock / :stats / :nss       the group's token clock, counters and namespaces
+    llmcache:groups                             the top-level namespaces in use
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from functools import cached_property
+
+__all__ = ["EntryKey", "KeySchema", "escape", "glob_escape", "validate_namespace"]
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.\-:]")
+
+
+def escape(text: str) -> str:
+    """Percent-encode everything but ``[A-Za-z0-9_.-:]``, so keys hold no glob, brace or space characters.
+
+    >>> escape("docs:tech*nical é")
+    'docs:tech%2Anical%20%C3%A9'
+    """
+    return _SAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), text)
+
+
+def glob_escape(text: str) -> str:
+    """Escape a literal for a SCAN MATCH pattern."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+def validate_namespace(namespace: str) -> str:
+    """A namespace is ``:``-separated non-empty segments of any characters.
+
+    >>> validate_namespace("docs:technical")
+    'docs:technical'
+    """
+    if not isinstance(namespace, str):
+        raise TypeError(f"a namespace is a string, got {type(namespace).__name__}")
+    if not namespace or any(not seg for seg in namespace.split(":")):
+        raise ValueError(f"invalid namespace {namespace!r}: use non-empty segments separated by ':'")
+    return namespace
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def digest(data: bytes, size: int = 16) -> str:
+    """URL-safe base64 of a BLAKE2b digest: short, and free of glob characters."""
+    return _b64(hashlib.blake2b(data, digest_size=size).digest())
+
+
+def source_digest(source_id: str) -> str:
+    """96-bit digest of a source id: ids may hold any characters, keys hold only the digest."""
+    if not source_id:
+        raise ValueError("a source id must not be empty")
+    return digest(source_id.encode("utf-8", "surrogatepass"), 12)
+
+
+def encode_parts(kind: str, parts: object) -> bytes:
+    """Structured, unambiguous encoding of everything that changes the answer."""
+    try:
+        return json.dumps([kind, parts], sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+            "utf-8", "surrogatepass"
+        )
+    except TypeError as exc:
+        raise TypeError(f"cache key parts must be JSON-serializable: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class EntryKey:
+    """Where one cached answer lives: its namespace and the digest of its inputs."""
+
+    namespace: str
+    digest: str
+
+    @property
+    def group(self) -> str:
+        return self.namespace.split(":", 1)[0]
+
+
+@dataclass(frozen=True)
+class KeySchema:
+    """Builds every key of one cache prefix.
+
+    >>> ks = KeySchema("llmcache")
+    >>> ks.entry(EntryKey("docs:technical", "abc"))
+    'llmcache:{docs}:e:docs:technical:abc'
+    """
+
+    prefix: str = "llmcache"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prefix, str) or not self.prefix:
+            raise ValueError("the key prefix must be a non-empty string")
+        if _SAFE.search(self.prefix):
+            raise ValueError(f"the key prefix may hold only [A-Za-z0-9_.-:], got {self.prefix!r}")
+
+    def entry_key(self, kind: str, parts: object, namespace: str) -> EntryKey:
+        validate_namespace(namespace)
+        return EntryKey(namespace, digest(encode_parts(kind, parts)))
+
+    def group_base(self, group: str) -> str:
+        """``prefix:{group}:``; the hash tag puts a namespace tree in one slot."""
+        return f"{self.prefix}:{{{escape(group)}}}:"
+
+    def entry(self, key: EntryKey) -> str:
+        return f"{self.group_base(key.group)}e:{escape(key.namespace)}:{key.digest}"
+
+    def entry_base(self, namespace: str) -> str:
+        return f"{self.group_base(namespace.split(':', 1)[0])}e:{escape(namespace)}:"
+
+    def token_base(self, group: str) -> str:
+        return self.group_base(group) + "t:"
+
+    def deps_base(self, group: str) -> str:
+        return self.group_base(group) + "d:"
+
+    def clock(self, group: str) -> str:
+        return self.group_base(group) + "clock"
+
+    def stats(self, group: str) -> str:
+        return self.group_base(group) + "stats"
+
+    def namespaces(self, group: str) -> str:
+        return self.group_base(group) + "nss"
+
+    @cached_property
+    def groups(self) -> str:
+        return f"{self.prefix}:groups"
+
+    @staticmethod
+    def namespace_suffixes(namespace: str) -> list[str]:
+        """Token suffixes an entry of this namespace records: the version and every namespace level."""
+        segs = namespace.split(":")
+        return ["a"] + ["n:" + escape(":".join(segs[: i + 1])) for i in range(len(segs))]
+
+    @staticmethod
+    def source_suffix(source_id: str) -> str:
+        return "s:" + source_digest(source_id)
+
+    def scan_pattern(self) -> str:
+        return glob_escape(self.prefix) + ":*"
+
+    def parse_group_key(self, key: str) -> tuple[str, str] | None:
+        """Split ``prefix:{group}:rest`` into (group base, rest); None for keys of other layouts."""
+        head = self.prefix + ":{"
+        if not key.startswith(head):
+            return None
+        end = key.find("}:", len(head))
+        if end < 0:
+            return None
+        return key[: end + 2], key[end + 2 :]

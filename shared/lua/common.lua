@@ -1,0 +1,80 @@
+-- Shared helpers, prepended to every script. Everything a script touches lives in one hash slot: the
+-- `{group}` of the entry's top-level namespace. Tokens are "<era>.<counter>" strings: the clock hands out
+-- counters, and its era is drawn afresh whenever the clock key is (re)created, so no token value repeats.
+local function clock_get(clock_key)
+  local c = redis.call('HMGET', clock_key, 'e', 'c', 'i')
+  if not c[1] then return nil end
+  return {c[1], tonumber(c[2]) or 0, tonumber(c[3]) or 0}
+end
+
+local function clock_ensure(clock_key, fresh_era)
+  local c = clock_get(clock_key)
+  if c then return c end
+  redis.call('HSET', clock_key, 'e', fresh_era, 'c', 0, 'i', 0)
+  return {fresh_era, 0, 0}
+end
+
+-- Issue a new token: it differs from every token this key (or any key) ever held.
+local function issue_token(clock_key, era, tok_key, ttl)
+  local n = redis.call('HINCRBY', clock_key, 'c', 1)
+  local tok = era .. '.' .. n
+  redis.call('SET', tok_key, tok, 'EX', ttl)
+  return tok
+end
+
+-- Lengthen a key's TTL to at least `ttl` seconds; never shorten it.
+local function extend_ttl(key, ttl)
+  local t = redis.call('TTL', key)
+  if t >= 0 and t < ttl then redis.call('EXPIRE', key, ttl) end
+end
+
+local function stat(stats_key, field, n)
+  if stats_key ~= '' then redis.call('HINCRBY', stats_key, field, n) end
+end
+
+-- Parse an entry's header. Returns the list of {token_suffix, token} pairs, or nil when the value is not
+-- an entry of this format (garbage, truncated, another version) or lacks the version token.
+local function parse_entry(v)
+  if string.sub(v, 1, 5) ~= 'vrc1\n' then return nil end
+  local sep = string.find(v, '\n\n', 6, true)
+  if not sep then return nil end
+  local deps = {}
+  local era = nil
+  local has_all = false
+  for line in string.gmatch(string.sub(v, 6, sep - 1), '[^\n]+') do
+    if not era then
+      era = line
+    else
+      local sp = string.find(line, ' ', 1, true)
+      if not sp then return nil end
+      local suffix = string.sub(line, 1, sp - 1)
+      local tok = string.sub(line, sp + 1)
+      if not string.find(tok, '.', 1, true) then tok = era .. '.' .. tok end
+      if suffix == 'a' then has_all = true end
+      deps[#deps + 1] = {suffix, tok}
+    end
+  end
+  if not has_all then return nil end
+  return deps, sep
+end
+
+-- 'ok' when every token the entry recorded is still current, 'stale' otherwise, nil for a bad value.
+local function check_entry(v, tok_base)
+  local deps, sep = parse_entry(v)
+  if not deps then return nil end
+  local keys = {}
+  for i, d in ipairs(deps) do keys[i] = tok_base .. d[1] end
+  local cur = redis.call('MGET', unpack(keys))
+  for i, d in ipairs(deps) do
+    if cur[i] ~= d[2] then return 'stale', sep end
+  end
+  return 'ok', sep
+end
+
+local function unlink_all(keys)
+  local n = 0
+  for i = 1, #keys, 500 do
+    n = n + redis.call('UNLINK', unpack(keys, i, math.min(i + 499, #keys)))
+  end
+  return n
+end

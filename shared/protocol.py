@@ -1,0 +1,333 @@
+"""Sans-IO operations of the cache, written once for sync and async.
+
+Each operation is a generator that yields the Valkey calls it needs (`Eval`, `Cmd`, `FanOut`, ...) and
+receives their results; `store.py` drives it over valkey-py or valkey.asyncio. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .envelope import Hit, decode_body, encode_body
+from .keys import EntryKey, KeySchema, escape, glob_escape, source_digest, validate_namespace
+from .scripts import Script, script
+from .sources import Source
+from .ttl import TTLPolicy, TTLValue
+
+__all__ = ["Eval", "Cmd", "FanOut", "Primaries", "NodeCmd", "Seen", "Lookup", "Context", "Flow"]
+
+# Lookup statuses returned by lookup.lua.
+HIT, MISS, BAD, STALE, NO_CLOCK = 1, 0, 2, 3, 4
+
+
+@dataclass(frozen=True)
+class Eval:
+    """Run a script; every key shares one hash slot."""
+
+    script: Script
+    keys: list[str]
+    args: list[str | int | float | bytes]
+
+
+@dataclass(frozen=True)
+class Cmd:
+    """One command, routed by its first key in a cluster."""
+
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """Independent calls, sent as one pipeline per shard; the results come back in order."""
+
+    calls: list[Eval | Cmd]
+
+
+@dataclass(frozen=True)
+class Primaries:
+    """The primaries to scan: opaque handles (one `None` on a standalone server)."""
+
+
+@dataclass(frozen=True)
+class NodeCmd:
+    """One command on one primary (a handle from `Primaries`), or on the primary that owns `key`."""
+
+    args: tuple[Any, ...]
+    node: Any = None
+    key: str | None = None
+
+
+Op = Eval | Cmd | FanOut | Primaries | NodeCmd
+Flow = Generator[Op, Any, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """The group clock as a lookup read it; a write that follows checks nothing newer was invalidated."""
+
+    era: str
+    counter: int
+    invalidations: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    hit: Hit | None
+    seen: Seen | None
+    status: int
+
+
+def _fresh_era() -> str:
+    # 48 random bits, drawn whenever a clock is (re)created, so tokens never repeat after an eviction.
+    return os.urandom(6).hex()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass
+class Context:
+    """Everything the operations need to know: key layout, TTL policy, and whether this is a cluster."""
+
+    schema: KeySchema
+    policy: TTLPolicy
+    cluster: bool = False
+    count_stats: bool = True
+    clock: Any = field(default=time.time)
+
+    @property
+    def token_ttl(self) -> int:
+        # Tokens must outlive the entries that recorded them; writes lengthen them further when needed.
+        return self.policy.max_ttl
+
+    # -- lookups and writes ----------------------------------------------------------------------------
+
+    def lookup(self, key: EntryKey) -> Flow:
+        s, g = self.schema, key.group
+        keys = [s.entry(key), s.clock(g), s.stats(g)]
+        if not self.cluster:
+            keys.append(s.groups)
+        args: list[Any] = [
+            s.token_base(g), key.namespace, g, _fresh_era(), "1" if self.count_stats else "0", self.token_ttl
+        ]
+        res = yield Eval(script("lookup"), keys, args)
+        status = int(res[0])
+        if status == NO_CLOCK:
+            # Cluster, first use of this group (or its clock was evicted): make it known to invalidations
+            # before anything can be cached in it, then start its clock.
+            yield Cmd(("SADD", s.groups, g))
+            clock = yield Eval(script("register"), [s.clock(g)], [s.token_base(g), _fresh_era(), self.token_ttl])
+            yield from self._count(g, "misses:" + key.namespace)
+            return Lookup(None, Seen(_text(clock[0]), int(clock[1]), int(clock[2])), MISS)
+        seen = Seen(_text(res[1]), int(res[2]), int(res[3]))
+        if status != HIT:
+            return Lookup(None, seen, status)
+        hit = decode_body(res[4])
+        if hit is None:
+            yield Cmd(("UNLINK", s.entry(key)))
+            yield from self._count(g, "bad:" + key.namespace)
+            return Lookup(None, seen, BAD)
+        return Lookup(hit, seen, HIT)
+
+    def discard(self, key: EntryKey) -> Flow:
+        """Remove an entry whose value the adapter could not use, and count it as bad."""
+        yield Cmd(("UNLINK", self.schema.entry(key)))
+        yield from self._count(key.group, "bad:" + key.namespace)
+
+    def _count(self, group: str, field_name: str) -> Flow:
+        if self.count_stats:
+            yield Cmd(("HINCRBY", self.schema.stats(group), field_name, 1))
+
+    def write(
+        self,
+        key: EntryKey,
+        value: Any,
+        sources: tuple[Source, ...],
+        seen: Seen | None,
+        ttl: TTLValue | None = None,
+        content_type: str | None = None,
+    ) -> Flow:
+        s, g = self.schema, key.group
+        if content_type is not None:
+            types: list[str | None] = [content_type]
+        else:
+            types = [src.content_type for src in sources]
+        seconds = self.policy.ttl_for(types, ttl)
+        resolved_type = content_type or _narrowest(self.policy, types)
+        body = encode_body(value, tuple(src.id for src in sources), resolved_type, self.clock())
+        suffixes = s.namespace_suffixes(key.namespace) + [s.source_suffix(src.id) for src in sources]
+        if seen is None:
+            # A write without a lookup still has to make its group known to invalidations first.
+            yield Cmd(("SADD", s.groups, g))
+        args: list[Any] = [
+            s.token_base(g),
+            s.deps_base(g),
+            escape(key.namespace),
+            key.namespace,
+            seconds,
+            seen.era if seen else "",
+            seen.counter if seen else 0,
+            seen.invalidations if seen else 0,
+            _fresh_era(),
+            key.digest,
+            body,
+            self.token_ttl,
+            s.entry_base(key.namespace),
+            "1" if self.count_stats else "0",
+            *suffixes,
+        ]
+        keys = [s.entry(key), s.clock(g), s.stats(g), s.namespaces(g)]
+        stored = yield Eval(script("write"), keys, args)
+        return bool(stored)
+
+    # -- invalidation ----------------------------------------------------------------------------------
+
+    def _groups(self) -> Flow:
+        members = yield Cmd(("SMEMBERS", self.schema.groups))
+        return sorted(_text(m) for m in members)
+
+    def _invalidate_call(self, group: str, suffixes: list[str], label: str) -> Eval:
+        s = self.schema
+        return Eval(
+            script("invalidate"),
+            [s.clock(group), s.stats(group), s.namespaces(group)],
+            [s.token_base(group), s.deps_base(group), s.group_base(group), _fresh_era(), self.token_ttl, label,
+             *suffixes],
+        )
+
+    def invalidate_sources(self, ids: Iterable[str]) -> Flow:
+        suffixes = [self.schema.source_suffix(_check_id(i)) for i in dict.fromkeys(ids)]
+        if not suffixes:
+            return 0
+        groups = yield from self._groups()
+        if not groups:
+            return 0
+        counts = yield FanOut([self._invalidate_call(g, suffixes, "*") for g in groups])
+        return sum(int(c) for c in counts)
+
+    def invalidate_namespace(self, namespace: str) -> Flow:
+        validate_namespace(namespace)
+        group = namespace.split(":", 1)[0]
+        yield self._invalidate_call(group, ["n:" + escape(namespace)], namespace)
+
+    def invalidate_all(self) -> Flow:
+        groups = yield from self._groups()
+        if groups:
+            yield FanOut([self._invalidate_call(g, ["a"], "*") for g in groups])
+        return len(groups)
+
+    def dependents(self, source_id: str) -> Flow:
+        s, dig = self.schema, source_digest(_check_id(source_id))
+        groups = yield from self._groups()
+        calls: list[Eval | Cmd] = [
+            Eval(script("dependents"), [s.namespaces(g)], [s.deps_base(g), s.group_base(g), s.token_base(g), dig])
+            for g in groups
+        ]
+        results = yield FanOut(calls)
+        return sorted(_text(k) for keys in results for k in keys)
+
+    # -- housekeeping ----------------------------------------------------------------------------------
+
+    def purge(self, count: int = 1000) -> Flow:
+        """SCAN every primary under the prefix; drop entries that can no longer be served and dead links."""
+        s = self.schema
+        removed = 0
+        nodes = yield Primaries()
+        for node in nodes:
+            cursor: Any = 0
+            while True:
+                cursor, keys = yield NodeCmd(("SCAN", cursor, "MATCH", s.scan_pattern(), "COUNT", count), node=node)
+                calls: list[Eval | Cmd] = []
+                for raw in keys:
+                    key = _text(raw)
+                    parts = s.parse_group_key(key)
+                    if parts is None:
+                        continue
+                    base, rest = parts
+                    if rest.startswith("e:"):
+                        calls.append(Eval(script("sweep"), [key], ["e", base + "t:", ""]))
+                    elif rest.startswith("d:") and len(rest) > 19:
+                        # d:<16-char source digest>:<escaped namespace>
+                        calls.append(Eval(script("sweep"), [key], ["d", "", base + "e:" + rest[19:] + ":"]))
+                if calls:
+                    results = yield FanOut(calls)
+                    removed += sum(int(r) for r in results)
+                if int(cursor) == 0:
+                    break
+        return removed
+
+    def clear(self, namespace: str, count: int = 1000) -> Flow:
+        """Invalidate a namespace at once, then delete its entries (and its sub-namespaces')."""
+        yield from self.invalidate_namespace(namespace)
+        s = self.schema
+        pattern = glob_escape(s.entry_base(namespace)) + "*"
+        anchor = s.clock(namespace.split(":", 1)[0])
+        cursor: Any = 0
+        removed = 0
+        while True:
+            cursor, keys = yield NodeCmd(("SCAN", cursor, "MATCH", pattern, "COUNT", count), key=anchor)
+            if keys:
+                removed += yield Cmd(("UNLINK", *keys))
+            if int(cursor) == 0:
+                return removed
+
+    def stats(self) -> Flow:
+        groups = yield from self._groups()
+        results = yield FanOut([Cmd(("HGETALL", self.schema.stats(g))) for g in groups])
+        per_ns: dict[str, dict[str, int]] = {}
+        for fields in results:
+            for k, v in fields.items():
+                name, _, ns = _text(k).partition(":")
+                per_ns.setdefault(ns, {}).setdefault(name, 0)
+                per_ns[ns][name] += int(v)
+        return per_ns
+
+    def info(self) -> Flow:
+        nodes = yield Primaries()
+        out = []
+        for node in nodes:
+            out.append((yield NodeCmd(("INFO", "memory"), node=node)))
+        return out
+
+
+def _check_id(source_id: str) -> str:
+    if not isinstance(source_id, str):
+        raise TypeError(f"a source id is a string, got {type(source_id).__name__}")
+    if not source_id:
+        raise ValueError("a source id must not be empty")
+    return source_id
+
+
+def _narrowest(policy: TTLPolicy, types: list[str | None]) -> str | None:
+    typed = [t for t in types if t is not None]
+    return min(typed, key=policy.ttl_of) if typed else policy.default_content_type
+
+
+def _index_key(rest: str) -> bool:
+    return rest in ("clock", "stats", "nss")
+
+
+def untimed_keys(ctx: Context, sample: int = 2000) -> Flow:
+    """Count keys under the prefix, other than the small index keys, that have no TTL (a sample)."""
+    s = ctx.schema
+    nodes = yield Primaries()
+    found = 0
+    for node in nodes:
+        cursor: Any = 0
+        seen = 0
+        while True:
+            cursor, keys = yield NodeCmd(("SCAN", cursor, "MATCH", s.scan_pattern(), "COUNT", 500), node=node)
+            names = [_text(k) for k in keys]
+            names = [k for k in names if k != s.groups and not _index_key((s.parse_group_key(k) or ("", ""))[1])]
+            if names:
+                ttls = yield FanOut([Cmd(("TTL", k)) for k in names])
+                found += sum(1 for t in ttls if int(t) == -1)
+            seen += len(names)
+            if int(cursor) == 0 or seen >= sample:
+                break
+    return found

