@@ -12,13 +12,15 @@ from .doctor import DoctorReport
 from .envelope import Hit
 from .errors import CacheError, InvalidationError
 from .keys import EntryKey
+from .operations import CacheOperations
 from .protocol import Seen
-from .sources import Source, SourceScope
+from .sources import Source, SourceScope, as_sources, scoped_sources
 from .ttl import DEFAULT_TTLS, TTLPolicy
 
 __all__ = [
     "AnswerCache",
     "CacheError",
+    "CacheOperations",
     "DEFAULT_TTLS",
     "DoctorReport",
     "EntryKey",
@@ -28,4 +30,6 @@ __all__ = [
     "Source",
     "SourceScope",
     "TTLPolicy",
+    "as_sources",
+    "scoped_sources",
 ]

@@ -1,0 +1,65 @@
+"""`CacheOperations`: the core's invalidation and housekeeping methods, for adapters that wrap an `AnswerCache`.
+
+An adapter class sets ``self.core`` and inherits these, so LangChain's and LlamaIndex's caches expose the same
+operations with the same semantics, and a source invalidated through one is invalidated for the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .cache import AnswerCache
+from .doctor import DoctorReport
+from .sources import Source, SourceScope
+
+__all__ = ["CacheOperations"]
+
+
+class CacheOperations:
+    """Mixin: delegates to ``self.core`` (an `AnswerCache`)."""
+
+    core: AnswerCache
+
+    def invalidate_source(self, source_id: str) -> int:
+        """Invalidate and delete every cached answer built on `source_id`; returns how many were deleted."""
+        return self.core.invalidate_source(source_id)
+
+    async def ainvalidate_source(self, source_id: str) -> int:
+        return await self.core.ainvalidate_source(source_id)
+
+    def invalidate_sources(self, source_ids: Iterable[str]) -> int:
+        return self.core.invalidate_sources(source_ids)
+
+    async def ainvalidate_sources(self, source_ids: Iterable[str]) -> int:
+        return await self.core.ainvalidate_sources(source_ids)
+
+    def invalidate_namespace(self, namespace: str | None = None) -> None:
+        """Invalidate a namespace and everything below it (default: this cache's own)."""
+        self.core.invalidate_namespace(namespace)
+
+    async def ainvalidate_namespace(self, namespace: str | None = None) -> None:
+        await self.core.ainvalidate_namespace(namespace)
+
+    def invalidate_all(self) -> None:
+        """Bump the version: nothing cached before is served again."""
+        self.core.invalidate_all()
+
+    async def ainvalidate_all(self) -> None:
+        await self.core.ainvalidate_all()
+
+    def dependents(self, source_id: str) -> list[str]:
+        return self.core.dependents(source_id)
+
+    def purge(self, count: int = 1000) -> int:
+        return self.core.purge(count)
+
+    def stats(self) -> dict[str, Any]:
+        return self.core.stats()
+
+    def doctor(self) -> DoctorReport:
+        return self.core.doctor()
+
+    def sources(self, ids: Iterable[Source | str] | Source | str, content_type: str | None = None) -> SourceScope:
+        """Attach sources to the model calls made inside this block (sync or async)."""
+        return self.core.sources(ids, content_type)
