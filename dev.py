@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Set up and run the project with nothing but Python: `python3 dev.py demo` or `python3 dev.py test`.
+
+Each command creates `.venv` on first use and installs the project with the extras it needs into it,
+again only when pyproject.toml changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PY = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def ensure_venv(extras: str) -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"valkey-rag-cache needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    if not PY.exists():
+        print(f"creating {VENV} ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    stamp = VENV / f".installed-{extras}"
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == want:
+        return
+    print(f"installing valkey-rag-cache[{extras}] into {VENV} ...", flush=True)
+    subprocess.run([PY, "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
+    subprocess.run([PY, "-m", "pip", "install", "-q", "-e", f"{ROOT}[{extras}]"], check=True)
+    stamp.write_text(want)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("demo", "test", "bench"):
+        print("usage: python3 dev.py demo | test [pytest args] | bench [harness args]")
+        return 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "demo":
+        ensure_venv("demo")
+        return subprocess.call([PY, ROOT / "demo.py", *rest], cwd=ROOT)
+    if cmd == "bench":
+        ensure_venv("bench")
+        return subprocess.call([PY, ROOT / "benchmarks" / "run.py", *rest], cwd=ROOT)
+    ensure_venv("test")
+    return subprocess.call([PY, "-m", "pytest", *rest], cwd=ROOT)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
