@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from .connection import Connector
 from .doctor import DoctorReport, diagnose
 from .envelope import Hit
-from .errors import InvalidationError
+from .errors import CacheError, InvalidationError
 from .health import Health, is_backend_error
 from .keys import EntryKey, KeySchema, validate_namespace
 from .protocol import Context, Flow, Seen, untimed_keys
@@ -124,7 +124,7 @@ class AnswerCache:
 
     # -- running flows ---------------------------------------------------------------------------------
 
-    def _run(self, make: Any, default: Any = None, write: bool = False, strict: bool = False) -> Any:
+    def _run(self, make: Any, default: Any = None, write: bool = False, strict: type[CacheError] | None = None) -> Any:
         if not strict and self.health.should_skip():
             return default
         try:
@@ -134,13 +134,15 @@ class AnswerCache:
             if not is_backend_error(exc):
                 raise
             if strict:
-                raise InvalidationError(f"could not reach Valkey to invalidate: {exc}") from exc
+                raise strict(f"Valkey did not carry out the operation: {type(exc).__name__}: {exc}") from exc
             self.health.failed(exc, write)
             return default
         self.health.succeeded()
         return result
 
-    async def _arun(self, make: Any, default: Any = None, write: bool = False, strict: bool = False) -> Any:
+    async def _arun(
+        self, make: Any, default: Any = None, write: bool = False, strict: type[CacheError] | None = None
+    ) -> Any:
         if not strict and self.health.should_skip():
             return default
         try:
@@ -150,7 +152,7 @@ class AnswerCache:
             if not is_backend_error(exc):
                 raise
             if strict:
-                raise InvalidationError(f"could not reach Valkey to invalidate: {exc}") from exc
+                raise strict(f"Valkey did not carry out the operation: {type(exc).__name__}: {exc}") from exc
             self.health.failed(exc, write)
             return default
         self.health.succeeded()
@@ -224,59 +226,59 @@ class AnswerCache:
 
     def invalidate_source(self, source_id: str) -> int:
         """Invalidate and delete every answer built on `source_id`, in every namespace; returns how many."""
-        return int(self._run(lambda ctx: ctx.invalidate_sources([source_id]), strict=True))
+        return int(self._run(lambda ctx: ctx.invalidate_sources([source_id]), strict=InvalidationError))
 
     async def ainvalidate_source(self, source_id: str) -> int:
-        return int(await self._arun(lambda ctx: ctx.invalidate_sources([source_id]), strict=True))
+        return int(await self._arun(lambda ctx: ctx.invalidate_sources([source_id]), strict=InvalidationError))
 
     def invalidate_sources(self, source_ids: Iterable[str]) -> int:
         ids = list(source_ids)
-        return int(self._run(lambda ctx: ctx.invalidate_sources(ids), strict=True))
+        return int(self._run(lambda ctx: ctx.invalidate_sources(ids), strict=InvalidationError))
 
     async def ainvalidate_sources(self, source_ids: Iterable[str]) -> int:
         ids = list(source_ids)
-        return int(await self._arun(lambda ctx: ctx.invalidate_sources(ids), strict=True))
+        return int(await self._arun(lambda ctx: ctx.invalidate_sources(ids), strict=InvalidationError))
 
     def invalidate_namespace(self, namespace: str | None = None) -> None:
         """Invalidate a namespace and all below it (``docs`` covers ``docs:technical``), in O(1)."""
         ns = namespace or self.namespace
-        self._run(lambda ctx: ctx.invalidate_namespace(ns), strict=True)
+        self._run(lambda ctx: ctx.invalidate_namespace(ns), strict=InvalidationError)
 
     async def ainvalidate_namespace(self, namespace: str | None = None) -> None:
         ns = namespace or self.namespace
-        await self._arun(lambda ctx: ctx.invalidate_namespace(ns), strict=True)
+        await self._arun(lambda ctx: ctx.invalidate_namespace(ns), strict=InvalidationError)
 
     def invalidate_all(self) -> None:
         """Bump the version: nothing written before this call is served again, in any namespace."""
-        self._run(lambda ctx: ctx.invalidate_all(), strict=True)
+        self._run(lambda ctx: ctx.invalidate_all(), strict=InvalidationError)
 
     async def ainvalidate_all(self) -> None:
-        await self._arun(lambda ctx: ctx.invalidate_all(), strict=True)
+        await self._arun(lambda ctx: ctx.invalidate_all(), strict=InvalidationError)
 
     def dependents(self, source_id: str) -> list[str]:
         """Keys of the live entries built on `source_id`."""
-        return list(self._run(lambda ctx: ctx.dependents(source_id), strict=True))
+        return list(self._run(lambda ctx: ctx.dependents(source_id), strict=CacheError))
 
     async def adependents(self, source_id: str) -> list[str]:
-        return list(await self._arun(lambda ctx: ctx.dependents(source_id), strict=True))
+        return list(await self._arun(lambda ctx: ctx.dependents(source_id), strict=CacheError))
 
     def clear(self, namespace: str | None = None) -> int:
         """Remove this cache's namespace (and those below it), nothing else; returns the keys deleted."""
         ns = namespace or self.namespace
-        return int(self._run(lambda ctx: ctx.clear(ns), strict=True))
+        return int(self._run(lambda ctx: ctx.clear(ns), strict=InvalidationError))
 
     async def aclear(self, namespace: str | None = None) -> int:
         ns = namespace or self.namespace
-        return int(await self._arun(lambda ctx: ctx.clear(ns), strict=True))
+        return int(await self._arun(lambda ctx: ctx.clear(ns), strict=InvalidationError))
 
     # -- housekeeping ----------------------------------------------------------------------------------
 
     def purge(self, count: int = 1000) -> int:
         """Reclaim invalidated entries and dead dependency links (SCAN + UNLINK in batches, every primary)."""
-        return int(self._run(lambda ctx: ctx.purge(count), strict=True))
+        return int(self._run(lambda ctx: ctx.purge(count), strict=CacheError))
 
     async def apurge(self, count: int = 1000) -> int:
-        return int(await self._arun(lambda ctx: ctx.purge(count), strict=True))
+        return int(await self._arun(lambda ctx: ctx.purge(count), strict=CacheError))
 
     def stats(self) -> dict[str, Any]:
         """Counters: per namespace from Valkey (shared by every process), and this process's errors."""
@@ -295,7 +297,7 @@ class AnswerCache:
             untimed = yield from untimed_keys(ctx)
             return diagnose(infos, ctx.cluster, untimed)
 
-        return self._run(flow, strict=True)  # type: ignore[no-any-return]
+        return self._run(flow, strict=CacheError)  # type: ignore[no-any-return]
 
 
 def _infos(ctx: Context) -> Flow:

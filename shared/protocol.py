@@ -113,14 +113,15 @@ class Context:
         if not self.cluster:
             keys.append(s.groups)
         args: list[Any] = [
-            s.token_base(g), key.namespace, g, _fresh_era(), "1" if self.count_stats else "0", self.token_ttl
+            s.token_base(g), key.namespace, s.group_base(g), _fresh_era(), "1" if self.count_stats else "0",
+            self.token_ttl,
         ]
         res = yield Eval(script("lookup"), keys, args)
         status = int(res[0])
         if status == NO_CLOCK:
             # Cluster, first use of this group (or its clock was evicted): make it known to invalidations
             # before anything can be cached in it, then start its clock.
-            yield Cmd(("SADD", s.groups, g))
+            yield Cmd(("SADD", s.groups, s.group_base(g)))
             clock = yield Eval(script("register"), [s.clock(g)], [s.token_base(g), _fresh_era(), self.token_ttl])
             yield from self._count(g, "misses:" + key.namespace)
             return Lookup(None, Seen(_text(clock[0]), int(clock[1]), int(clock[2])), MISS)
@@ -163,7 +164,7 @@ class Context:
         suffixes = s.namespace_suffixes(key.namespace) + [s.source_suffix(src.id) for src in sources]
         if seen is None:
             # A write without a lookup still has to make its group known to invalidations first.
-            yield Cmd(("SADD", s.groups, g))
+            yield Cmd(("SADD", s.groups, s.group_base(g)))
         args: list[Any] = [
             s.token_base(g),
             s.deps_base(g),
@@ -188,45 +189,43 @@ class Context:
     # -- invalidation ----------------------------------------------------------------------------------
 
     def _groups(self) -> Flow:
+        """The bases (``prefix:{group}:``) of every group in use."""
         members = yield Cmd(("SMEMBERS", self.schema.groups))
         return sorted(_text(m) for m in members)
 
-    def _invalidate_call(self, group: str, suffixes: list[str], label: str) -> Eval:
-        s = self.schema
-        return Eval(
-            script("invalidate"),
-            [s.clock(group), s.stats(group), s.namespaces(group)],
-            [s.token_base(group), s.deps_base(group), s.group_base(group), _fresh_era(), self.token_ttl, label,
-             *suffixes],
-        )
+    def _invalidate(self, suffixes: list[str], label: str) -> Flow:
+        """Invalidate tokens in every group: one script on a standalone server, one pipeline per shard."""
+        if not self.cluster:
+            deleted = yield Eval(
+                script("invalidate_everywhere"), [self.schema.groups], [_fresh_era(), self.token_ttl, label, *suffixes]
+            )
+            return int(deleted)
+        bases = yield from self._groups()
+        counts = yield FanOut([self._invalidate_call(b, suffixes, label) for b in bases])
+        return sum(int(c) for c in counts)
+
+    def _invalidate_call(self, base: str, suffixes: list[str], label: str) -> Eval:
+        return Eval(script("invalidate"), [base + "clock"], [base, _fresh_era(), self.token_ttl, label, *suffixes])
 
     def invalidate_sources(self, ids: Iterable[str]) -> Flow:
         suffixes = [self.schema.source_suffix(_check_id(i)) for i in dict.fromkeys(ids)]
         if not suffixes:
             return 0
-        groups = yield from self._groups()
-        if not groups:
-            return 0
-        counts = yield FanOut([self._invalidate_call(g, suffixes, "*") for g in groups])
-        return sum(int(c) for c in counts)
+        return (yield from self._invalidate(suffixes, "*"))
 
     def invalidate_namespace(self, namespace: str) -> Flow:
         validate_namespace(namespace)
-        group = namespace.split(":", 1)[0]
-        yield self._invalidate_call(group, ["n:" + escape(namespace)], namespace)
+        base = self.schema.group_base(namespace.split(":", 1)[0])
+        yield self._invalidate_call(base, ["n:" + escape(namespace)], namespace)
 
     def invalidate_all(self) -> Flow:
-        groups = yield from self._groups()
-        if groups:
-            yield FanOut([self._invalidate_call(g, ["a"], "*") for g in groups])
-        return len(groups)
+        yield from self._invalidate(["a"], "*")
 
     def dependents(self, source_id: str) -> Flow:
-        s, dig = self.schema, source_digest(_check_id(source_id))
-        groups = yield from self._groups()
+        dig = source_digest(_check_id(source_id))
+        bases = yield from self._groups()
         calls: list[Eval | Cmd] = [
-            Eval(script("dependents"), [s.namespaces(g)], [s.deps_base(g), s.group_base(g), s.token_base(g), dig])
-            for g in groups
+            Eval(script("dependents"), [b + "nss"], [b + "d:", b, b + "t:", dig]) for b in bases
         ]
         results = yield FanOut(calls)
         return sorted(_text(k) for keys in results for k in keys)
@@ -277,8 +276,8 @@ class Context:
                 return removed
 
     def stats(self) -> Flow:
-        groups = yield from self._groups()
-        results = yield FanOut([Cmd(("HGETALL", self.schema.stats(g))) for g in groups])
+        bases = yield from self._groups()
+        results = yield FanOut([Cmd(("HGETALL", b + "stats")) for b in bases])
         per_ns: dict[str, dict[str, int]] = {}
         for fields in results:
             for k, v in fields.items():

@@ -36,7 +36,12 @@ class SyncDriver:
         try:
             op = next(flow)
             while True:
-                op = flow.send(self._do(client, op))
+                try:
+                    reply = self._do(client, op)
+                except Exception as exc:  # the operation may handle it (e.g. INFO refused by an ACL)
+                    op = flow.throw(exc)
+                else:
+                    op = flow.send(reply)
         except StopIteration as done:
             return done.value
 
@@ -125,7 +130,12 @@ class AsyncDriver:
         try:
             op = next(flow)
             while True:
-                op = flow.send(await self._do(client, op))
+                try:
+                    reply = await self._do(client, op)
+                except Exception as exc:
+                    op = flow.throw(exc)
+                else:
+                    op = flow.send(reply)
         except StopIteration as done:
             return done.value
 

@@ -78,3 +78,38 @@ local function unlink_all(keys)
   end
   return n
 end
+
+-- Invalidate token suffixes in the group whose keys start with `base`, deleting the dependents of sources.
+-- Returns the number of entries deleted.
+local function invalidate_group(base, fresh_era, ttl, label, suffixes)
+  local clock_key = base .. 'clock'
+  local clock = clock_ensure(clock_key, fresh_era)
+  local era = clock[1]
+  redis.call('HINCRBY', clock_key, 'i', 1)
+  local deleted = 0
+  local namespaces = nil
+  for _, suffix in ipairs(suffixes) do
+    local k = base .. 't:' .. suffix
+    if string.sub(suffix, 1, 2) == 's:' then
+      -- A source nobody cached needs no token: the invalidation counter above already stops racing writes.
+      if redis.call('EXISTS', k) == 1 then issue_token(clock_key, era, k, ttl) end
+      local dig = string.sub(suffix, 3)
+      namespaces = namespaces or redis.call('SMEMBERS', base .. 'nss')
+      for _, ns in ipairs(namespaces) do
+        local dk = base .. 'd:' .. dig .. ':' .. ns
+        local members = redis.call('SMEMBERS', dk)
+        if #members > 0 then
+          local keys = {}
+          local entry_base = base .. 'e:' .. ns .. ':'
+          for j, m in ipairs(members) do keys[j] = entry_base .. m end
+          deleted = deleted + unlink_all(keys)
+          redis.call('UNLINK', dk)
+        end
+      end
+    else
+      issue_token(clock_key, era, k, ttl)
+    end
+  end
+  redis.call('HINCRBY', base .. 'stats', 'invalidations:' .. label, 1)
+  return deleted
+end

@@ -1,5 +1,5 @@
 -- KEYS: entry, clock, stats, [tops (standalone only)]
--- ARGV: token base, stats namespace, group name, fresh era, count stats ('1'/'0'), token ttl
+-- ARGV: token base, stats namespace, group base (the member of the index of groups), fresh era, count stats ('1'/'0'), token ttl
 -- Returns {status, era, counter, invalidations[, body]}; status 1 hit, 0 miss, 2 bad, 3 stale, 4 no clock.
 local entry_key, clock_key = KEYS[1], KEYS[2]
 local stats_key = ARGV[5] == '1' and KEYS[3] or ''
