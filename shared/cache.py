@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import contextvars
+import itertools
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -34,32 +35,32 @@ T = TypeVar("T")
 
 # What each context's lookups saw, so that the write that follows a miss in the same call can refuse to
 # store an answer that an invalidation overtook. A new dict per set keeps copied contexts apart.
-_SEEN: contextvars.ContextVar[dict[tuple[str, str], Seen]] = contextvars.ContextVar("valkey_rag_cache_seen")
+_SEEN: contextvars.ContextVar[dict[tuple[int, str, str], Seen]] = contextvars.ContextVar("valkey_rag_cache_seen")
 _SEEN_PER_CONTEXT = 256
 
 
-def _remember(key: EntryKey, seen: Seen | None, hit: bool) -> None:
+def _remember(ident: tuple[int, str, str], seen: Seen | None, hit: bool) -> None:
     current = _SEEN.get({})
-    ident = (key.namespace, key.digest)
     if hit or seen is None:
         if ident in current:  # nothing will be written after a hit
             _SEEN.set({k: v for k, v in current.items() if k != ident})
         return
-    if ident in current:
-        return  # keep the oldest view after a miss: the pending answer may have been built since then
-    updated = {**current, ident: seen}
+    # The newest view wins: within one context a lookup and the write that follows it are sequential.
+    updated = {**{k: v for k, v in current.items() if k != ident}, ident: seen}
     if len(updated) > _SEEN_PER_CONTEXT:
         updated = dict(list(updated.items())[-_SEEN_PER_CONTEXT:])
     _SEEN.set(updated)
 
 
-def _take(key: EntryKey) -> Seen | None:
+def _take(ident: tuple[int, str, str]) -> Seen | None:
     current = _SEEN.get({})
-    ident = (key.namespace, key.digest)
     seen = current.get(ident)
     if seen is not None:
         _SEEN.set({k: v for k, v in current.items() if k != ident})
     return seen
+
+
+_instances = itertools.count()
 
 
 class AnswerCache:
@@ -98,6 +99,7 @@ class AnswerCache:
         self._sync = SyncDriver(self.connector)
         self._async = AsyncDriver(self.connector)
         self._ctx_base = Context(self.schema, self.policy)
+        self._id = next(_instances)
 
     def __repr__(self) -> str:
         return f"AnswerCache(prefix={self.schema.prefix!r}, namespace={self.namespace!r})"
@@ -165,24 +167,27 @@ class AnswerCache:
         result = self._run(lambda ctx: ctx.lookup(key))
         if result is None:
             return None
-        _remember(key, result.seen, result.hit is not None)
+        _remember(self._ident(key), result.seen, result.hit is not None)
         return result.hit
 
     async def alookup(self, key: EntryKey) -> Hit | None:
         result = await self._arun(lambda ctx: ctx.lookup(key))
         if result is None:
             return None
-        _remember(key, result.seen, result.hit is not None)
+        _remember(self._ident(key), result.seen, result.hit is not None)
         return result.hit
 
     def seen(self, key: EntryKey) -> Seen | None:
         """What the last lookup of `key` in this context saw; pass it to `store` from another context."""
-        return _SEEN.get({}).get((key.namespace, key.digest))
+        return _SEEN.get({}).get(self._ident(key))
+
+    def _ident(self, key: EntryKey) -> tuple[int, str, str]:
+        return (self._id, key.namespace, key.digest)
 
     def _write_flow(self, key: EntryKey, value: Any, sources: Any, ttl: Any, content_type: Any, seen: Any) -> Any:
         srcs = as_sources(sources) if sources is not None else ()
         srcs = as_sources([*srcs, *scoped_sources()])
-        seen = seen if seen is not None else _take(key)
+        seen = seen if seen is not None else _take(self._ident(key))
         return lambda ctx: ctx.write(key, value, srcs, seen, ttl, content_type)
 
     def store(

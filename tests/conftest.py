@@ -103,3 +103,10 @@ def raw_client(request: pytest.FixtureRequest, backend: str, make_cache: Any) ->
     if backend == "standalone":
         return valkey.Valkey.from_url(request.getfixturevalue("standalone_url"))
     return ValkeyCluster.from_url(request.getfixturevalue("cluster_url"))
+
+
+@pytest.fixture
+def unused_port() -> int:
+    from servers import free_port
+
+    return free_port()
