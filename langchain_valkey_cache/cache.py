@@ -1,0 +1,170 @@
+"""`ValkeyCache`: LangChain's ``BaseCache`` on Valkey, with answers that depend on the documents retrieved.
+
+Example:
+    >>> from langchain_core.globals import set_llm_cache
+    >>> set_llm_cache(ValkeyCache("valkey://localhost:6379"))  # doctest: +SKIP
+    >>> chain.invoke("How do I reset my password?")  # doctest: +SKIP
+    >>> get_llm_cache().invalidate_source("kb/reset.md")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
+from langchain_core.outputs import Generation
+
+from valkey_rag_cache import AnswerCache, CacheOperations, EntryKey, Source, TTLPolicy
+from valkey_rag_cache.ttl import TTLValue
+
+from .capture import Captured, capture, document_sources
+from .codec import DecodeError, decode_generations, encode_generations
+
+__all__ = ["ValkeyCache"]
+
+log = logging.getLogger("langchain_valkey_cache")
+
+KIND = "lc"
+
+
+class ValkeyCache(CacheOperations, BaseCache):
+    """A ``BaseCache`` for chat and text models whose entries depend on the documents behind each prompt.
+
+    Sources are captured automatically when a retriever ran earlier in the same LangChain run; add more with
+    ``config={"metadata": {"source_ids": [...]}}`` or ``with cache.sources([...]):``.
+
+    Args:
+        url: ``valkey://host:port`` (also ``valkeys://``, ``redis://``, ``rediss://``, ``unix://``); default
+            ``VALKEY_URL``, else an embedded Valkey.
+        client: a ready-made valkey client (sync, asyncio or cluster) instead of `url`.
+        namespace: where this cache's entries live; ``clear()`` removes this namespace and those below it.
+        ttl_policy: content type -> TTL overrides (or a `TTLPolicy`).
+        default_content_type: the content type (hence TTL) of answers built on no typed source.
+        source_id_key: ``None`` (default): a document's source is its ``Document.id`` (``metadata["source"]``
+            when the id is missing); a key name: ``metadata[source_id_key]`` (the id when missing).
+        content_type_key: metadata key holding a document's content type (``static``, ``realtime``, ...).
+        prefix: every Valkey key of this cache starts with ``prefix:``.
+        timeout: socket timeout in seconds; a slower backend turns lookups into misses.
+        core: an existing `AnswerCache` to share (then url, client and the rest are not accepted).
+
+    Example:
+        >>> cache = ValkeyCache("valkey://localhost:6379", namespace="support")  # doctest: +SKIP
+        >>> model = ChatOpenAI(cache=cache)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        namespace: str = "default",
+        ttl_policy: TTLPolicy | Mapping[str, TTLValue] | None = None,
+        default_content_type: str | None = None,
+        source_id_key: str | None = None,
+        content_type_key: str | None = "content_type",
+        prefix: str = "llmcache",
+        timeout: float = 1.0,
+        core: AnswerCache | None = None,
+    ) -> None:
+        if core is not None:
+            if url is not None or client is not None:
+                raise TypeError("pass either core= or url=/client=, not both")
+            self.core = core
+        else:
+            self.core = AnswerCache(
+                url,
+                client=client,
+                prefix=prefix,
+                namespace=namespace,
+                ttl_policy=ttl_policy,
+                default_content_type=default_content_type,
+                timeout=timeout,
+            )
+        self.source_id_key = source_id_key
+        self.content_type_key = content_type_key
+        self._capture = capture()
+
+    def __repr__(self) -> str:
+        return f"ValkeyCache(prefix={self.core.schema.prefix!r}, namespace={self.core.namespace!r})"
+
+    @property
+    def namespace(self) -> str:
+        return self.core.namespace
+
+    def _key(self, prompt: str, llm_string: str) -> EntryKey:
+        # All of llm_string: its part after "---" holds stop words, bound tools and structured-output settings.
+        return self.core.key(KIND, {"llm": llm_string, "prompt": prompt})
+
+    def _sources(self, prompt: str) -> list[Source]:
+        captured = self._capture.take_prompt_sources(prompt)  # text models
+        if captured is None:
+            captured = self._capture.chat_sources()  # chat models
+        return self.captured_sources(captured)
+
+    def captured_sources(self, captured: Captured) -> list[Source]:
+        """Sources for captured documents and metadata ids, read with this cache's metadata keys."""
+        sources = document_sources(captured.documents, self.source_id_key, self.content_type_key)
+        for item in captured.extra:
+            sources.append(item if isinstance(item, Source) else Source(item))
+        return sources
+
+    def _decode(self, key: EntryKey, value: Any) -> list[Generation] | None:
+        try:
+            return decode_generations(value)
+        except DecodeError as exc:
+            log.warning("langchain_valkey_cache: dropping an undecodable cache entry: %s", exc)
+            self.core.discard(key)
+            return None
+
+    def _encode(self, return_val: RETURN_VAL_TYPE) -> dict[str, Any] | None:
+        try:
+            return encode_generations(return_val)
+        except TypeError as exc:  # UnsupportedValue: a generation type we cannot restore exactly
+            log.warning("langchain_valkey_cache: not caching this answer: %s", exc)
+            return None
+
+    # -- BaseCache -------------------------------------------------------------------------------------
+
+    def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        key = self._key(prompt, llm_string)
+        hit = self.core.lookup(key)
+        return None if hit is None else self._decode(key, hit.value)
+
+    def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        value = self._encode(return_val)
+        if value is None:
+            return
+        try:
+            self.core.store(self._key(prompt, llm_string), value, self._sources(prompt))
+        except (TypeError, ValueError) as exc:  # metadata holding non-JSON values (or NaN)
+            log.warning("langchain_valkey_cache: not caching this answer: %s", exc)
+
+    def clear(self, **kwargs: Any) -> None:
+        """Remove this cache's namespace (and those below it); keys of other namespaces stay."""
+        self.core.clear(kwargs.get("namespace"))
+
+    async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        key = self._key(prompt, llm_string)
+        hit = await self.core.alookup(key)
+        if hit is None:
+            return None
+        try:
+            return decode_generations(hit.value)
+        except DecodeError as exc:
+            log.warning("langchain_valkey_cache: dropping an undecodable cache entry: %s", exc)
+            await self.core.adiscard(key)
+            return None
+
+    async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        value = self._encode(return_val)
+        if value is None:
+            return
+        try:
+            await self.core.astore(self._key(prompt, llm_string), value, self._sources(prompt))
+        except (TypeError, ValueError) as exc:
+            log.warning("langchain_valkey_cache: not caching this answer: %s", exc)
+
+    async def aclear(self, **kwargs: Any) -> None:
+        await self.core.aclear(kwargs.get("namespace"))

@@ -1,0 +1,256 @@
+"""Encoding of LangChain values as plain JSON data, and the allowlisted decoding back.
+
+Messages travel as their field dicts (``{"type": "ai", "content": ..., "tool_calls": ...}``), not through
+``langchain_core.load``: decoding is several times cheaper, and nothing in stored bytes can name a class,
+a constructor or a secret. A message's ``type`` picks a class from a fixed allowlist; every other field is
+kept as plain data, so a ``{"lc": 1, "type": "secret", ...}`` dict inside metadata comes back as that dict.
+
+Example:
+    >>> from langchain_core.messages import AIMessage
+    >>> data = encode_message(AIMessage("hi", id="m1"))
+    >>> decode_message(data) == AIMessage("hi", id="m1")
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langchain_core.documents import Document
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ChatMessage,
+    ChatMessageChunk,
+    FunctionMessage,
+    FunctionMessageChunk,
+    HumanMessage,
+    HumanMessageChunk,
+    SystemMessage,
+    SystemMessageChunk,
+    ToolMessage,
+    ToolMessageChunk,
+)
+from langchain_core.outputs import ChatGeneration, Generation
+from langchain_core.runnables.utils import AddableDict
+
+__all__ = [
+    "DecodeError",
+    "UnsupportedValue",
+    "decode_generations",
+    "decode_message",
+    "decode_value",
+    "encode_generations",
+    "encode_message",
+    "encode_value",
+]
+
+
+class DecodeError(ValueError):
+    """Stored data that is not a value this codec wrote: the cache treats it as a miss and removes it."""
+
+
+class UnsupportedValue(TypeError):
+    """A value this codec cannot store faithfully: the cache skips the write instead of storing a lie."""
+
+
+_MESSAGE_CLASSES: tuple[type[BaseMessage], ...] = (
+    AIMessage,
+    AIMessageChunk,
+    HumanMessage,
+    HumanMessageChunk,
+    SystemMessage,
+    SystemMessageChunk,
+    ToolMessage,
+    ToolMessageChunk,
+    ChatMessage,
+    ChatMessageChunk,
+    FunctionMessage,
+    FunctionMessageChunk,
+)
+# The allowlist: a stored "type" can only ever build one of these classes.
+_BY_TYPE: dict[str, type[BaseMessage]] = {cls.model_fields["type"].default: cls for cls in _MESSAGE_CLASSES}
+_FIELDS: dict[type[BaseMessage], tuple[str, ...]] = {
+    cls: tuple(name for name in cls.model_fields if name != "type") for cls in _MESSAGE_CLASSES
+}
+
+
+def _is_str_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _is_list_of_dicts(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, dict) for item in value)
+
+
+def _is_content(value: Any) -> bool:
+    return isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(item, str | dict) for item in value)
+    )
+
+
+# Shape checks per field: cheap, and enough that a decoded message has the types its class declares.
+_CHECKS: dict[str, Any] = {
+    "content": _is_content,
+    "additional_kwargs": lambda v: isinstance(v, dict),
+    "response_metadata": lambda v: isinstance(v, dict),
+    "name": _is_str_or_none,
+    "id": _is_str_or_none,
+    "tool_calls": _is_list_of_dicts,
+    "invalid_tool_calls": _is_list_of_dicts,
+    "tool_call_chunks": _is_list_of_dicts,
+    "usage_metadata": lambda v: v is None or isinstance(v, dict),
+    "chunk_position": _is_str_or_none,
+    "tool_call_id": lambda v: isinstance(v, str),
+    "status": lambda v: isinstance(v, str),
+    "role": lambda v: isinstance(v, str),
+    "artifact": lambda v: True,  # plain JSON data by construction
+}
+
+
+# -- messages ------------------------------------------------------------------------------------------
+
+
+def encode_message(message: BaseMessage) -> dict[str, Any]:
+    """The message's fields as a dict; only the allowlisted message classes (not subclasses) are accepted."""
+    fields = _FIELDS.get(type(message))
+    if fields is None:
+        raise UnsupportedValue(f"cannot cache a {type(message).__name__}: only LangChain's own message classes")
+    data = {name: getattr(message, name) for name in fields}
+    data["type"] = message.type
+    return data
+
+
+def decode_message(data: Any) -> BaseMessage:
+    """Build a message from `encode_message` data; anything else raises `DecodeError`."""
+    if not isinstance(data, dict):
+        raise DecodeError("a stored message is a dict")
+    cls = _BY_TYPE.get(data.get("type"))  # type: ignore[arg-type]
+    if cls is None:
+        raise DecodeError(f"not an allowed message type: {data.get('type')!r}")
+    fields = _FIELDS[cls]
+    for name, value in data.items():
+        if name == "type":
+            continue
+        if name not in fields:
+            raise DecodeError(f"unknown {cls.__name__} field {name!r}")
+        if not _CHECKS[name](value):
+            raise DecodeError(f"bad {cls.__name__}.{name}")
+    values = {name: data[name] for name in fields if name in data}
+    if "content" not in values:
+        raise DecodeError("a stored message has content")
+    # The fields were validated when the message was first built and checked above; skipping pydantic's
+    # validation here is what makes a hit cheap.
+    return cls.model_construct(**values)
+
+
+# -- generations (the BaseCache payload) ---------------------------------------------------------------
+
+
+def encode_generations(generations: Sequence[Generation]) -> dict[str, Any]:
+    """``{"g": [...]}``: a chat generation as ``{"m": message, "i": info}``, a text one as ``{"t", "i"}``."""
+    out: list[dict[str, Any]] = []
+    for gen in generations:
+        if isinstance(gen, ChatGeneration):
+            out.append({"m": encode_message(gen.message), "i": gen.generation_info})
+        elif isinstance(gen, Generation):
+            out.append({"t": gen.text, "i": gen.generation_info})
+        else:
+            raise UnsupportedValue(f"cannot cache a {type(gen).__name__} as a generation")
+    return {"g": out}
+
+
+def decode_generations(value: Any) -> list[Generation]:
+    """The generations `encode_generations` stored; anything else raises `DecodeError`."""
+    if not isinstance(value, dict) or not isinstance(value.get("g"), list):
+        raise DecodeError("not a stored list of generations")
+    gens: list[Generation] = []
+    for item in value["g"]:
+        if not isinstance(item, dict):
+            raise DecodeError("a stored generation is a dict")
+        info = item.get("i")
+        if info is not None and not isinstance(info, dict):
+            raise DecodeError("generation_info is a dict")
+        if "m" in item:
+            message = decode_message(item["m"])
+            if isinstance(message.content, str):
+                gens.append(ChatGeneration.model_construct(text=message.content, message=message, generation_info=info))
+            else:  # content blocks: let ChatGeneration derive its text as it did when the answer was made
+                gens.append(ChatGeneration(message=message, generation_info=info))
+        elif isinstance(item.get("t"), str):
+            gens.append(Generation(text=item["t"], generation_info=info))
+        else:
+            raise DecodeError("a stored generation holds a message or a text")
+    return gens
+
+
+# -- any chain output (CachedRunnable) -----------------------------------------------------------------
+
+_TAG = "$t"
+
+
+def encode_value(value: Any) -> Any:
+    """JSON data for a chain's input or output: JSON types, tuples, dicts, messages and documents.
+
+    Objects become ``{"$t": kind, "v": ...}``; a plain dict that happens to hold ``"$t"`` is wrapped, so
+    decoding never mistakes data for an object. Anything else raises `UnsupportedValue`.
+    """
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise UnsupportedValue("cannot cache a NaN or infinite float")
+        return value
+    if isinstance(value, list):
+        return [encode_value(item) for item in value]
+    if isinstance(value, tuple):
+        return {_TAG: "tuple", "v": [encode_value(item) for item in value]}
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise UnsupportedValue(f"cannot cache a dict with a {type(key).__name__} key")
+            out[key] = encode_value(item)
+        if isinstance(value, AddableDict):  # streamed dict chunks: kept addable for the replay
+            return {_TAG: "adict", "v": out}
+        return {_TAG: "dict", "v": out} if _TAG in out else out
+    if isinstance(value, BaseMessage):
+        data = encode_message(value)
+        return {_TAG: "msg", "v": {k: encode_value(v) if k == "artifact" else v for k, v in data.items()}}
+    if type(value) is Document:
+        return {
+            _TAG: "doc",
+            "v": {"id": value.id, "page_content": value.page_content, "metadata": encode_value(value.metadata)},
+        }
+    raise UnsupportedValue(f"cannot cache a {type(value).__name__}")
+
+
+def decode_value(data: Any) -> Any:
+    """The value `encode_value` stored; anything else raises `DecodeError`."""
+    if isinstance(data, list):
+        return [decode_value(item) for item in data]
+    if not isinstance(data, dict):
+        return data
+    tag = data.get(_TAG)
+    if tag is None:
+        return {key: decode_value(item) for key, item in data.items()}
+    inner = data.get("v")
+    if tag == "dict" and isinstance(inner, dict):
+        return {key: decode_value(item) for key, item in inner.items()}
+    if tag == "adict" and isinstance(inner, dict):
+        return AddableDict({key: decode_value(item) for key, item in inner.items()})
+    if tag == "tuple" and isinstance(inner, list):
+        return tuple(decode_value(item) for item in inner)
+    if tag == "msg" and isinstance(inner, dict):
+        if "artifact" in inner:
+            inner = {**inner, "artifact": decode_value(inner["artifact"])}
+        return decode_message(inner)
+    if tag == "doc" and isinstance(inner, dict):
+        doc_id, text, metadata = inner.get("id"), inner.get("page_content"), decode_value(inner.get("metadata"))
+        if not _is_str_or_none(doc_id) or not isinstance(text, str) or not isinstance(metadata, dict):
+            raise DecodeError("bad stored document")
+        return Document(id=doc_id, page_content=text, metadata=metadata)
+    raise DecodeError(f"not an allowed stored object: {tag!r}")

@@ -1,0 +1,310 @@
+"""`CachedRunnable`: an answer cache around a whole chain (question in, answer out).
+
+A hit skips retrieval and the model; a miss runs the chain and stores its answer with the documents the
+chain retrieved as dependencies, so changing one of them (``invalidate_source``, or `InvalidatingVectorStore`
+under ``index(...)``) makes the next run recompute. Streams are replayed on a hit; a stream the caller
+abandons, or that fails, is never stored.
+
+Example:
+    >>> rag = CachedRunnable(retriever_chain, cache=ValkeyCache(namespace="support"), key="support-bot:v3")  # doctest: +SKIP
+    >>> rag.invoke("How do I reset my password?")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Generic, TypeVar
+
+from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
+from langchain_core.messages import BaseMessageChunk, message_chunk_to_message
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import (
+    ensure_config,
+    get_async_callback_manager_for_config,
+    get_callback_manager_for_config,
+    patch_config,
+)
+from langchain_core.runnables.utils import AddableDict
+from pydantic import BaseModel
+
+from valkey_rag_cache import AnswerCache, EntryKey, Seen, Source
+from valkey_rag_cache.keys import digest
+
+from .cache import ValkeyCache
+from .capture import Captured, capture, document_sources
+from .codec import DecodeError, UnsupportedValue, decode_value, encode_value
+
+__all__ = ["CachedRunnable"]
+
+log = logging.getLogger("langchain_valkey_cache")
+
+Input = TypeVar("Input")
+Output = TypeVar("Output")
+
+KIND = "lc-chain"
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_MISS = object()
+
+
+def fingerprint(runnable: Runnable[Any, Any]) -> str:
+    """A default identity for a chain: its repr without memory addresses (prompts, model parameters, ...)."""
+    return digest(_ADDRESS.sub("", repr(runnable)).encode("utf-8", "surrogatepass"))
+
+
+def _aggregate(chunks: list[Any]) -> Any:
+    """What ``invoke`` would have returned, from the chunks a stream produced; `_MISS` if they do not add."""
+    if not chunks:
+        return _MISS
+    try:
+        out = chunks[0]
+        for chunk in chunks[1:]:
+            out = out + chunk
+    except TypeError:
+        return _MISS
+    if isinstance(out, BaseMessageChunk):
+        return message_chunk_to_message(out)
+    if isinstance(out, AddableDict):
+        return dict(out)
+    return out
+
+
+class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
+    """Caches a runnable's output per input; the entry depends on the documents retrieved while it ran.
+
+    Args:
+        runnable: the chain to cache (a hit never calls it).
+        cache: a `ValkeyCache` (its namespace, TTL policy and metadata keys apply) or an `AnswerCache`.
+        key: the chain's identity in the cache, such as ``"support-bot:v3"``. By default a digest of the
+            chain's repr (prompts, model parameters); name a version here to share entries across processes
+            reliably and to retire them when the chain changes.
+
+    Inputs and outputs may be JSON values, tuples, messages and documents; others bypass the cache.
+    ``config["configurable"]`` is part of the key; ``config["metadata"]["source_ids"]`` adds sources.
+    """
+
+    def __init__(
+        self, runnable: Runnable[Input, Output], cache: ValkeyCache | AnswerCache, key: str | None = None
+    ) -> None:
+        self.runnable = runnable
+        if isinstance(cache, ValkeyCache):
+            self.cache: ValkeyCache | None = cache
+            self.core = cache.core
+        elif isinstance(cache, AnswerCache):
+            self.cache = None
+            self.core = cache
+        else:
+            raise TypeError(f"cache must be a ValkeyCache or an AnswerCache, got {type(cache).__name__}")
+        self.key = key if key is not None else fingerprint(runnable)
+        self.name = f"Cached{runnable.get_name()}"
+        self._capture = capture()
+
+    def __repr__(self) -> str:
+        return f"CachedRunnable({self.runnable!r}, key={self.key!r})"
+
+    # -- schema: the wrapped runnable's ----------------------------------------------------------------
+
+    @property
+    def InputType(self) -> Any:  # noqa: N802 - LangChain's name
+        return self.runnable.InputType
+
+    @property
+    def OutputType(self) -> Any:  # noqa: N802
+        return self.runnable.OutputType
+
+    def get_input_schema(self, config: RunnableConfig | None = None) -> type[BaseModel]:
+        return self.runnable.get_input_schema(config)
+
+    def get_output_schema(self, config: RunnableConfig | None = None) -> type[BaseModel]:
+        return self.runnable.get_output_schema(config)
+
+    # -- keys, sources, entries ------------------------------------------------------------------------
+
+    def _entry_key(self, input: Any, config: RunnableConfig) -> EntryKey | None:
+        configurable = {k: v for k, v in (config.get("configurable") or {}).items() if not k.startswith("__")}
+        try:
+            parts = {"chain": self.key, "input": encode_value(input), "configurable": encode_value(configurable)}
+            return self.core.key(KIND, parts)
+        except TypeError as exc:  # an input we cannot key faithfully: run the chain uncached
+            log.debug("langchain_valkey_cache: not caching a %s input: %s", type(input).__name__, exc)
+            return None
+
+    def _sources(self, run_id: Any, config: RunnableConfig) -> list[Source]:
+        captured: Captured = self._capture.run_sources(run_id, config.get("metadata"))
+        if self.cache is not None:
+            return self.cache.captured_sources(captured)
+        sources = document_sources(captured.documents, None, "content_type")
+        sources.extend(s if isinstance(s, Source) else Source(s) for s in captured.extra)
+        return sources
+
+    def _decode(self, value: Any) -> tuple[Any, list[Any] | None]:
+        """(output or _MISS, chunks or None) from a stored entry."""
+        if not isinstance(value, dict) or not ("o" in value or "c" in value):
+            raise DecodeError("not a stored chain answer")
+        output = decode_value(value["o"]) if "o" in value else _MISS
+        chunks = value.get("c")
+        if chunks is not None and not isinstance(chunks, list):
+            raise DecodeError("stored chunks are a list")
+        return output, ([decode_value(c) for c in chunks] if chunks is not None else None)
+
+    def _entry(self, output: Any = _MISS, chunks: list[Any] | None = None) -> dict[str, Any] | None:
+        try:
+            entry: dict[str, Any] = {}
+            if output is not _MISS:
+                entry["o"] = encode_value(output)
+            if chunks is not None:
+                entry["c"] = [encode_value(c) for c in chunks]
+            return entry
+        except UnsupportedValue as exc:
+            log.warning("langchain_valkey_cache: not caching this answer: %s", exc)
+            return None
+
+    def _store(self, key: EntryKey, entry: dict[str, Any] | None, sources: list[Source], seen: Seen | None) -> None:
+        if entry is None:
+            return
+        try:
+            self.core.store(key, entry, sources, seen=seen)
+        except (TypeError, ValueError) as exc:
+            log.warning("langchain_valkey_cache: not caching this answer: %s", exc)
+
+    async def _astore(
+        self, key: EntryKey, entry: dict[str, Any] | None, sources: list[Source], seen: Seen | None
+    ) -> None:
+        if entry is None:
+            return
+        try:
+            await self.core.astore(key, entry, sources, seen=seen)
+        except (TypeError, ValueError) as exc:
+            log.warning("langchain_valkey_cache: not caching this answer: %s", exc)
+
+    def _read(self, key: EntryKey, hit: Any) -> tuple[Any, list[Any] | None] | None:
+        try:
+            return self._decode(hit.value)
+        except DecodeError as exc:
+            log.warning("langchain_valkey_cache: dropping an undecodable cache entry: %s", exc)
+            return None
+
+    # -- invoke ----------------------------------------------------------------------------------------
+
+    def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
+        return self._call_with_config(functools.partial(self._invoke, **kwargs), input, config)
+
+    def _invoke(
+        self, input: Input, run_manager: CallbackManagerForChainRun, config: RunnableConfig, **kwargs: Any
+    ) -> Output:
+        key = self._entry_key(input, config)
+        if key is None:
+            return self.runnable.invoke(input, config, **kwargs)
+        hit = self.core.lookup(key)
+        if hit is not None:
+            stored = self._read(key, hit)
+            if stored is None:
+                self.core.discard(key)
+            else:
+                output = stored[0] if stored[0] is not _MISS else _aggregate(stored[1] or [])
+                if output is not _MISS:
+                    return output  # type: ignore[no-any-return]
+        seen = self.core.seen(key)
+        output = self.runnable.invoke(input, config, **kwargs)
+        self._store(key, self._entry(output), self._sources(run_manager.run_id, config), seen)
+        return output
+
+    async def ainvoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
+        return await self._acall_with_config(functools.partial(self._ainvoke, **kwargs), input, config)
+
+    async def _ainvoke(
+        self, input: Input, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig, **kwargs: Any
+    ) -> Output:
+        key = self._entry_key(input, config)
+        if key is None:
+            return await self.runnable.ainvoke(input, config, **kwargs)
+        hit = await self.core.alookup(key)
+        if hit is not None:
+            stored = self._read(key, hit)
+            if stored is None:
+                await self.core.adiscard(key)
+            else:
+                output = stored[0] if stored[0] is not _MISS else _aggregate(stored[1] or [])
+                if output is not _MISS:
+                    return output  # type: ignore[no-any-return]
+        seen = self.core.seen(key)
+        output = await self.runnable.ainvoke(input, config, **kwargs)
+        await self._astore(key, self._entry(output), self._sources(run_manager.run_id, config), seen)
+        return output
+
+    # -- stream: replay a hit, store only a stream that ran to its end ---------------------------------
+
+    def stream(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Output]:
+        config = ensure_config(config)
+        run_manager = get_callback_manager_for_config(config).on_chain_start(
+            None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None)
+        )
+        child = patch_config(config, callbacks=run_manager.get_child())
+        chunks: list[Any] = []
+        try:
+            key = self._entry_key(input, config)
+            if key is None:
+                for chunk in self.runnable.stream(input, child, **kwargs):
+                    chunks.append(chunk)
+                    yield chunk
+            else:
+                hit = self.core.lookup(key)
+                stored = self._read(key, hit) if hit is not None else None
+                if hit is not None and stored is None:
+                    self.core.discard(key)
+                if stored is not None:
+                    chunks = stored[1] if stored[1] is not None else [stored[0]]
+                    yield from chunks
+                else:
+                    # The generator may resume in another context; take what the lookup saw now.
+                    seen = self.core.seen(key)
+                    for chunk in self.runnable.stream(input, child, **kwargs):
+                        chunks.append(chunk)
+                        yield chunk
+                    output = _aggregate(chunks)
+                    self._store(key, self._entry(output, chunks), self._sources(run_manager.run_id, config), seen)
+        except BaseException as exc:  # GeneratorExit too: an abandoned stream is never stored
+            run_manager.on_chain_error(exc)
+            raise
+        final = _aggregate(chunks)
+        run_manager.on_chain_end(None if final is _MISS else final)
+
+    async def astream(
+        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Output]:
+        config = ensure_config(config)
+        run_manager = await get_async_callback_manager_for_config(config).on_chain_start(
+            None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None)
+        )
+        child = patch_config(config, callbacks=run_manager.get_child())
+        chunks: list[Any] = []
+        try:
+            key = self._entry_key(input, config)
+            if key is None:
+                async for chunk in self.runnable.astream(input, child, **kwargs):
+                    chunks.append(chunk)
+                    yield chunk
+            else:
+                hit = await self.core.alookup(key)
+                stored = self._read(key, hit) if hit is not None else None
+                if hit is not None and stored is None:
+                    await self.core.adiscard(key)
+                if stored is not None:
+                    chunks = stored[1] if stored[1] is not None else [stored[0]]
+                    for chunk in chunks:
+                        yield chunk
+                else:
+                    seen = self.core.seen(key)
+                    async for chunk in self.runnable.astream(input, child, **kwargs):
+                        chunks.append(chunk)
+                        yield chunk
+                    output = _aggregate(chunks)
+                    entry = self._entry(output, chunks)
+                    await self._astore(key, entry, self._sources(run_manager.run_id, config), seen)
+        except BaseException as exc:
+            await run_manager.on_chain_error(exc)
+            raise
+        final = _aggregate(chunks)
+        await run_manager.on_chain_end(None if final is _MISS else final)
