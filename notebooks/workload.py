@@ -54,7 +54,7 @@ TOPICS = [
 ]  # fmt: skip
 
 _TEMPLATES = [
-    "How does {t} work?",
+    "What is our policy on {t}?",
     "What changed in {t} recently?",
     "How do I configure {t} for my team?",
 ]
@@ -98,7 +98,8 @@ def make_questions(kb: KnowledgeBase, n: int = 50, seed: int = 7) -> list[Questi
         main = ids[i % len(ids)]
         topic = main.removeprefix("kb/").removesuffix(".md")
         extra = rng.sample([d for d in ids if d != main], k=rng.choice([0, 0, 1, 2]))
-        out.append(Question(_TEMPLATES[(i // len(ids)) % len(_TEMPLATES)].format(t=topic), (main, *extra)))
+        text = _TEMPLATES[(i // len(ids)) % len(_TEMPLATES)].format(t=topic.replace("-", " "))
+        out.append(Question(text, (main, *extra)))
     return out
 
 
@@ -282,7 +283,8 @@ def ttl_only_replay(
     """Replay the same requests and edits through a cache that only has a TTL (no invalidation).
 
     One-off questions (index -1) never repeat, so they are always misses. Returns hits, model calls and the
-    number of stale answers served (an answer cached before an edit of one of its documents, still alive).
+    number of stale answers served (an answer cached before an edit of one of its documents, still alive),
+    with the times of those stale answers and a (hit, stale) pair per request.
     """
     kb = KnowledgeBase.of(n_docs)
     cached: dict[int, tuple[float, dict[str, int]]] = {}  # question -> (expires at, versions used)
@@ -290,16 +292,20 @@ def ttl_only_replay(
     hits = stale = calls = 0
     seconds = 0.0
     stale_at: list[float] = []
+    flags: list[tuple[bool, bool]] = []  # (hit, stale) per request
     for at, q_index, docs, cost in trace:
         while pending and pending[0][0] <= at:
             kb.update(pending.pop(0)[1])
         entry = cached.get(q_index) if q_index >= 0 else None
         if entry is not None and entry[0] > at:
             hits += 1
-            if not kb.is_current(entry[1]):
+            fresh = kb.is_current(entry[1])
+            if not fresh:
                 stale += 1
                 stale_at.append(at)
+            flags.append((True, not fresh))
             continue
+        flags.append((False, False))
         calls += 1
         seconds += cost
         if q_index >= 0:
@@ -313,4 +319,5 @@ def ttl_only_replay(
         "model_seconds": seconds,
         "stale": stale,
         "stale_at": stale_at,
+        "flags": flags,
     }
