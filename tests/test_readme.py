@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import valkey
-
 from servers import Server, start_standalone
 
 README = Path(__file__).resolve().parent.parent / "README.md"
