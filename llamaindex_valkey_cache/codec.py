@@ -1,0 +1,217 @@
+"""LlamaIndex responses to JSON and back: data only, rebuilt with pydantic ``model_validate`` of known types.
+
+Nothing stored can name a class: a chat entry is always a `ChatResponse`, a completion entry always a
+`CompletionResponse`, a source node one of a fixed set of node classes. The provider's ``raw`` object is
+dropped (it is often not serializable and may hold request details). Anything that does not validate
+decodes to None, which the adapters turn into a miss and a discarded entry.
+
+Example:
+    >>> from llama_index.core.base.llms.types import CompletionResponse
+    >>> entry = encode_completion(CompletionResponse(text="Paris"))
+    >>> decode_completion(entry).response.text
+    'Paris'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from llama_index.core.base.llms.types import ChatMessage, ChatResponse, CompletionResponse
+from llama_index.core.base.response.schema import Response
+from llama_index.core.schema import BaseNode, ImageNode, IndexNode, NodeWithScore, TextNode
+
+__all__ = [
+    "LLMEntry",
+    "decode_answer",
+    "decode_chat",
+    "decode_completion",
+    "encode_answer",
+    "encode_chat",
+    "encode_completion",
+]
+
+R = TypeVar("R", ChatResponse, CompletionResponse)
+
+
+@dataclass(frozen=True, slots=True)
+class LLMEntry(Generic[R]):
+    """A cached LLM call: its final response and, for a stream, the deltas it arrived in."""
+
+    response: R
+    deltas: tuple[str, ...] | None
+
+
+def _dump(response: ChatResponse | CompletionResponse) -> dict[str, Any]:
+    # `raw` is the provider's own object: not ours to store, and often not serializable at all.
+    return response.model_copy(update={"raw": None}).model_dump(mode="json")
+
+
+def encode_chat(response: ChatResponse, deltas: Sequence[str] | None = None) -> dict[str, Any]:
+    return {"chat": _dump(response), "deltas": list(deltas) if deltas is not None else None}
+
+
+def encode_completion(response: CompletionResponse, deltas: Sequence[str] | None = None) -> dict[str, Any]:
+    return {"completion": _dump(response), "deltas": list(deltas) if deltas is not None else None}
+
+
+def _deltas(value: dict[str, Any]) -> tuple[str, ...] | None:
+    deltas = value.get("deltas")
+    if deltas is None:
+        return None
+    if not isinstance(deltas, list) or not all(isinstance(d, str) for d in deltas):
+        raise ValueError("deltas must be a list of strings")
+    return tuple(deltas)
+
+
+def _validated(model: type[R], value: Any, field: str) -> LLMEntry[R] | None:
+    if not isinstance(value, dict) or not isinstance(value.get(field), dict):
+        return None
+    try:
+        return LLMEntry(model.model_validate(value[field]), _deltas(value))
+    except Exception:  # validators of untrusted data may raise anything: it is a bad entry, not a bug
+        return None
+
+
+def decode_chat(value: Any) -> LLMEntry[ChatResponse] | None:
+    return _validated(ChatResponse, value, "chat")
+
+
+def decode_completion(value: Any) -> LLMEntry[CompletionResponse] | None:
+    return _validated(CompletionResponse, value, "completion")
+
+
+def replay_chat(entry: LLMEntry[ChatResponse]) -> list[ChatResponse]:
+    """The chunks of a stream: cumulative text with each delta, and the final response last."""
+    final = entry.response
+    deltas = entry.deltas if entry.deltas is not None else (final.delta or final.message.content or "",)
+    if not deltas:
+        return [final]
+    chunks: list[ChatResponse] = []
+    text = ""
+    for delta in deltas[:-1]:
+        text += delta
+        chunks.append(ChatResponse(message=ChatMessage(role=final.message.role, content=text), delta=delta))
+    chunks.append(final.model_copy(update={"delta": deltas[-1]}))
+    return chunks
+
+
+def replay_completion(entry: LLMEntry[CompletionResponse]) -> list[CompletionResponse]:
+    final = entry.response
+    deltas = entry.deltas if entry.deltas is not None else (final.delta or final.text or "",)
+    if not deltas:
+        return [final]
+    chunks: list[CompletionResponse] = []
+    text = ""
+    for delta in deltas[:-1]:
+        text += delta
+        chunks.append(CompletionResponse(text=text, delta=delta))
+    chunks.append(final.model_copy(update={"delta": deltas[-1]}))
+    return chunks
+
+
+# Node classes a cached answer may hold; anything else is stored as the TextNode it reads as.
+_NODE_CLASSES: dict[str, type[TextNode]] = {cls.class_name(): cls for cls in (TextNode, ImageNode, IndexNode)}
+
+
+def _encode_node(item: NodeWithScore) -> dict[str, Any]:
+    node = item.node
+    if not isinstance(node, TextNode) or node.class_name() not in _NODE_CLASSES:
+        node = TextNode(
+            id_=node.node_id,
+            text=node.get_content(),
+            metadata=dict(node.metadata),
+            relationships=dict(node.relationships),
+        )
+    dumped = node.model_dump(mode="json", exclude={"embedding"})
+    return {"class": node.class_name(), "node": dumped, "score": item.score}
+
+
+def _decode_node(value: Any) -> NodeWithScore:
+    if not isinstance(value, dict):
+        raise ValueError("a source node is an object")
+    cls = _NODE_CLASSES.get(value.get("class"))  # type: ignore[arg-type]
+    if cls is None:
+        raise ValueError(f"unknown node class {value.get('class')!r}")
+    score = value.get("score")
+    if score is not None and (not isinstance(score, int | float) or isinstance(score, bool)):
+        raise ValueError("a score is a number")
+    return NodeWithScore(node=cls.model_validate(value.get("node")), score=score)
+
+
+def encode_answer(
+    text: str, source_nodes: Sequence[NodeWithScore], metadata: Any, tokens: Sequence[str] | None
+) -> dict[str, Any]:
+    """A query engine's answer: its text, source nodes (without embeddings), JSON metadata, stream tokens."""
+    return {
+        "text": text,
+        "nodes": [_encode_node(n) for n in source_nodes],
+        "metadata": _json_metadata(metadata),
+        "tokens": list(tokens) if tokens is not None else None,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    text: str
+    source_nodes: list[NodeWithScore]
+    metadata: dict[str, Any] | None
+    tokens: tuple[str, ...] | None
+
+    def response(self) -> Response:
+        return Response(
+            self.text, list(self.source_nodes), dict(self.metadata) if self.metadata is not None else None
+        )
+
+
+def decode_answer(value: Any) -> Answer | None:
+    try:
+        if not isinstance(value, dict) or not isinstance(value.get("text"), str):
+            return None
+        nodes = value.get("nodes")
+        metadata = value.get("metadata")
+        tokens = value.get("tokens")
+        if not isinstance(nodes, list) or (metadata is not None and not isinstance(metadata, dict)):
+            return None
+        if tokens is not None and (
+            not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens)
+        ):
+            return None
+        return Answer(
+            value["text"],
+            [_decode_node(n) for n in nodes],
+            metadata,
+            tuple(tokens) if tokens is not None else None,
+        )
+    except Exception:  # validators of untrusted data may raise anything: it is a bad entry, not a bug
+        return None
+
+
+def _json_metadata(metadata: Any) -> dict[str, Any] | None:
+    """Response metadata keeps what is plain JSON; per-node metadata is kept with the nodes anyway."""
+    if not isinstance(metadata, dict):
+        return None
+    out: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if isinstance(key, str) and _is_json(value):
+            out[key] = value
+    return out
+
+
+def _is_json(value: Any, depth: int = 0) -> bool:
+    if depth > 32:
+        return False
+    if value is None or isinstance(value, str | bool | int):
+        return True
+    if isinstance(value, float):
+        return value == value and value not in (float("inf"), float("-inf"))
+    if isinstance(value, list | tuple):
+        return all(_is_json(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def node_classes() -> tuple[type[BaseNode], ...]:
+    return tuple(_NODE_CLASSES.values())

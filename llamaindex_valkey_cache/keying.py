@@ -1,0 +1,81 @@
+"""What goes into a key: everything that changes an LLM's output, as plain JSON for the core to digest.
+
+The inner LLM's class, metadata and settings (never its credentials), the messages with their roles and
+blocks, the prompt, and call kwargs such as tools. Objects JSON cannot hold are described by what they
+mean (a tool by its name, description and parameter schema; a function by its name and code); anything
+else by its ``repr``, which at worst turns a would-be hit into a miss, never into a wrong hit.
+
+Example:
+    >>> from llama_index.core.llms import MockLLM
+    >>> llm_identity(MockLLM(max_tokens=5))["class"]
+    'llama_index.core.llms.mock.MockLLM'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from llama_index.core.llms import LLM
+from pydantic import BaseModel, SecretBytes, SecretStr
+from pydantic_core import to_jsonable_python
+
+__all__ = ["jsonable", "llm_identity"]
+
+# Settings that do not change what the model says, or must never be hashed into a key.
+_IGNORED = frozenset({"callback_manager", "rate_limiter"})
+_SECRET = re.compile(r"(^|_)(api_?key|key|token|secret|password|passwd|credentials?|auth)$", re.IGNORECASE)
+
+
+def _qualified(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '') or ''}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
+
+
+def _describe(obj: Any) -> Any:
+    """JSON for what JSON cannot hold."""
+    meta = getattr(obj, "metadata", None)
+    if meta is not None and hasattr(meta, "get_parameters_dict") and hasattr(meta, "name"):
+        # A LlamaIndex tool: what the model sees of it.
+        return {
+            "tool": meta.name,
+            "description": getattr(meta, "description", None),
+            "parameters": jsonable(meta.get_parameters_dict()),
+            "return_direct": getattr(meta, "return_direct", None),
+        }
+    if isinstance(obj, type):
+        if issubclass(obj, BaseModel):
+            return {"class": _qualified(obj), "schema": jsonable(obj.model_json_schema())}
+        return {"class": _qualified(obj)}
+    if isinstance(obj, SecretStr | SecretBytes):
+        return None
+    code = getattr(obj, "__code__", None)
+    if code is not None:
+        # Two lambdas in one module share a name: their code tells them apart.
+        body = hashlib.blake2b(code.co_code + repr(code.co_consts).encode(), digest_size=12).hexdigest()
+        return {"function": _qualified(obj), "code": body}
+    if callable(obj) and hasattr(obj, "__qualname__"):
+        return {"function": _qualified(obj)}
+    return {"repr": repr(obj)}
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as JSON data (pydantic models as their JSON dump, other objects described)."""
+    return to_jsonable_python(value, fallback=_describe, serialize_unknown=False)
+
+
+def llm_identity(llm: LLM) -> dict[str, Any]:
+    """The class, metadata and settings of `llm`: a different model or setting is a different key."""
+    settings: dict[str, Any] = {}
+    for name in sorted(type(llm).model_fields):
+        if name in _IGNORED or _SECRET.search(name):
+            continue
+        value = getattr(llm, name, None)
+        if isinstance(value, SecretStr | SecretBytes):
+            continue
+        settings[name] = jsonable(value)
+    return {
+        "class": _qualified(type(llm)),
+        "metadata": jsonable(llm.metadata),
+        "settings": settings,
+    }

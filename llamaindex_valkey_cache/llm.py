@@ -1,0 +1,360 @@
+"""`CachedLLM`: any LlamaIndex LLM behind the Valkey cache, usable as ``Settings.llm``.
+
+A miss calls the inner LLM and stores its response with the documents retrieved for the call as sources
+(see `tracking`); a hit returns the stored response without calling it. Streams are stored once fully read
+and replayed chunk by chunk on a hit; a stream that is abandoned or fails is never stored. Chat and stream
+chat share entries, as do complete and stream complete: a stored chat answers a later stream and back.
+
+Around a `FunctionCallingLLM`, ``CachedLLM(...)`` builds a `CachedFunctionCallingLLM`, which also delegates
+the tool-calling hooks, so ``chat_with_tools``, ``predict_and_call``, ``structured_predict`` and agents work.
+
+Example:
+    >>> from llama_index.core import Settings
+    >>> cache = ValkeyCache("valkey://localhost:6379")  # doctest: +SKIP
+    >>> Settings.llm = CachedLLM(llm=OpenAI(model="gpt-4o-mini"), cache=cache)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable, Generator, Sequence
+from typing import Any, TypeVar
+
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+)
+from llama_index.core.llms import LLM
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import ToolSelection
+from pydantic import Field, PrivateAttr, SerializeAsAny
+from valkey_rag_cache import EntryKey, Seen, Source
+
+from . import codec
+from .cache import ValkeyCache
+from .keying import jsonable, llm_identity
+from .tracking import current_retrievals, install
+
+__all__ = ["CachedFunctionCallingLLM", "CachedLLM"]
+
+E = TypeVar("E")
+
+# The fields that shape prompts in `LLM.predict`, `stream` and `structured_predict`; copied from the inner LLM
+# so that a prompt formatted by the wrapper is the prompt the inner LLM would have formatted.
+PROMPT_FIELDS = (
+    "system_prompt",
+    "messages_to_prompt",
+    "completion_to_prompt",
+    "output_parser",
+    "query_wrapper_prompt",
+    "pydantic_program_mode",
+)
+
+CHAT = "llamaindex.chat"
+COMPLETION = "llamaindex.completion"
+
+
+class CachedLLM(LLM):
+    """An LLM that answers from the Valkey cache and otherwise asks `llm`.
+
+    Args:
+        llm: the LLM to cache; a `FunctionCallingLLM` gets a `CachedFunctionCallingLLM`.
+        cache: the `ValkeyCache` holding the answers.
+        namespace: store this LLM's answers in another namespace than the cache's.
+
+    Example:
+        >>> llm = CachedLLM(llm=MockLLM(max_tokens=8), cache=ValkeyCache())  # doctest: +SKIP
+        >>> llm.complete("Hello").text  # second call served from Valkey  # doctest: +SKIP
+    """
+
+    llm: SerializeAsAny[LLM] = Field(description="The LLM whose answers are cached.")
+    namespace: str | None = Field(
+        default=None, description="Namespace of the entries (default: the cache's)."
+    )
+    _cache: ValkeyCache = PrivateAttr()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> CachedLLM:
+        inner = kwargs.get("llm", args[0] if args else None)
+        if cls is CachedLLM and isinstance(inner, FunctionCallingLLM):
+            cls = CachedFunctionCallingLLM
+        return super().__new__(cls)
+
+    def __init__(self, llm: LLM, cache: ValkeyCache, *, namespace: str | None = None, **kwargs: Any) -> None:
+        if not isinstance(llm, LLM):
+            raise TypeError(f"llm must be a LlamaIndex LLM, got {type(llm).__name__}")
+        if not isinstance(cache, ValkeyCache):
+            raise TypeError(f"cache must be a ValkeyCache, got {type(cache).__name__}")
+        shaping = {name: getattr(llm, name) for name in PROMPT_FIELDS}
+        super().__init__(
+            llm=llm,
+            namespace=namespace,
+            callback_manager=llm.callback_manager,
+            **{**shaping, **kwargs},
+        )
+        self._cache = cache
+        install()
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "CachedLLM"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return self.llm.metadata
+
+    @property
+    def cache(self) -> ValkeyCache:
+        return self._cache
+
+    # -- keys, sources, lookups ------------------------------------------------------------------------
+
+    def _key(self, kind: str, call: dict[str, Any]) -> EntryKey:
+        parts = {"llm": llm_identity(self.llm), **{k: jsonable(v) for k, v in call.items()}}
+        return self._cache.core.key(kind, parts, namespace=self.namespace)
+
+    def _chat_key(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> EntryKey:
+        return self._key(CHAT, {"messages": list(messages), "kwargs": kwargs})
+
+    def _completion_key(self, prompt: str, formatted: bool, kwargs: dict[str, Any]) -> EntryKey:
+        return self._key(COMPLETION, {"prompt": prompt, "formatted": formatted, "kwargs": kwargs})
+
+    def _sources(self) -> list[Source]:
+        return self._cache.sources_of(current_retrievals())
+
+    def _lookup(self, key: EntryKey, decode: Callable[[Any], E | None]) -> tuple[E | None, Seen | None]:
+        """A decoded hit, or None and what the lookup saw (for a store from another context)."""
+        core = self._cache.core
+        for _ in range(2):
+            hit = core.lookup(key)
+            if hit is None:
+                return None, core.seen(key)
+            entry = decode(hit.value)
+            if entry is not None:
+                return entry, None
+            core.discard(key)  # unreadable: remove it, then look again so the store that follows is checked
+        return None, core.seen(key)
+
+    async def _alookup(
+        self, key: EntryKey, decode: Callable[[Any], E | None]
+    ) -> tuple[E | None, Seen | None]:
+        core = self._cache.core
+        for _ in range(2):
+            hit = await core.alookup(key)
+            if hit is None:
+                return None, core.seen(key)
+            entry = decode(hit.value)
+            if entry is not None:
+                return entry, None
+            await core.adiscard(key)
+        return None, core.seen(key)
+
+    # -- chat ------------------------------------------------------------------------------------------
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        key = self._chat_key(messages, kwargs)
+        entry, seen = self._lookup(key, codec.decode_chat)
+        if entry is not None:
+            return _final(entry)
+        sources = self._sources()
+        response = self.llm.chat(messages, **kwargs)
+        self._cache.core.store(key, codec.encode_chat(response), sources, seen=seen)
+        return response
+
+    @llm_chat_callback()
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        key = self._chat_key(messages, kwargs)
+        entry, seen = await self._alookup(key, codec.decode_chat)
+        if entry is not None:
+            return _final(entry)
+        sources = self._sources()
+        response = await self.llm.achat(messages, **kwargs)
+        await self._cache.core.astore(key, codec.encode_chat(response), sources, seen=seen)
+        return response
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        key = self._chat_key(messages, kwargs)
+        entry, seen = self._lookup(key, codec.decode_chat)
+        if entry is not None:
+            return _replay(codec.replay_chat(entry))
+        sources = self._sources()  # now, while the caller's span is active: the stream is read later
+        stream = self.llm.stream_chat(messages, **kwargs)
+        return self._recorded(
+            stream, lambda final, deltas: codec.encode_chat(final, deltas), key, sources, seen
+        )
+
+    @llm_chat_callback()
+    async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        key = self._chat_key(messages, kwargs)
+        entry, seen = await self._alookup(key, codec.decode_chat)
+        if entry is not None:
+            return _areplay(codec.replay_chat(entry))
+        sources = self._sources()
+        stream = await self.llm.astream_chat(messages, **kwargs)
+        return self._arecorded(
+            stream, lambda final, deltas: codec.encode_chat(final, deltas), key, sources, seen
+        )
+
+    # -- completion ------------------------------------------------------------------------------------
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        key = self._completion_key(prompt, formatted, kwargs)
+        entry, seen = self._lookup(key, codec.decode_completion)
+        if entry is not None:
+            return _final(entry)
+        sources = self._sources()
+        response = self.llm.complete(prompt, formatted=formatted, **kwargs)
+        self._cache.core.store(key, codec.encode_completion(response), sources, seen=seen)
+        return response
+
+    @llm_completion_callback()
+    async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        key = self._completion_key(prompt, formatted, kwargs)
+        entry, seen = await self._alookup(key, codec.decode_completion)
+        if entry is not None:
+            return _final(entry)
+        sources = self._sources()
+        response = await self.llm.acomplete(prompt, formatted=formatted, **kwargs)
+        await self._cache.core.astore(key, codec.encode_completion(response), sources, seen=seen)
+        return response
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        key = self._completion_key(prompt, formatted, kwargs)
+        entry, seen = self._lookup(key, codec.decode_completion)
+        if entry is not None:
+            return _replay(codec.replay_completion(entry))
+        sources = self._sources()
+        stream = self.llm.stream_complete(prompt, formatted=formatted, **kwargs)
+        return self._recorded(
+            stream, lambda final, deltas: codec.encode_completion(final, deltas), key, sources, seen
+        )
+
+    @llm_completion_callback()
+    async def astream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
+        key = self._completion_key(prompt, formatted, kwargs)
+        entry, seen = await self._alookup(key, codec.decode_completion)
+        if entry is not None:
+            return _areplay(codec.replay_completion(entry))
+        sources = self._sources()
+        stream = await self.llm.astream_complete(prompt, formatted=formatted, **kwargs)
+        return self._arecorded(
+            stream, lambda final, deltas: codec.encode_completion(final, deltas), key, sources, seen
+        )
+
+    # -- streams ---------------------------------------------------------------------------------------
+
+    def _recorded(
+        self,
+        stream: Generator[Any, None, None],
+        encode: Callable[[Any, list[str]], Any],
+        key: EntryKey,
+        sources: list[Source],
+        seen: Seen | None,
+    ) -> Generator[Any, None, None]:
+        """Pass the chunks through; store them only once the stream ran to its end."""
+        core = self._cache.core
+        chunks: list[Any] = []
+        # An exception or an early close() leaves the loop without reaching the store.
+        for chunk in stream:
+            chunks.append(chunk)
+            yield chunk
+        if chunks:
+            core.store(key, encode(chunks[-1], [c.delta or "" for c in chunks]), sources, seen=seen)
+
+    async def _arecorded(
+        self,
+        stream: AsyncGenerator[Any, None],
+        encode: Callable[[Any, list[str]], Any],
+        key: EntryKey,
+        sources: list[Source],
+        seen: Seen | None,
+    ) -> AsyncGenerator[Any, None]:
+        core = self._cache.core
+        chunks: list[Any] = []
+        async for chunk in stream:
+            chunks.append(chunk)
+            yield chunk
+        if chunks:
+            await core.astore(key, encode(chunks[-1], [c.delta or "" for c in chunks]), sources, seen=seen)
+
+
+class CachedFunctionCallingLLM(CachedLLM, FunctionCallingLLM):
+    """`CachedLLM` around a `FunctionCallingLLM`: calls go through the cache, tool hooks to the inner LLM.
+
+    ``chat_with_tools`` prepares its call with the inner LLM's ``_prepare_chat_with_tools`` and sends it
+    through the cached ``chat``, so the tools are part of the key.
+    """
+
+    llm: SerializeAsAny[FunctionCallingLLM] = Field(
+        description="The function-calling LLM whose answers are cached."
+    )
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "CachedFunctionCallingLLM"
+
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[Any],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        # The inner LLM's compat path drops `tool_required` for integrations that predate it.
+        return self.llm._prepare_chat_with_tools_compat(
+            tools,
+            user_msg=user_msg,
+            chat_history=chat_history,
+            verbose=verbose,
+            allow_parallel_tool_calls=allow_parallel_tool_calls,
+            tool_required=tool_required,
+            **kwargs,
+        )
+
+    def _validate_chat_with_tools_response(
+        self,
+        response: ChatResponse,
+        tools: Sequence[Any],
+        allow_parallel_tool_calls: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        return self.llm._validate_chat_with_tools_response(
+            response, tools, allow_parallel_tool_calls=allow_parallel_tool_calls, **kwargs
+        )
+
+    def get_tool_calls_from_response(
+        self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
+    ) -> list[ToolSelection]:
+        return self.llm.get_tool_calls_from_response(
+            response, error_on_no_tool_call=error_on_no_tool_call, **kwargs
+        )
+
+
+def _final(entry: codec.LLMEntry[Any]) -> Any:
+    """A stored response as a non-streaming call returns it (a stream's last chunk carries no delta)."""
+    if entry.deltas is None:
+        return entry.response
+    return entry.response.model_copy(update={"delta": None})
+
+
+def _replay(chunks: list[Any]) -> Generator[Any, None, None]:
+    yield from chunks
+
+
+async def _areplay(chunks: list[Any]) -> AsyncGenerator[Any, None]:
+    for chunk in chunks:
+        yield chunk
