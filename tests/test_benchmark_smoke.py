@@ -1,0 +1,84 @@
+"""The benchmark harness, at smoke size: it runs end to end and reports every row and ratio.
+
+Timings are not asserted (they belong to `python3 dev.py bench`, not to the test suite); only that every
+case was measured, every ratio computed and every target judged.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = [pytest.mark.standalone, pytest.mark.cluster]
+
+# Rows with a ratio, for the core, both adapters, the anchors, and every phase of the harness.
+ROWS = [
+    "hit.core", "hit.lc", "hit.li", "hit.li_whole", "miss.core", "miss.lc",
+    *[f"update{n}.{who}" for n in (0, 5, 50) for who in ("core", "lc", "li")],
+    "ahit.core", "aupdate5.core", "ahit.lc", "aupdate5.lc",
+    "anchor.rc_hit", "anchor.rc_update", "anchor.recipe_hit", "anchor.recipe_update5", "floor.redispy",
+    "vs_rc.hit", "vs_rc.hit_plain", "vs_rc.update5", "vs_rc.update5_plain", "vs_rc.update0", "vs_rc.update0_plain",
+    *[f"throughput.{who}.c{c}" for who in ("core", "lc") for c in (1, 16, 64)],
+    "inv.source.1", "inv.source.10", "inv.source.100",
+    *[f"inv.{kind}.{size}" for kind in ("ns", "all") for size in ("small", "big")],
+    "inv.ns.flat", "inv.all.flat", "inv.recipe.flat",
+    "mem.core0", "mem.raw", "mem.redis_cache", "mem.recipe0", "mem.link.pool10000", "mem.link.pool1000",
+    "mem.link.recipe",
+    "cluster.hit.core", "cluster.update5.core", "cluster.hit.lc", "cluster.update5.lc", "cluster.hit.li",
+    "cluster.update5.li",
+]
+
+TARGETS = {
+    "hit.core", "hit.lc", "hit.li", "update5.core", "update5.lc", "update5.li", "ahit.core", "aupdate5.core",
+    "ahit.lc", "aupdate5.lc", "vs_rc.hit", "vs_rc.update5", "vs_rc.update0", "throughput.core.c64",
+    "throughput.lc.c64", "inv.ns.flat", "inv.all.flat", "mem.link.pool10000", "mem.link.pool1000",
+    "cluster.hit.core", "cluster.update5.core", "cluster.hit.lc", "cluster.update5.lc",
+}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("bench")
+    result = out / "result.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(out), "--json", str(result)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return out, json.loads(result.read_text())
+
+
+def test_every_row_is_measured_with_a_ratio(smoke: tuple[Path, dict]) -> None:
+    rows = {r["key"]: r for r in smoke[1]["rows"]}
+    missing = [k for k in ROWS if k not in rows]
+    assert not missing, f"rows missing from the report: {missing}"
+    unmeasured = {k: rows[k]["note"] for k in ROWS if rows[k]["ratio"] is None or rows[k]["ours"] == "n/a"}
+    assert not unmeasured, f"rows without a measurement: {unmeasured}"
+    assert rows["key.core"]["ours"] != "n/a"
+
+
+def test_every_target_is_judged(smoke: tuple[Path, dict]) -> None:
+    rows = {r["key"]: r for r in smoke[1]["rows"]}
+    judged = {k for k, r in rows.items() if r["target"]}
+    assert judged == TARGETS
+    assert all(isinstance(rows[k]["met"], bool) for k in TARGETS)
+
+
+def test_the_page_and_the_plot_are_written(smoke: tuple[Path, dict]) -> None:
+    out, result = smoke
+    page = (out / "benchmarks.md").read_text()
+    assert page.startswith("# Benchmarks\n\nRun it: `python3 dev.py bench`")
+    assert "| case | ours | baseline | ratio | target | met? |" in page
+    for row in result["rows"]:
+        assert row["case"] in page
+    png = (out / "benchmarks.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 20_000
