@@ -4,7 +4,7 @@ Example:
     >>> from valkey_rag_cache import AnswerCache, Source
     >>> cache = AnswerCache(namespace="faqs:billing")  # doctest: +SKIP
     >>> key = cache.key("qa", {"question": "When am I billed?"})  # doctest: +SKIP
-    >>> cache.store(key, {"answer": "On the 1st."}, sources=[Source("billing.md", "documentation")])  # doctest: +SKIP
+    >>> cache.store(key, {"answer": "On the 1st."}, [Source("billing.md", "documentation")])  # doctest: +SKIP
 """
 
 from .cache import AnswerCache

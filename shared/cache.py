@@ -5,7 +5,7 @@ Example:
     >>> key = cache.key("qa", {"question": "How do I reset my password?"})  # doctest: +SKIP
     >>> cache.lookup(key) is None  # doctest: +SKIP
     True
-    >>> cache.store(key, {"answer": "..."}, sources=[Source("kb/reset.md", "documentation")])  # doctest: +SKIP
+    >>> cache.store(key, {"answer": "..."}, [Source("kb/reset.md", "documentation")])  # doctest: +SKIP
     True
     >>> cache.invalidate_source("kb/reset.md")  # doctest: +SKIP
     1
@@ -35,7 +35,9 @@ T = TypeVar("T")
 
 # What each context's lookups saw, so that the write that follows a miss in the same call can refuse to
 # store an answer that an invalidation overtook. A new dict per set keeps copied contexts apart.
-_SEEN: contextvars.ContextVar[dict[tuple[int, str, str], Seen]] = contextvars.ContextVar("valkey_rag_cache_seen")
+_SEEN: contextvars.ContextVar[dict[tuple[int, str, str], Seen]] = contextvars.ContextVar(
+    "valkey_rag_cache_seen"
+)
 _SEEN_PER_CONTEXT = 256
 
 
@@ -116,7 +118,9 @@ class AnswerCache:
         """The entry key of everything that changes an answer (JSON-serializable `parts`)."""
         return self.schema.entry_key(kind, parts, namespace or self.namespace)
 
-    def sources(self, ids: Iterable[Source | str] | Source | str, content_type: str | None = None) -> SourceScope:
+    def sources(
+        self, ids: Iterable[Source | str] | Source | str, content_type: str | None = None
+    ) -> SourceScope:
         """A context manager attaching sources to the cached calls made inside it (sync and async)."""
         return SourceScope(ids, content_type)
 
@@ -126,7 +130,9 @@ class AnswerCache:
 
     # -- running flows ---------------------------------------------------------------------------------
 
-    def _run(self, make: Any, default: Any = None, write: bool = False, strict: type[CacheError] | None = None) -> Any:
+    def _run(
+        self, make: Any, default: Any = None, write: bool = False, strict: type[CacheError] | None = None
+    ) -> Any:
         if not strict and self.health.should_skip():
             return default
         try:
@@ -184,7 +190,9 @@ class AnswerCache:
     def _ident(self, key: EntryKey) -> tuple[int, str, str]:
         return (self._id, key.namespace, key.digest)
 
-    def _write_flow(self, key: EntryKey, value: Any, sources: Any, ttl: Any, content_type: Any, seen: Any) -> Any:
+    def _write_flow(
+        self, key: EntryKey, value: Any, sources: Any, ttl: Any, content_type: Any, seen: Any
+    ) -> Any:
         srcs = as_sources(sources) if sources is not None else ()
         srcs = as_sources([*srcs, *scoped_sources()])
         seen = seen if seen is not None else _take(self._ident(key))
@@ -234,7 +242,9 @@ class AnswerCache:
         return int(self._run(lambda ctx: ctx.invalidate_sources([source_id]), strict=InvalidationError))
 
     async def ainvalidate_source(self, source_id: str) -> int:
-        return int(await self._arun(lambda ctx: ctx.invalidate_sources([source_id]), strict=InvalidationError))
+        return int(
+            await self._arun(lambda ctx: ctx.invalidate_sources([source_id]), strict=InvalidationError)
+        )
 
     def invalidate_sources(self, source_ids: Iterable[str]) -> int:
         ids = list(source_ids)
@@ -295,7 +305,7 @@ class AnswerCache:
         return _stats_report(per_ns, self.health.snapshot())
 
     def doctor(self) -> DoctorReport:
-        """Read the eviction policy and memory (where allowed) and name configurations that break the cache."""
+        """Read the eviction policy and memory (where allowed); name configurations that break the cache."""
 
         def flow(ctx: Context) -> Flow:
             infos = yield from _infos(ctx)

@@ -127,7 +127,7 @@ class Connector:
                 if self.cluster is None:
                     probe = valkey.Valkey.from_url(url, **self._options())
                     try:
-                        self.cluster = _cluster_enabled(probe.info("cluster"))
+                        self.cluster = _cluster_enabled(probe.info("cluster"))  # type: ignore[arg-type]
                     finally:
                         probe.close()
                 if self.cluster:

@@ -1,4 +1,4 @@
-"""`CacheOperations`: the core's invalidation and housekeeping methods, for adapters that wrap an `AnswerCache`.
+"""`CacheOperations`: the core's invalidation and housekeeping methods, for adapters that wrap a core.
 
 An adapter class sets ``self.core`` and inherits these, so LangChain's and LlamaIndex's caches expose the same
 operations with the same semantics, and a source invalidated through one is invalidated for the other.
@@ -60,6 +60,8 @@ class CacheOperations:
     def doctor(self) -> DoctorReport:
         return self.core.doctor()
 
-    def sources(self, ids: Iterable[Source | str] | Source | str, content_type: str | None = None) -> SourceScope:
+    def sources(
+        self, ids: Iterable[Source | str] | Source | str, content_type: str | None = None
+    ) -> SourceScope:
         """Attach sources to the model calls made inside this block (sync or async)."""
         return self.core.sources(ids, content_type)

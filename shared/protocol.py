@@ -113,7 +113,11 @@ class Context:
         if not self.cluster:
             keys.append(s.groups)
         args: list[Any] = [
-            s.token_base(g), key.namespace, s.group_base(g), _fresh_era(), "1" if self.count_stats else "0",
+            s.token_base(g),
+            key.namespace,
+            s.group_base(g),
+            _fresh_era(),
+            "1" if self.count_stats else "0",
             self.token_ttl,
         ]
         res = yield Eval(script("lookup"), keys, args)
@@ -122,7 +126,9 @@ class Context:
             # Cluster, first use of this group (or its clock was evicted): make it known to invalidations
             # before anything can be cached in it, then start its clock.
             yield Cmd(("SADD", s.groups, s.group_base(g)))
-            clock = yield Eval(script("register"), [s.clock(g)], [s.token_base(g), _fresh_era(), self.token_ttl])
+            clock = yield Eval(
+                script("register"), [s.clock(g)], [s.token_base(g), _fresh_era(), self.token_ttl]
+            )
             yield from self._count(g, "misses:" + key.namespace)
             return Lookup(None, Seen(_text(clock[0]), int(clock[1]), int(clock[2])), MISS)
         seen = Seen(_text(res[1]), int(res[2]), int(res[3]))
@@ -197,7 +203,9 @@ class Context:
         """Invalidate tokens in every group: one script on a standalone server, one pipeline per shard."""
         if not self.cluster:
             deleted = yield Eval(
-                script("invalidate_everywhere"), [self.schema.groups], [_fresh_era(), self.token_ttl, label, *suffixes]
+                script("invalidate_everywhere"),
+                [self.schema.groups],
+                [_fresh_era(), self.token_ttl, label, *suffixes],
             )
             return int(deleted)
         bases = yield from self._groups()
@@ -205,7 +213,9 @@ class Context:
         return sum(int(c) for c in counts)
 
     def _invalidate_call(self, base: str, suffixes: list[str], label: str) -> Eval:
-        return Eval(script("invalidate"), [base + "clock"], [base, _fresh_era(), self.token_ttl, label, *suffixes])
+        return Eval(
+            script("invalidate"), [base + "clock"], [base, _fresh_era(), self.token_ttl, label, *suffixes]
+        )
 
     def invalidate_sources(self, ids: Iterable[str]) -> Flow:
         suffixes = [self.schema.source_suffix(_check_id(i)) for i in dict.fromkeys(ids)]
@@ -240,7 +250,9 @@ class Context:
         for node in nodes:
             cursor: Any = 0
             while True:
-                cursor, keys = yield NodeCmd(("SCAN", cursor, "MATCH", s.scan_pattern(), "COUNT", count), node=node)
+                cursor, keys = yield NodeCmd(
+                    ("SCAN", cursor, "MATCH", s.scan_pattern(), "COUNT", count), node=node
+                )
                 calls: list[Eval | Cmd] = []
                 for raw in keys:
                     key = _text(raw)
@@ -322,7 +334,9 @@ def untimed_keys(ctx: Context, sample: int = 2000) -> Flow:
         while True:
             cursor, keys = yield NodeCmd(("SCAN", cursor, "MATCH", s.scan_pattern(), "COUNT", 500), node=node)
             names = [_text(k) for k in keys]
-            names = [k for k in names if k != s.groups and not _index_key((s.parse_group_key(k) or ("", ""))[1])]
+            names = [
+                k for k in names if k != s.groups and not _index_key((s.parse_group_key(k) or ("", ""))[1])
+            ]
             if names:
                 ttls = yield FanOut([Cmd(("TTL", k)) for k in names])
                 found += sum(1 for t in ttls if int(t) == -1)

@@ -28,7 +28,9 @@ class Source:
             raise ValueError("a source id must not be empty")
 
 
-def as_sources(items: Iterable[Source | str] | Source | str | None, content_type: str | None = None) -> tuple[Source, ...]:
+def as_sources(
+    items: Iterable[Source | str] | Source | str | None, content_type: str | None = None
+) -> tuple[Source, ...]:
     """Normalize ids or `Source`s into a de-duplicated tuple, keeping first occurrences in order.
 
     >>> as_sources(["a", Source("b", "realtime"), "a"])
@@ -46,7 +48,9 @@ def as_sources(items: Iterable[Source | str] | Source | str | None, content_type
     return tuple(seen.values())
 
 
-_SCOPE: contextvars.ContextVar[tuple[Source, ...]] = contextvars.ContextVar("valkey_rag_cache_sources", default=())
+_SCOPE: contextvars.ContextVar[tuple[Source, ...]] = contextvars.ContextVar(
+    "valkey_rag_cache_sources", default=()
+)
 
 
 def scoped_sources() -> tuple[Source, ...]:

@@ -46,7 +46,9 @@ def parse_ttl(value: TTLValue) -> int:
     elif isinstance(value, str):
         match = _DURATION.match(value)
         if not match:
-            raise ValueError(f"unreadable TTL {value!r}: use seconds or a string like '90s', '5m', '6h', '1d'")
+            raise ValueError(
+                f"unreadable TTL {value!r}: use seconds or a string like '90s', '5m', '6h', '1d'"
+            )
         seconds = int(match.group(1)) * _UNITS[match.group(2) or "s"]
     else:
         raise TypeError(f"unsupported TTL type {type(value).__name__}")

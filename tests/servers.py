@@ -36,11 +36,16 @@ class Server:
     def start(self) -> Server:
         cmd = [
             _bin("valkey-server"),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", self.dir,
-            "--save", "",
-            "--appendonly", "no",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            self.dir,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
             *self.args,
         ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -95,13 +100,26 @@ def start_cluster(primaries: int = 3) -> Cluster:
             Server(
                 port,
                 d,
-                ["--cluster-enabled", "yes", "--cluster-config-file", os.path.join(d, "nodes.conf"),
-                 "--cluster-node-timeout", "5000"],
+                [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    os.path.join(d, "nodes.conf"),
+                    "--cluster-node-timeout",
+                    "5000",
+                ],
             ).start()
         )
     subprocess.run(
-        [_bin("valkey-cli"), "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in nodes],
-         "--cluster-replicas", "0", "--cluster-yes"],
+        [
+            _bin("valkey-cli"),
+            "--cluster",
+            "create",
+            *[f"127.0.0.1:{n.port}" for n in nodes],
+            "--cluster-replicas",
+            "0",
+            "--cluster-yes",
+        ],
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -15,7 +15,10 @@ import pytest
 
 from valkey_rag_cache import AnswerCache
 
-REAL = [pytest.param("standalone", marks=pytest.mark.standalone), pytest.param("cluster", marks=pytest.mark.cluster)]
+REAL = [
+    pytest.param("standalone", marks=pytest.mark.standalone),
+    pytest.param("cluster", marks=pytest.mark.cluster),
+]
 
 
 @pytest.mark.parametrize("backend", REAL, indirect=True)
@@ -45,7 +48,7 @@ def test_writes_that_an_invalidation_overtook_are_refused_threads(make_cache: An
 
 
 class KnowledgeBase:
-    """Documents with versions; an update bumps the version, then invalidates, then publishes it as retired."""
+    """Documents with versions: an update bumps a version, invalidates, then publishes it as retired."""
 
     def __init__(self, n: int) -> None:
         self.version = dict.fromkeys(range(n), 0)
@@ -101,7 +104,9 @@ def test_no_stale_hit_under_concurrent_updates_threads(make_cache: Any) -> None:
         finally:
             stop.set()
 
-    threads = [threading.Thread(target=reader, args=(i,)) for i in range(6)] + [threading.Thread(target=updater)]
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(6)] + [
+        threading.Thread(target=updater)
+    ]
     for t in threads:
         t.start()
     for t in threads:

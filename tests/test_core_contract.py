@@ -1,4 +1,4 @@
-"""The core's contract, run against fakeredis, a real standalone Valkey and a real 3-primary Valkey Cluster."""
+"""The core's contract, run against fakeredis, a real standalone Valkey and a real 3-primary cluster."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def put(cache: AnswerCache, parts: object, value: object, sources: Any = None, *
     return key
 
 
-# -- basics -------------------------------------------------------------------------------------------------
+# -- basics ----
 
 
 def test_miss_then_hit_returns_what_was_stored(make_cache: Any) -> None:
@@ -54,7 +54,9 @@ def test_keys_differ_for_everything_that_changes_the_answer(make_cache: Any) -> 
     assert a == cache.key("lc", {"llm": "m---tools=[x]", "prompt": "p"})
 
 
-def test_every_key_lives_under_the_prefix_and_names_its_namespace(make_cache: Any, raw_client: Any, prefix: str) -> None:
+def test_every_key_lives_under_the_prefix_and_names_its_namespace(
+    make_cache: Any, raw_client: Any, prefix: str
+) -> None:
     cache = make_cache(namespace="docs:technical")
     key = put(cache, "q", "a", ["doc-1"])
     names = keys_under(raw_client, prefix)
@@ -90,7 +92,7 @@ def test_any_characters_in_namespaces_and_source_ids(make_cache: Any, raw_client
     assert all(n.startswith(prefix + ":") for n in keys_under(raw_client, prefix))
 
 
-# -- 1. TTL by content type ---------------------------------------------------------------------------------
+# -- 1. TTL by content type ----
 
 
 def test_ttl_is_the_smallest_of_the_sources_content_types(make_cache: Any, raw_client: Any) -> None:
@@ -133,7 +135,7 @@ def test_ttl_policy_rejects_nonsense() -> None:
         TTLPolicy(default_content_type="unknown")
 
 
-# -- 2. version tagging -------------------------------------------------------------------------------------
+# -- 2. version tagging ----
 
 
 def test_invalidate_all_retires_every_namespace_and_later_writes_work(make_cache: Any) -> None:
@@ -146,7 +148,7 @@ def test_invalidate_all_retires_every_namespace_and_later_writes_work(make_cache
     assert caches[1].lookup(k).value == "fresh"  # type: ignore[union-attr]
 
 
-# -- 3. event-driven: invalidation by source ----------------------------------------------------------------
+# -- 3. event-driven: invalidation by source ----
 
 
 def test_invalidate_source_removes_dependents_in_every_namespace(make_cache: Any) -> None:
@@ -177,15 +179,24 @@ def test_many_dependents_are_deleted_in_batches(make_cache: Any) -> None:
     assert cache.lookup(cache.key("qa", 7)) is None
 
 
-# -- 4. hierarchical namespaces -----------------------------------------------------------------------------
+# -- 4. hierarchical namespaces ----
 
 
 def test_invalidate_namespace_covers_the_subtree_only(make_cache: Any) -> None:
-    caches = {n: make_cache(namespace=n) for n in ["docs", "docs:technical", "docs:support", "docs2", "faqs:billing"]}
+    caches = {
+        n: make_cache(namespace=n)
+        for n in ["docs", "docs:technical", "docs:support", "docs2", "faqs:billing"]
+    }
     keys = {n: put(c, n, n) for n, c in caches.items()}
     caches["faqs:billing"].invalidate_namespace("docs")
     alive = {n: caches[n].lookup(k) is not None for n, k in keys.items()}
-    assert alive == {"docs": False, "docs:technical": False, "docs:support": False, "docs2": True, "faqs:billing": True}
+    assert alive == {
+        "docs": False,
+        "docs:technical": False,
+        "docs:support": False,
+        "docs2": True,
+        "faqs:billing": True,
+    }
 
 
 def test_invalidate_namespace_of_a_leaf_spares_its_siblings(make_cache: Any) -> None:
@@ -209,7 +220,9 @@ def test_clear_removes_only_its_namespace(make_cache: Any, raw_client: Any, pref
     assert not raw_client.exists(entry_key(mine, km))
 
 
-def test_purge_reclaims_invalidated_entries_and_dead_links(make_cache: Any, raw_client: Any, prefix: str) -> None:
+def test_purge_reclaims_invalidated_entries_and_dead_links(
+    make_cache: Any, raw_client: Any, prefix: str
+) -> None:
     cache = make_cache(namespace="docs")
     keys = [put(cache, i, i, ["d.md"]) for i in range(5)]
     cache.invalidate_namespace()
@@ -220,10 +233,12 @@ def test_purge_reclaims_invalidated_entries_and_dead_links(make_cache: Any, raw_
     assert raw_client.get("foreign") == b"keep"
 
 
-# -- guarantees: no stale hit, ever ---------------------------------------------------------------------------
+# -- guarantees: no stale hit, ever ----
 
 
-def test_no_stale_hit_when_the_dependency_sets_were_evicted(make_cache: Any, raw_client: Any, prefix: str) -> None:
+def test_no_stale_hit_when_the_dependency_sets_were_evicted(
+    make_cache: Any, raw_client: Any, prefix: str
+) -> None:
     cache = make_cache()
     key = put(cache, 1, "old", ["doc"])
     for name in keys_under(raw_client, prefix):
@@ -234,7 +249,9 @@ def test_no_stale_hit_when_the_dependency_sets_were_evicted(make_cache: Any, raw
 
 
 @pytest.mark.parametrize("invalidation", ["source", "new-source", "namespace", "all"])
-def test_a_write_after_an_invalidation_that_followed_its_miss_is_refused(make_cache: Any, invalidation: str) -> None:
+def test_a_write_after_an_invalidation_that_followed_its_miss_is_refused(
+    make_cache: Any, invalidation: str
+) -> None:
     cache = make_cache(namespace="docs:technical")
     warm = put(cache, "warm", "w", ["doc"])  # the source already has a token
     assert cache.lookup(warm) is not None
@@ -272,7 +289,9 @@ def _is_cluster(make_cache: Any) -> bool:
     return bool(make_cache.backend == "cluster")
 
 
-def test_no_stale_hit_when_any_subset_of_keys_is_evicted(make_cache: Any, raw_client: Any, prefix: str) -> None:
+def test_no_stale_hit_when_any_subset_of_keys_is_evicted(
+    make_cache: Any, raw_client: Any, prefix: str
+) -> None:
     """Evict random subsets of the cache's keys around invalidations; an invalidated answer never comes back.
 
     In a cluster the index of groups has no TTL and is never evicted under volatile-* (the design's premise);
@@ -310,7 +329,9 @@ def test_no_stale_hit_when_any_subset_of_keys_is_evicted(make_cache: Any, raw_cl
     [pytest.param("fake", marks=pytest.mark.fake), pytest.param("standalone", marks=pytest.mark.standalone)],
     indirect=True,
 )
-def test_standalone_recovers_from_an_evicted_index_of_groups(make_cache: Any, raw_client: Any, prefix: str) -> None:
+def test_standalone_recovers_from_an_evicted_index_of_groups(
+    make_cache: Any, raw_client: Any, prefix: str
+) -> None:
     # In a cluster the index of groups has no TTL and volatile-* never evicts it: see the README's limits.
     cache = make_cache(namespace="docs")
     key = put(cache, 1, "old", ["doc"])
@@ -319,10 +340,12 @@ def test_standalone_recovers_from_an_evicted_index_of_groups(make_cache: Any, ra
     assert cache.lookup(key) is None  # ...but the unregistered group is retired on its next lookup
 
 
-# -- the dependency index -----------------------------------------------------------------------------------
+# -- the dependency index ----
 
 
-def test_dependency_set_lives_no_longer_than_its_last_dependent(make_cache: Any, raw_client: Any, prefix: str) -> None:
+def test_dependency_set_lives_no_longer_than_its_last_dependent(
+    make_cache: Any, raw_client: Any, prefix: str
+) -> None:
     cache = make_cache()
     put(cache, 1, "a", [Source("doc", "realtime")])
     deps = [n for n in keys_under(raw_client, prefix) if ":d:" in n]
@@ -354,7 +377,7 @@ def test_writes_prune_dead_members_as_they_go(make_cache: Any, raw_client: Any, 
     assert raw_client.scard(deps) < 30
 
 
-# -- bad stored data ----------------------------------------------------------------------------------------
+# -- bad stored data ----
 
 
 @pytest.mark.parametrize(
@@ -368,9 +391,19 @@ def test_writes_prune_dead_members_as_they_go(make_cache: Any, raw_client: Any, 
         lambda v: v[: v.index(b"\n\n") + 2] + b'{"f":1,"src":"x","ct":null,"at":1,"v":1}',
         lambda v: b"vrc1\nzz\nn:x 1\n\n" + v[v.index(b"\n\n") + 2 :],  # no version token: not ours
     ],
-    ids=["garbage", "truncated", "other-version", "other-body-version", "not-json", "bad-fields", "no-version-token"],
+    ids=[
+        "garbage",
+        "truncated",
+        "other-version",
+        "other-body-version",
+        "not-json",
+        "bad-fields",
+        "no-version-token",
+    ],
 )
-def test_bad_stored_data_is_a_counted_miss_and_is_deleted(make_cache: Any, raw_client: Any, tamper: Any) -> None:
+def test_bad_stored_data_is_a_counted_miss_and_is_deleted(
+    make_cache: Any, raw_client: Any, tamper: Any
+) -> None:
     cache = make_cache()
     key = put(cache, 1, {"a": 1}, ["doc"])
     name = entry_key(cache, key)
@@ -380,7 +413,7 @@ def test_bad_stored_data_is_a_counted_miss_and_is_deleted(make_cache: Any, raw_c
     assert cache.stats()["totals"]["bad"] + cache.stats()["totals"]["stale"] >= 1
 
 
-# -- stats ----------------------------------------------------------------------------------------------------
+# -- stats ----
 
 
 def test_stats_are_counted_per_namespace(make_cache: Any) -> None:
@@ -400,14 +433,16 @@ def test_stats_are_counted_per_namespace(make_cache: Any) -> None:
     assert s["process"]["errors"] == 0
 
 
-# -- async twins --------------------------------------------------------------------------------------------
+# -- async twins ----
 
 
 async def test_async_operations_match_the_sync_ones(make_cache: Any, request: pytest.FixtureRequest) -> None:
     if make_cache.backend == "fake":
         from valkey_rag_cache import AnswerCache
 
-        cache = AnswerCache(client=make_cache.fake.aio(), prefix=request.getfixturevalue("prefix"), namespace="docs")
+        cache = AnswerCache(
+            client=make_cache.fake.aio(), prefix=request.getfixturevalue("prefix"), namespace="docs"
+        )
     else:
         cache = make_cache(namespace="docs")
     key = cache.key("qa", "async")

@@ -59,7 +59,9 @@ def test_doctor_names_untimed_keys_under_volatile_lru(small_server: Server, pref
 @pytest.mark.cluster
 def test_doctor_names_allkeys_in_a_cluster(cluster_url: str, prefix: str) -> None:
     client = valkey.cluster.ValkeyCluster.from_url(cluster_url)
-    client.config_set("maxmemory-policy", "allkeys-lru", target_nodes=client.ALL_NODES)  # the test, not the cache
+    client.config_set(
+        "maxmemory-policy", "allkeys-lru", target_nodes=client.ALL_NODES
+    )  # the test, not the cache
     try:
         report = AnswerCache(cluster_url, prefix=prefix).doctor()
         assert any("allkeys" in p for p in report.problems)

@@ -26,6 +26,10 @@ if check and era ~= seen_era then
   stat(stats_key, 'refused:' .. ns, 1)
   return 0
 end
+-- Every invalidation (and every group registration) in this group bumps 'i' first: when it has not moved
+-- since the lookup, tokens newer than the lookup were issued by other writes, which retire nothing. Checking
+-- them anyway would refuse concurrent first writes of a namespace or of a new source against each other.
+if check and clock[3] <= seen_i then check = false end
 local tok_keys = {}
 for i = 15, #ARGV do tok_keys[#tok_keys + 1] = tok_base .. ARGV[i] end
 local cur = redis.call('MGET', unpack(tok_keys))
