@@ -1,4 +1,4 @@
-"""langchain_valkey_cache: a Valkey LLM and answer cache for LangChain that forgets answers whose documents changed.
+"""langchain_valkey_cache: a Valkey LLM and answer cache for LangChain whose answers follow their documents.
 
 Example:
     >>> from langchain_core.globals import set_llm_cache

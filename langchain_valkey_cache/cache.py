@@ -15,7 +15,6 @@ from typing import Any
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.outputs import Generation
-
 from valkey_rag_cache import AnswerCache, CacheOperations, EntryKey, Source, TTLPolicy
 from valkey_rag_cache.ttl import TTLValue
 
@@ -94,7 +93,7 @@ class ValkeyCache(CacheOperations, BaseCache):
         return self.core.namespace
 
     def _key(self, prompt: str, llm_string: str) -> EntryKey:
-        # All of llm_string: its part after "---" holds stop words, bound tools and structured-output settings.
+        # All of llm_string: after its "---" come stop words, bound tools and structured-output settings.
         return self.core.key(KIND, {"llm": llm_string, "prompt": prompt})
 
     def _sources(self, prompt: str) -> list[Source]:

@@ -1,8 +1,8 @@
 """Automatic source capture: which documents a LangChain run retrieved before it called a model.
 
 One process-wide callback handler, added to every LangChain run through `register_configure_hook`, records
-each run's parent, files the documents of every retriever run under the root of its run tree, and when a model starts
-resolves the root's documents for the cache:
+each run's parent, files the documents of every retriever run under the root of its run tree, and when a
+model starts resolves the root's documents for the cache:
 
 - chat models: into a context variable. The handler runs inline (``run_inline = True``) in the very context
   that goes on to call ``BaseCache.update``; a run's steps and a batch's items each get a copied context, so
@@ -26,7 +26,6 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.tracers.context import register_configure_hook
-
 from valkey_rag_cache import Source
 
 __all__ = ["Captured", "SourceCapture", "capture", "document_sources", "metadata_sources"]
@@ -58,7 +57,9 @@ class Captured:
 NOTHING = Captured()
 
 # What the chat model call running in this context was given; read by ValkeyCache.update.
-_CHAT: contextvars.ContextVar[Captured] = contextvars.ContextVar("langchain_valkey_cache_chat", default=NOTHING)
+_CHAT: contextvars.ContextVar[Captured] = contextvars.ContextVar(
+    "langchain_valkey_cache_chat", default=NOTHING
+)
 
 
 def metadata_sources(metadata: Mapping[str, Any] | None) -> tuple[Source | str, ...]:
@@ -145,7 +146,13 @@ class SourceCapture(BaseCallbackHandler):
         self._start(run_id, parent_run_id)
 
     def on_tool_start(
-        self, serialized: Any, input_str: Any, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
+        self,
+        serialized: Any,
+        input_str: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
     ) -> None:
         self._start(run_id, parent_run_id)
 
@@ -247,7 +254,7 @@ def capture() -> SourceCapture:
 def document_sources(
     documents: Iterable[Document], source_id_key: str | None, content_type_key: str | None
 ) -> list[Source]:
-    """Each document's source: ``Document.id`` (default) or ``metadata[source_id_key]``, with its content type.
+    """Each document's source, ``Document.id`` (default) or ``metadata[source_id_key]``, and content type.
 
     When the chosen field is missing the other one is used (``metadata["source"]`` stands in for a missing
     ``Document.id``); a document with neither cannot be a dependency and is skipped.
@@ -255,10 +262,9 @@ def document_sources(
     out: list[Source] = []
     for doc in documents:
         meta = doc.metadata or {}
-        if source_id_key is None:
-            ident = doc.id or meta.get("source")
-        else:
-            ident = meta.get(source_id_key) or doc.id
+        ident = (
+            (doc.id or meta.get("source")) if source_id_key is None else (meta.get(source_id_key) or doc.id)
+        )
         if ident is None or ident == "":
             _warn_unidentified()
             continue

@@ -118,7 +118,9 @@ def encode_message(message: BaseMessage) -> dict[str, Any]:
     """The message's fields as a dict; only the allowlisted message classes (not subclasses) are accepted."""
     fields = _FIELDS.get(type(message))
     if fields is None:
-        raise UnsupportedValue(f"cannot cache a {type(message).__name__}: only LangChain's own message classes")
+        raise UnsupportedValue(
+            f"cannot cache a {type(message).__name__}: only LangChain's own message classes"
+        )
     data = {name: getattr(message, name) for name in fields}
     data["type"] = message.type
     return data
@@ -177,7 +179,11 @@ def decode_generations(value: Any) -> list[Generation]:
         if "m" in item:
             message = decode_message(item["m"])
             if isinstance(message.content, str):
-                gens.append(ChatGeneration.model_construct(text=message.content, message=message, generation_info=info))
+                gens.append(
+                    ChatGeneration.model_construct(
+                        text=message.content, message=message, generation_info=info
+                    )
+                )
             else:  # content blocks: let ChatGeneration derive its text as it did when the answer was made
                 gens.append(ChatGeneration(message=message, generation_info=info))
         elif isinstance(item.get("t"), str):
@@ -223,7 +229,11 @@ def encode_value(value: Any) -> Any:
     if type(value) is Document:
         return {
             _TAG: "doc",
-            "v": {"id": value.id, "page_content": value.page_content, "metadata": encode_value(value.metadata)},
+            "v": {
+                "id": value.id,
+                "page_content": value.page_content,
+                "metadata": encode_value(value.metadata),
+            },
         }
     raise UnsupportedValue(f"cannot cache a {type(value).__name__}")
 
@@ -249,7 +259,11 @@ def decode_value(data: Any) -> Any:
             inner = {**inner, "artifact": decode_value(inner["artifact"])}
         return decode_message(inner)
     if tag == "doc" and isinstance(inner, dict):
-        doc_id, text, metadata = inner.get("id"), inner.get("page_content"), decode_value(inner.get("metadata"))
+        doc_id, text, metadata = (
+            inner.get("id"),
+            inner.get("page_content"),
+            decode_value(inner.get("metadata")),
+        )
         if not _is_str_or_none(doc_id) or not isinstance(text, str) or not isinstance(metadata, dict):
             raise DecodeError("bad stored document")
         return Document(id=doc_id, page_content=text, metadata=metadata)

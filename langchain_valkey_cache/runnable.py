@@ -6,7 +6,8 @@ under ``index(...)``) makes the next run recompute. Streams are replayed on a hi
 abandons, or that fails, is never stored.
 
 Example:
-    >>> rag = CachedRunnable(retriever_chain, cache=ValkeyCache(namespace="support"), key="support-bot:v3")  # doctest: +SKIP
+    >>> cache = ValkeyCache(namespace="support")  # doctest: +SKIP
+    >>> rag = CachedRunnable(retriever_chain, cache=cache, key="support-bot:v3")  # doctest: +SKIP
     >>> rag.invoke("How do I reset my password?")  # doctest: +SKIP
 """
 
@@ -28,8 +29,6 @@ from langchain_core.runnables.config import (
     patch_config,
 )
 from langchain_core.runnables.utils import AddableDict
-from pydantic import BaseModel
-
 from valkey_rag_cache import AnswerCache, EntryKey, Seen, Source
 from valkey_rag_cache.keys import digest
 
@@ -114,10 +113,10 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
     def OutputType(self) -> Any:  # noqa: N802
         return self.runnable.OutputType
 
-    def get_input_schema(self, config: RunnableConfig | None = None) -> type[BaseModel]:
+    def get_input_schema(self, config: RunnableConfig | None = None) -> Any:
         return self.runnable.get_input_schema(config)
 
-    def get_output_schema(self, config: RunnableConfig | None = None) -> type[BaseModel]:
+    def get_output_schema(self, config: RunnableConfig | None = None) -> Any:
         return self.runnable.get_output_schema(config)
 
     # -- keys, sources, entries ------------------------------------------------------------------------
@@ -125,7 +124,11 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
     def _entry_key(self, input: Any, config: RunnableConfig) -> EntryKey | None:
         configurable = {k: v for k, v in (config.get("configurable") or {}).items() if not k.startswith("__")}
         try:
-            parts = {"chain": self.key, "input": encode_value(input), "configurable": encode_value(configurable)}
+            parts = {
+                "chain": self.key,
+                "input": encode_value(input),
+                "configurable": encode_value(configurable),
+            }
             return self.core.key(KIND, parts)
         except TypeError as exc:  # an input we cannot key faithfully: run the chain uncached
             log.debug("langchain_valkey_cache: not caching a %s input: %s", type(input).__name__, exc)
@@ -161,7 +164,9 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
             log.warning("langchain_valkey_cache: not caching this answer: %s", exc)
             return None
 
-    def _store(self, key: EntryKey, entry: dict[str, Any] | None, sources: list[Source], seen: Seen | None) -> None:
+    def _store(
+        self, key: EntryKey, entry: dict[str, Any] | None, sources: list[Source], seen: Seen | None
+    ) -> None:
         if entry is None:
             return
         try:
@@ -215,7 +220,11 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
         return await self._acall_with_config(functools.partial(self._ainvoke, **kwargs), input, config)
 
     async def _ainvoke(
-        self, input: Input, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig, **kwargs: Any
+        self,
+        input: Input,
+        run_manager: AsyncCallbackManagerForChainRun,
+        config: RunnableConfig,
+        **kwargs: Any,
     ) -> Output:
         key = self._entry_key(input, config)
         if key is None:
@@ -264,7 +273,9 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
                         chunks.append(chunk)
                         yield chunk
                     output = _aggregate(chunks)
-                    self._store(key, self._entry(output, chunks), self._sources(run_manager.run_id, config), seen)
+                    self._store(
+                        key, self._entry(output, chunks), self._sources(run_manager.run_id, config), seen
+                    )
         except BaseException as exc:  # GeneratorExit too: an abandoned stream is never stored
             run_manager.on_chain_error(exc)
             raise

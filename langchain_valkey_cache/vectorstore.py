@@ -1,9 +1,9 @@
 """`InvalidatingVectorStore`: a vector store wrapper that invalidates cached answers as documents change.
 
-Under ``langchain_core.indexing.index(...)`` a changed document is written under a new hashed id and its old
-version is removed by cleanup through ``delete(ids)``; ``index`` reports only counts. The hooks therefore sit on
-the store: every document added, and every document deleted, invalidates the answers built on it — both by
-its id and by ``metadata[source_id_key]``, so the cache may record either.
+Under ``langchain_core.indexing.index(...)`` a changed document is written under a new hashed id and its
+old version is removed by cleanup through ``delete(ids)``; ``index`` reports only counts. The hooks therefore
+sit on the store: every document added, and every document deleted, invalidates the answers built on it,
+both by its id and by ``metadata[source_id_key]``, so the cache may record either.
 
 Example:
     >>> store = InvalidatingVectorStore(InMemoryVectorStore(embeddings), cache)  # doctest: +SKIP
@@ -19,7 +19,6 @@ from typing import Any
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
-
 from valkey_rag_cache import AnswerCache, CacheOperations
 
 __all__ = ["InvalidatingVectorStore"]
@@ -41,12 +40,15 @@ class InvalidatingVectorStore(VectorStore):
     """
 
     def __init__(
-        self, vector_store: VectorStore, cache: CacheOperations | AnswerCache, source_id_key: str | None = "source"
+        self,
+        vector_store: VectorStore,
+        cache: CacheOperations | AnswerCache,
+        source_id_key: str | None = "source",
     ) -> None:
         self.vector_store = vector_store
         self.cache = cache
         self.source_id_key = source_id_key
-        # id -> source of what was added through this wrapper, so delete(ids) knows the sources without a read.
+        # id -> source of what was added through this wrapper: delete(ids) then knows sources without a read.
         self._source_of: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -132,7 +134,10 @@ class InvalidatingVectorStore(VectorStore):
     ) -> list[str]:
         texts = list(texts)
         ids = self.vector_store.add_texts(texts, metadatas, **kwargs)
-        docs = [Document(page_content=t, metadata=(metadatas or [{}] * len(texts))[i]) for i, t in enumerate(texts)]
+        docs = [
+            Document(page_content=t, metadata=(metadatas or [{}] * len(texts))[i])
+            for i, t in enumerate(texts)
+        ]
         self._invalidate(self._added(ids, docs))
         return ids
 
@@ -141,7 +146,10 @@ class InvalidatingVectorStore(VectorStore):
     ) -> list[str]:
         texts = list(texts)
         ids = await self.vector_store.aadd_texts(texts, metadatas, **kwargs)
-        docs = [Document(page_content=t, metadata=(metadatas or [{}] * len(texts))[i]) for i, t in enumerate(texts)]
+        docs = [
+            Document(page_content=t, metadata=(metadatas or [{}] * len(texts))[i])
+            for i, t in enumerate(texts)
+        ]
         await self._ainvalidate(self._added(ids, docs))
         return ids
 
@@ -201,7 +209,9 @@ class InvalidatingVectorStore(VectorStore):
     async def asimilarity_search_with_score(self, *args: Any, **kwargs: Any) -> list[tuple[Document, float]]:
         return await self.vector_store.asimilarity_search_with_score(*args, **kwargs)
 
-    def similarity_search_by_vector(self, embedding: list[float], k: int = 4, **kwargs: Any) -> list[Document]:
+    def similarity_search_by_vector(
+        self, embedding: list[float], k: int = 4, **kwargs: Any
+    ) -> list[Document]:
         return self.vector_store.similarity_search_by_vector(embedding, k=k, **kwargs)
 
     async def asimilarity_search_by_vector(
@@ -215,7 +225,9 @@ class InvalidatingVectorStore(VectorStore):
     async def amax_marginal_relevance_search(self, query: str, *args: Any, **kwargs: Any) -> list[Document]:
         return await self.vector_store.amax_marginal_relevance_search(query, *args, **kwargs)
 
-    def max_marginal_relevance_search_by_vector(self, embedding: list[float], *args: Any, **kwargs: Any) -> list[Document]:
+    def max_marginal_relevance_search_by_vector(
+        self, embedding: list[float], *args: Any, **kwargs: Any
+    ) -> list[Document]:
         return self.vector_store.max_marginal_relevance_search_by_vector(embedding, *args, **kwargs)
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
@@ -226,7 +238,11 @@ class InvalidatingVectorStore(VectorStore):
 
     @classmethod
     def from_texts(
-        cls, texts: list[str], embedding: Embeddings, metadatas: list[dict[Any, Any]] | None = None, **kwargs: Any
+        cls,
+        texts: list[str],
+        embedding: Embeddings,
+        metadatas: list[dict[Any, Any]] | None = None,
+        **kwargs: Any,
     ) -> InvalidatingVectorStore:
         raise NotImplementedError(
             "wrap an existing store instead: InvalidatingVectorStore(SomeStore.from_texts(...), cache)"

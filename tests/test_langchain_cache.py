@@ -12,10 +12,10 @@ from langchain_core.globals import get_llm_cache, set_llm_cache
 from langchain_core.language_models import FakeListChatModel, FakeListLLM, GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, Generation
+from valkey_rag_cache import AnswerCache, DoctorReport
 
 import langchain_valkey_cache
 from langchain_valkey_cache import ValkeyCache
-from valkey_rag_cache import AnswerCache, DoctorReport
 
 pytestmark = pytest.mark.standalone
 
@@ -26,7 +26,13 @@ RICH = AIMessage(
     ],
     tool_calls=[{"name": "lookup", "args": {"q": "42", "n": [1, 2]}, "id": "call_1", "type": "tool_call"}],
     invalid_tool_calls=[
-        {"name": "broken", "args": "{not json", "id": "call_2", "error": "bad json", "type": "invalid_tool_call"}
+        {
+            "name": "broken",
+            "args": "{not json",
+            "id": "call_2",
+            "error": "bad json",
+            "type": "invalid_tool_call",
+        }
     ],
     usage_metadata={
         "input_tokens": 12,
@@ -78,7 +84,9 @@ def test_a_models_cache_field_works_for_text_models(cache: ValkeyCache) -> None:
     assert llm.i == 2  # two real calls for three prompts' worth of answers
 
 
-def test_cache_false_on_a_model_bypasses_a_global_cache(global_cache: ValkeyCache, standalone_url: str, prefix: str) -> None:
+def test_cache_false_on_a_model_bypasses_a_global_cache(
+    global_cache: ValkeyCache, standalone_url: str, prefix: str
+) -> None:
     model = FakeListChatModel(responses=["a", "b"], cache=False)
     assert [model.invoke("hi").content, model.invoke("hi").content] == ["a", "b"]
     assert entry_count(standalone_url, prefix) == 0
@@ -133,7 +141,12 @@ def test_text_generations_round_trip_exactly(cache: ValkeyCache) -> None:
 def test_lc_shaped_data_comes_back_as_plain_data(cache: ValkeyCache, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VRC_TEST_SECRET", "s3cret")
     secret_ref = {"lc": 1, "type": "secret", "id": ["VRC_TEST_SECRET"]}
-    constructor = {"lc": 1, "type": "constructor", "id": ["langchain_core", "messages", "AIMessage"], "kwargs": {}}
+    constructor = {
+        "lc": 1,
+        "type": "constructor",
+        "id": ["langchain_core", "messages", "AIMessage"],
+        "kwargs": {},
+    }
     message = AIMessage(
         "hello", response_metadata={"token": secret_ref}, additional_kwargs={"obj": constructor}, id="m"
     )
@@ -241,7 +254,9 @@ async def test_ainvoke_and_abatch_use_the_cache(cache: ValkeyCache) -> None:
     assert await llm.abatch(["a", "b"]) == await llm.abatch(["a", "b"])
 
 
-def test_operations_of_the_core_are_on_the_cache(cache: ValkeyCache, standalone_url: str, prefix: str) -> None:
+def test_operations_of_the_core_are_on_the_cache(
+    cache: ValkeyCache, standalone_url: str, prefix: str
+) -> None:
     with cache.sources(["doc-1", "doc-2"]):
         cache.update("p1", "l", [Generation(text="1")])
     with cache.sources("doc-2"):
@@ -277,10 +292,14 @@ def test_a_shared_core_is_accepted(standalone_url: str, prefix: str) -> None:
         ValkeyCache(standalone_url, core=core)
 
 
-def test_an_answer_that_is_not_json_is_skipped_not_raised(cache: ValkeyCache, standalone_url: str, prefix: str) -> None:
+def test_an_answer_that_is_not_json_is_skipped_not_raised(
+    cache: ValkeyCache, standalone_url: str, prefix: str
+) -> None:
     weird = AIMessage("x", response_metadata={"obj": object()})
     cache.update("p", "l", [ChatGeneration(message=weird)])
-    cache.update("p", "l", [ChatGeneration(message=AIMessage("y", response_metadata={"score": float("nan")}))])
+    cache.update(
+        "p", "l", [ChatGeneration(message=AIMessage("y", response_metadata={"score": float("nan")}))]
+    )
     assert cache.lookup("p", "l") is None
     assert entry_count(standalone_url, prefix) == 0
 
