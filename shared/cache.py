@@ -89,7 +89,7 @@ class AnswerCache:
         namespace: str = "default",
         ttl_policy: TTLPolicy | Mapping[str, TTLValue] | None = None,
         default_content_type: str | None = None,
-        timeout: float = 1.0,
+        timeout: float = 0.5,
         cluster: bool | None = None,
         retry_after: float = 1.0,
     ) -> None:

@@ -78,7 +78,7 @@ class Connector:
         url: str | None = None,
         client: Any = None,
         *,
-        timeout: float = 1.0,
+        timeout: float = 0.5,
         cluster: bool | None = None,
     ) -> None:
         self._url = url
