@@ -10,8 +10,9 @@ and ``arun``) and ``VectorStoreIndex`` (``insert``, ``refresh_ref_docs``, ``upda
   touches the docstore.
 - `InvalidatingDocstore`: a document whose stored hash changes, or that is deleted, is invalidated. Use it
   for indexes that read nodes from the docstore (``SummaryIndex``...), or next to the vector store wrapper.
-  A deletion is invalidated again at the next write of hashes or documents: in a pipeline that write comes
-  after the vector store was updated, so an answer computed in between does not outlive the run.
+  In a pipeline a changed document is invalidated twice: when its old version is deleted, and when its new
+  hash is written, which comes after the vector store was updated, so an answer computed from the old
+  content in between does not outlive the run.
 
 Adding a brand-new document invalidates nothing that does not already depend on its id: answers that would
 now retrieve it expire with their TTL, or call ``cache.invalidate_namespace()`` after a large import.
@@ -26,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -215,15 +215,13 @@ class InvalidatingDocstore(BaseDocumentStore):
     def __init__(self, docstore: BaseDocumentStore, cache: ValkeyCache) -> None:
         self.docstore = docstore
         self.cache = cache
-        self._lock = threading.Lock()
-        self._deleted: set[str] = set()  # invalidated once; invalidated again at the next write
 
     def __repr__(self) -> str:
         return f"InvalidatingDocstore({self.docstore!r}, {self.cache!r})"
 
     def __getattr__(self, name: str) -> Any:
         # Store-specific methods (to_dict, ref_doc_exists...) come from the wrapped docstore.
-        if name.startswith("__") or name in ("docstore", "cache", "_lock", "_deleted"):
+        if name.startswith("__") or name in ("docstore", "cache"):
             raise AttributeError(name)
         return getattr(self.docstore, name)
 
@@ -236,17 +234,6 @@ class InvalidatingDocstore(BaseDocumentStore):
         return [
             i for i, h in hashes.items() if (old := await self.docstore.aget_document_hash(i)) and old != h
         ]
-
-    def _take_deleted(self) -> list[str]:
-        with self._lock:
-            deleted, self._deleted = list(self._deleted), set()
-        return deleted
-
-    def _note_deleted(self, ids: Iterable[str]) -> list[str]:
-        ids = [i for i in ids if i]
-        with self._lock:
-            self._deleted.update(ids)
-        return ids
 
     def _deleted_ids(self, doc_id: str) -> list[str]:
         node = self.docstore.get_document(doc_id, raise_error=False)
@@ -267,11 +254,11 @@ class InvalidatingDocstore(BaseDocumentStore):
     def set_document_hashes(self, doc_hashes: dict[str, str]) -> None:
         # Invalidate before recording the new hash: if Valkey is unreachable the run fails, and a rerun
         # still sees the document as changed.
-        _invalidate(self.cache, [*self._changed_hashes(doc_hashes), *self._take_deleted()])
+        _invalidate(self.cache, self._changed_hashes(doc_hashes))
         self.docstore.set_document_hashes(doc_hashes)
 
     async def aset_document_hashes(self, doc_hashes: dict[str, str]) -> None:
-        await _ainvalidate(self.cache, [*await self._achanged_hashes(doc_hashes), *self._take_deleted()])
+        await _ainvalidate(self.cache, await self._achanged_hashes(doc_hashes))
         await self.docstore.aset_document_hashes(doc_hashes)
 
     def add_documents(
@@ -283,7 +270,7 @@ class InvalidatingDocstore(BaseDocumentStore):
     ) -> None:
         changed = self._changed_hashes({d.node_id: d.hash for d in docs})
         by_id = {d.node_id: d for d in docs}
-        _invalidate(self.cache, [*(_document_of(by_id[i]) for i in changed), *self._take_deleted()])
+        _invalidate(self.cache, (_document_of(by_id[i]) for i in changed))
         self.docstore.add_documents(
             docs, allow_update=allow_update, batch_size=batch_size, store_text=store_text
         )
@@ -297,7 +284,7 @@ class InvalidatingDocstore(BaseDocumentStore):
     ) -> None:
         changed = await self._achanged_hashes({d.node_id: d.hash for d in docs})
         by_id = {d.node_id: d for d in docs}
-        await _ainvalidate(self.cache, [*(_document_of(by_id[i]) for i in changed), *self._take_deleted()])
+        await _ainvalidate(self.cache, (_document_of(by_id[i]) for i in changed))
         await self.docstore.async_add_documents(
             docs, allow_update=allow_update, batch_size=batch_size, store_text=store_text
         )
@@ -305,20 +292,20 @@ class InvalidatingDocstore(BaseDocumentStore):
     def delete_document(self, doc_id: str, raise_error: bool = True) -> None:
         ids = self._deleted_ids(doc_id)
         self.docstore.delete_document(doc_id, raise_error=raise_error)
-        _invalidate(self.cache, self._note_deleted(ids))
+        _invalidate(self.cache, ids)
 
     async def adelete_document(self, doc_id: str, raise_error: bool = True) -> None:
         ids = await self._adeleted_ids(doc_id)
         await self.docstore.adelete_document(doc_id, raise_error=raise_error)
-        await _ainvalidate(self.cache, self._note_deleted(ids))
+        await _ainvalidate(self.cache, ids)
 
     def delete_ref_doc(self, ref_doc_id: str, raise_error: bool = True) -> None:
         self.docstore.delete_ref_doc(ref_doc_id, raise_error=raise_error)
-        _invalidate(self.cache, self._note_deleted([ref_doc_id]))
+        _invalidate(self.cache, [ref_doc_id])
 
     async def adelete_ref_doc(self, ref_doc_id: str, raise_error: bool = True) -> None:
         await self.docstore.adelete_ref_doc(ref_doc_id, raise_error=raise_error)
-        await _ainvalidate(self.cache, self._note_deleted([ref_doc_id]))
+        await _ainvalidate(self.cache, [ref_doc_id])
 
     # -- reads pass through ----------------------------------------------------------------------------
 

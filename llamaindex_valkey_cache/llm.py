@@ -34,6 +34,7 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 from pydantic import Field, PrivateAttr, SerializeAsAny
+
 from valkey_rag_cache import EntryKey, Seen, Source
 
 from . import codec

@@ -29,6 +29,7 @@ from llama_index.core.base.response.schema import (
 from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.prompts.mixin import PromptMixinType
 from llama_index.core.schema import NodeWithScore, QueryBundle
+
 from valkey_rag_cache import EntryKey, Seen, Source
 
 from . import codec

@@ -7,9 +7,10 @@ called (a cache hit does not call it). The fixtures set ``Settings`` and restore
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,7 +24,9 @@ from llama_index.core.embeddings import BaseEmbedding
 from llama_index.core.llms import CustomLLM
 from llama_index.core.llms.callbacks import llm_completion_callback
 from llama_index.core.storage.docstore import SimpleDocumentStore
+from llama_index.core.schema import BaseNode
 from llama_index.core.vector_stores import SimpleVectorStore
+from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryResult
 from pydantic import PrivateAttr
 
 from llamaindex_valkey_cache import InvalidatingDocstore, InvalidatingVectorStore, ValkeyCache
@@ -99,6 +102,38 @@ class CountingLLM(CustomLLM):
                 yield CompletionResponse(text=sofar, delta=delta)
 
         return gen()
+
+
+class TextVectorStore(SimpleVectorStore):
+    """LlamaIndex's in-memory SimpleVectorStore, keeping the nodes too (``stores_text``), as most stores do."""
+
+    stores_text: bool = True
+    _nodes: dict[str, BaseNode] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "TextVectorStore"
+
+    def add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[str]:
+        self._nodes.update({n.node_id: n for n in nodes})
+        return super().add(nodes, **kwargs)
+
+    def delete(self, ref_doc_id: str, **kwargs: Any) -> None:
+        super().delete(ref_doc_id, **kwargs)
+        self._nodes = {i: n for i, n in self._nodes.items() if i in self.data.embedding_dict}
+
+    def delete_nodes(self, node_ids: list[str] | None = None, filters: Any = None, **kwargs: Any) -> None:
+        super().delete_nodes(node_ids, filters, **kwargs)
+        self._nodes = {i: n for i, n in self._nodes.items() if i in self.data.embedding_dict}
+
+    def get_nodes(self, node_ids: list[str] | None = None, filters: Any = None) -> list[BaseNode]:
+        return [n for i, n in self._nodes.items() if node_ids is None or i in node_ids]
+
+    def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        # The index keeps no node list for a store that holds text: search every node, as such stores do.
+        result = super().query(dataclasses.replace(query, node_ids=None), **kwargs)
+        result.nodes = [self._nodes[i] for i in result.ids or []]
+        return result
 
 
 DOCS = {
