@@ -15,6 +15,7 @@ from typing import Any
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.outputs import Generation
+
 from valkey_rag_cache import AnswerCache, CacheOperations, EntryKey, Source, TTLPolicy
 from valkey_rag_cache.ttl import TTLValue
 

@@ -26,6 +26,7 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.tracers.context import register_configure_hook
+
 from valkey_rag_cache import Source
 
 __all__ = ["Captured", "SourceCapture", "capture", "document_sources", "metadata_sources"]

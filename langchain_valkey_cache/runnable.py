@@ -29,6 +29,7 @@ from langchain_core.runnables.config import (
     patch_config,
 )
 from langchain_core.runnables.utils import AddableDict
+
 from valkey_rag_cache import AnswerCache, EntryKey, Seen, Source
 from valkey_rag_cache.keys import digest
 

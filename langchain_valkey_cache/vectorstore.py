@@ -19,6 +19,7 @@ from typing import Any
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
+
 from valkey_rag_cache import AnswerCache, CacheOperations
 
 __all__ = ["InvalidatingVectorStore"]

@@ -12,10 +12,10 @@ from langchain_core.globals import get_llm_cache, set_llm_cache
 from langchain_core.language_models import FakeListChatModel, FakeListLLM, GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, Generation
-from valkey_rag_cache import AnswerCache, DoctorReport
 
 import langchain_valkey_cache
 from langchain_valkey_cache import ValkeyCache
+from valkey_rag_cache import AnswerCache, DoctorReport
 
 pytestmark = pytest.mark.standalone
 
@@ -82,6 +82,18 @@ def test_a_models_cache_field_works_for_text_models(cache: ValkeyCache) -> None:
     assert llm.invoke("q1") == "one"
     assert llm.batch(["q1", "q2"]) == ["one", "two"]
     assert llm.i == 2  # two real calls for three prompts' worth of answers
+
+
+def test_set_llm_cache_serves_a_text_model_from_the_cache(global_cache: ValkeyCache) -> None:
+    llm = FakeListLLM(responses=["first", "second"])
+    assert [llm.invoke("hi"), llm.invoke("hi"), llm.invoke("other")] == ["first", "first", "second"]
+
+
+def test_a_backend_that_is_down_turns_into_misses() -> None:
+    cache = ValkeyCache("valkey://127.0.0.1:1", timeout=0.2)
+    model = FakeListChatModel(responses=["a", "b"], cache=cache)
+    assert [model.invoke("q").content, model.invoke("q").content] == ["a", "b"]
+    assert cache.lookup("p", "l") is None
 
 
 def test_cache_false_on_a_model_bypasses_a_global_cache(

@@ -19,6 +19,7 @@ from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
 from pydantic import Field
 
 from langchain_valkey_cache import CachedRunnable, InvalidatingVectorStore, ValkeyCache
+from valkey_rag_cache import InvalidationError
 
 pytestmark = pytest.mark.standalone
 
@@ -158,6 +159,22 @@ def test_cleanup_of_a_removed_document_invalidates_by_source(
     assert cache.dependents("kb/hours.md") == []
     assert chain.invoke("billing?") == billing
     assert chain.invoke("hours?") != hours
+
+
+def test_an_invalidation_that_fails_makes_index_retry_the_batch(
+    cache: ValkeyCache, records: InMemoryRecordManager
+) -> None:
+    inner = InMemoryVectorStore(DeterministicFakeEmbedding(size=16))
+    down = InvalidatingVectorStore(inner, ValkeyCache("valkey://127.0.0.1:1", timeout=0.2))
+    with pytest.raises(InvalidationError):
+        index(kb(), records, down, cleanup="incremental", source_id_key="source", key_encoder="sha256")
+    with cache.sources(["kb/billing.md"]):
+        cache.update("p", "l", [Generation(text="built on the old billing page")])
+    # Valkey is back: the batch index() did not record is written and invalidated again.
+    up = InvalidatingVectorStore(inner, cache)
+    result = index(kb(), records, up, cleanup="incremental", source_id_key="source", key_encoder="sha256")
+    assert result["num_added"] == 3
+    assert cache.lookup("p", "l") is None
 
 
 def test_delete_reads_sources_it_did_not_see_added(cache: ValkeyCache) -> None:

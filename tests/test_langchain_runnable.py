@@ -22,9 +22,9 @@ from langchain_core.runnables import (
     RunnablePassthrough,
 )
 from pydantic import Field
-from valkey_rag_cache import AnswerCache
 
 from langchain_valkey_cache import CachedRunnable, ValkeyCache
+from valkey_rag_cache import AnswerCache
 
 pytestmark = pytest.mark.standalone
 
@@ -245,6 +245,8 @@ def test_inside_a_larger_chain_the_sources_are_still_captured(
     outer = RunnableLambda(lambda q: q.strip()) | rag | RunnableLambda(lambda a: a.upper())
     first = outer.invoke("  billing?  ")
     assert outer.invoke("  billing?  ") == first
+    assert len(retriever.queries) == 1
+    assert "".join(outer.stream("  billing?  ")) == first  # streamed through: replayed from the cache
     assert len(retriever.queries) == 1
     assert cache.invalidate_source("kb-billing") == 1
 

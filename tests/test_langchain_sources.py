@@ -14,10 +14,10 @@ from langchain_core.documents import Document
 from langchain_core.language_models import FakeListChatModel, FakeListLLM
 from langchain_core.prompts import ChatPromptTemplate, PromptTemplate
 from langchain_core.retrievers import BaseRetriever
-from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
-from valkey_rag_cache.envelope import decode_body
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda, RunnablePassthrough
 
 from langchain_valkey_cache import ValkeyCache
+from valkey_rag_cache.envelope import decode_body
 
 pytestmark = pytest.mark.standalone
 
@@ -171,6 +171,23 @@ def test_a_thread_pool_of_invokes_keeps_sources_apart(model: Any, standalone_url
     assert sorted(next(iter(s)) for s in sources_of_entries(standalone_url, prefix)) == sorted(
         ["kb-reset", "kb-billing", "kb-status", "kb-reset"]
     )
+
+
+def test_a_thread_started_inside_a_run_keeps_the_runs_sources(
+    model: Any, standalone_url: str, prefix: str
+) -> None:
+    prompt = ChatPromptTemplate.from_messages([("human", "{context}\n{question}")])
+
+    def answer_in_a_thread(inputs: dict[str, Any], config: RunnableConfig) -> Any:
+        # The user's own thread: it does not inherit the context, so the run's config is passed along.
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit((prompt | model).invoke, inputs, config).result()
+
+    chain = RunnablePassthrough.assign(
+        context=(lambda x: x["question"]) | TopicRetriever(docs=DOCS) | join
+    ) | (RunnableLambda(answer_in_a_thread))
+    chain.invoke({"question": "status?"})
+    assert sources_of_entries(standalone_url, prefix) == [{"kb-status"}]
 
 
 def test_nested_chains_capture_the_inner_retrieval(model: Any, standalone_url: str, prefix: str) -> None:
