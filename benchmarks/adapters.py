@@ -35,22 +35,22 @@ def _kwargs(cls: Any, **wanted: Any) -> dict[str, Any]:
     return {k: v for k, v in wanted.items() if k in params}
 
 
-def langchain_cache(url: str, *, prefix: str, namespace: str) -> Adapter:
+def langchain_cache(url: str, *, prefix: str, namespace: str, timeout: float) -> Adapter:
     try:
         from langchain_valkey_cache import ValkeyCache
     except ImportError as exc:
         return Adapter(reason=f"langchain_valkey_cache.ValkeyCache does not import ({exc})")
-    cache = ValkeyCache(url, **_kwargs(ValkeyCache, prefix=prefix, namespace=namespace))
+    cache = ValkeyCache(url, **_kwargs(ValkeyCache, prefix=prefix, namespace=namespace, timeout=timeout))
     return Adapter(cache=cache)
 
 
-def llamaindex_llm(url: str, *, prefix: str, namespace: str) -> Adapter:
+def llamaindex_llm(url: str, *, prefix: str, namespace: str, timeout: float) -> Adapter:
     try:
         from llamaindex_valkey_cache import CachedLLM, ValkeyCache
     except ImportError as exc:
         return Adapter(reason=f"llamaindex_valkey_cache.CachedLLM does not import ({exc})")
     from payloads import llamaindex_llm as fixed_llm
 
-    cache = ValkeyCache(url, **_kwargs(ValkeyCache, prefix=prefix, namespace=namespace))
+    cache = ValkeyCache(url, **_kwargs(ValkeyCache, prefix=prefix, namespace=namespace, timeout=timeout))
     inner = fixed_llm()
     return Adapter(cache=cache, llm=CachedLLM(llm=inner, cache=cache), inner=inner)

@@ -20,7 +20,7 @@ from typing import Any
 
 import valkey
 from bulk import fill
-from latency import Env
+from latency import TIMEOUT, Env
 from payloads import message_value, small_value, source_ids
 from recipe import RecipeCache
 
@@ -48,7 +48,7 @@ def by_source(env: Env, dependents: tuple[int, ...], rounds: int, most: int = 20
     url = _db(env, "source")
     client = valkey.Valkey.from_url(url)
     client.flushdb()
-    cache = AnswerCache(url, prefix="inv", namespace="kb:support")
+    cache = AnswerCache(url, prefix="inv", namespace="kb:support", timeout=TIMEOUT)
     recipe = RecipeCache(client, prefix="inv:recipe")
     value, rng = message_value(), random.Random(5)
     out: dict[str, list[float]] = {f"inv.src{d}.{who}": [] for d in dependents for who in ("core", "recipe")}
@@ -103,7 +103,9 @@ def at_scale(env: Env, small: int, big: int, rounds: int, ops: int) -> dict[str,
     clients = {name: valkey.Valkey.from_url(_db(env, name)) for name in DBS if name != "source"}
     for c in clients.values():
         c.flushdb()
-    caches = {size: AnswerCache(_db(env, size), prefix="big", namespace=NAMESPACE) for size in ("small", "big")}
+    caches = {
+        size: AnswerCache(_db(env, size), prefix="big", namespace=NAMESPACE, timeout=TIMEOUT) for size in ("small", "big")
+    }
     for size, n in (("small", small), ("big", big)):
         seconds, _ = _timed(lambda s=size, n=n: _fill_ours(caches[s], clients[s], n))
         out[f"fill.core.{size}"] = [seconds]

@@ -52,6 +52,22 @@ class Env:
         return self.loop.run_until_complete(coro)
 
 
+TIMEOUT = 5.0  # generous: on a loaded machine a 0.5 s default would turn slow hits into misses
+
+
+def hit(value: Any) -> Any:
+    """Fail loudly when a hit case did not hit (a timeout or an eviction would make the figure a lie)."""
+    if value is None:
+        raise RuntimeError("a hit case missed: its figures would not measure hits")
+    return value
+
+
+def stored(done: bool) -> bool:
+    if not done:
+        raise RuntimeError("an update case did not store: its figures would not measure writes")
+    return done
+
+
 def prompt(tag: str, i: int) -> str:
     return PROMPT.replace("#{i}", f"{tag}-{i}")
 
@@ -90,7 +106,7 @@ def _hot(env: Env) -> None:
 def _floor_cases(env: Env) -> list[Case | ACase]:
     r, ar, payload, loop, n_hot = env.raw, env.araw, env.payload, env.loop, env.hot
     return [
-        Case("raw.get", lambda i: r.get(f"bench:raw:hot:{i % n_hot}")),
+        Case("raw.get", lambda i: hit(r.get(f"bench:raw:hot:{i % n_hot}"))),
         Case("raw.get_miss", lambda i: r.get(f"bench:raw:miss:{i}")),
         Case("raw.set", lambda i: r.set(f"bench:raw:set:{i}", payload, ex=21600)),
         Case("raw.get_set", lambda i: (r.get(f"bench:raw:gs:{i}"), r.set(f"bench:raw:gs:{i}", payload, ex=21600))),
@@ -121,18 +137,18 @@ def _core_cases(env: Env, loop: asyncio.AbstractEventLoop) -> list[Case | ACase]
 
     cases: list[Case | ACase] = [
         # Keys are built beforehand, as the floor's are; `core.key` is timed on its own.
-        Case("core.hit", lambda i: core.lookup(hot[i % len(hot)])),
+        Case("core.hit", lambda i: hit(core.lookup(hot[i % len(hot)]))),
         Case("core.key", lambda i: core.key("qa", {"q": f"hot-{i}"})),
         Case("core.miss", lambda i: core.lookup(core.key("qa", {"q": f"miss-{i}"}))),
     ]
     for n in SOURCE_COUNTS:
-        cases.append(Case(f"core.update{n}", lambda a: core.store(a[0], value, a[1]), fresh(f"u{n}", n)))
+        cases.append(Case(f"core.update{n}", lambda a: stored(core.store(a[0], value, a[1])), fresh(f"u{n}", n)))
 
     async def ahit(i: int) -> Any:
-        return await core.alookup(hot[i % len(hot)])
+        return hit(await core.alookup(hot[i % len(hot)]))
 
     async def aupdate(a: Any) -> Any:
-        return await core.astore(a[0], value, a[1])
+        return stored(await core.astore(a[0], value, a[1]))
 
     cases += [ACase("core.ahit", ahit, loop=loop), ACase("core.aupdate5", aupdate, afresh("au5", 5), loop=loop)]
     return cases
@@ -166,13 +182,16 @@ def _langchain_cases(env: Env, loop: asyncio.AbstractEventLoop) -> list[Case | A
         with lc.sources(a[1]):
             return await lc.aupdate(a[0], LLM_STRING, gen)
 
+    async def alc_hit(i: int) -> Any:
+        return hit(await lc.alookup(prompt("hot", i % n_hot), LLM_STRING))
+
     cases: list[Case | ACase] = [
-        Case("lc.hit", lambda i: lc.lookup(prompt("hot", i % n_hot), LLM_STRING)),
+        Case("lc.hit", lambda i: hit(lc.lookup(prompt("hot", i % n_hot), LLM_STRING))),
         Case("lc.miss", lambda i: lc.lookup(prompt("miss", i), LLM_STRING)),
     ]
     cases += [Case(f"lc.update{n}", update, fresh(f"lc{n}", n)) for n in SOURCE_COUNTS]
     cases += [
-        ACase("lc.ahit", lambda i: lc.alookup(prompt("hot", i % n_hot), LLM_STRING), loop=loop),
+        ACase("lc.ahit", alc_hit, loop=loop),
         ACase("lc.aupdate5", aupdate, afresh, loop=loop),
     ]
     return cases
@@ -217,10 +236,10 @@ def _anchor_cases(env: Env) -> list[Case | ACase]:
         recipe.store(NAMESPACE, f"hot-{i}", value, source_ids(rng, 5))
     env.extras["redis_cache"] = rc
     return [
-        Case("rc.hit", lambda i: rc.lookup(prompt("hot", i % n_hot), LLM_STRING)),
+        Case("rc.hit", lambda i: hit(rc.lookup(prompt("hot", i % n_hot), LLM_STRING))),
         Case("rc.update", lambda i: rc.update(prompt("rcu", i), LLM_STRING, gen)),
         Case("redispy.get", lambda i: rpy.get(f"bench:raw:hot:{i % n_hot}")),
-        Case("recipe.hit", lambda i: recipe.lookup(NAMESPACE, f"hot-{i % n_hot}")),
+        Case("recipe.hit", lambda i: hit(recipe.lookup(NAMESPACE, f"hot-{i % n_hot}"))),
         Case("recipe.update5", lambda a: recipe.store(NAMESPACE, a[0], value, a[1]),
              lambda i: (f"u-{i}", source_ids(rng, 5))),
     ]
@@ -269,7 +288,7 @@ def make_env(url: str, loop: asyncio.AbstractEventLoop, *, cluster: bool, prefix
             return avalkey.Valkey.from_url(url)
 
         araw = loop.run_until_complete(make_plain())
-    core = AnswerCache(url, prefix=prefix, namespace=NAMESPACE)
-    lc = langchain_cache(url, prefix=prefix + "lc", namespace=NAMESPACE)
-    li = llamaindex_llm(url, prefix=prefix + "li", namespace=NAMESPACE)
+    core = AnswerCache(url, prefix=prefix, namespace=NAMESPACE, timeout=TIMEOUT)
+    lc = langchain_cache(url, prefix=prefix + "lc", namespace=NAMESPACE, timeout=TIMEOUT)
+    li = llamaindex_llm(url, prefix=prefix + "li", namespace=NAMESPACE, timeout=TIMEOUT)
     return Env(url=url, loop=loop, raw=raw, araw=araw, core=core, lc=lc, li=li)

@@ -18,7 +18,7 @@ from typing import Any
 
 import valkey
 from bulk import fill
-from latency import Env, prompt
+from latency import TIMEOUT, Env, prompt
 from payloads import LLM_STRING, chat_generation, message_value, source_ids
 from recipe import RecipeCache
 
@@ -68,7 +68,7 @@ def measure(env: Env, n: int, batch: int = 2000) -> dict[str, float]:
 
     def ours(sources: int, pool: int) -> Any:
         def load() -> None:
-            cache = AnswerCache(url, prefix="mem", namespace="kb:support")
+            cache = AnswerCache(url, prefix="mem", namespace="kb:support", timeout=TIMEOUT)
             items = (
                 (cache.key("qa", {"q": i}), value, source_ids(rng, sources, pool) if sources else [])
                 for i in range(n)

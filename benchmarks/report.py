@@ -372,8 +372,9 @@ def plot(data: Data, path: Path) -> None:
     ns = sorted({int(k.split(".")[1][3:]) for k in data if k.startswith("inv.src")})
     for who, label in (("core", "ours: invalidate_source"), ("recipe", "recipe: SMEMBERS + DELETE")):
         ax.plot(ns, [us(f"inv.src{n}.{who}") / 1000 for n in ns], marker="o", label=label)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    if ns:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
     ax.set_xlabel("dependent answers")
     ax.set_ylabel("ms")
     ax.set_title("Invalidation by source document")
@@ -387,7 +388,8 @@ def plot(data: Data, path: Path) -> None:
         ax.bar([x + j * 0.25 for x in (0, 1)], [us(pat.format("small")) / 1000, us(pat.format("big")) / 1000],
                0.25, label=label)
     ax.set_xticks([0.25, 1.25], [f"{sizes[0]:,.0f} entries", f"{sizes[1]:,.0f} entries"])
-    ax.set_yscale("log")
+    if data.get("inv.ns.small.core"):
+        ax.set_yscale("log")
     ax.set_ylabel("ms per invalidation")
     ax.set_title("Namespace and version invalidation")
     ax.legend(fontsize=8)

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from latency import Env, prompt
+from latency import Env, hit, prompt
 from payloads import LLM_STRING
 
 __all__ = ["CONCURRENCY", "Batch", "throughput_cases"]
@@ -56,14 +56,14 @@ def throughput_cases(env: Env, concurrency: tuple[int, ...] = CONCURRENCY) -> li
         return await araw.get(f"bench:raw:hot:{i % n_hot}")
 
     async def ours(i: int) -> Any:
-        return await core.alookup(hot[i % n_hot])
+        return hit(await core.alookup(hot[i % n_hot]))
 
     ops: dict[str, Callable[[int], Awaitable[Any]]] = {"raw": raw, "core": ours}
     if env.lc.available:
         lc = env.lc.cache
 
         async def lc_hit(i: int) -> Any:
-            return await lc.alookup(prompt("hot", i % n_hot), LLM_STRING)
+            return hit(await lc.alookup(prompt("hot", i % n_hot), LLM_STRING))
 
         ops["lc"] = lc_hit
     return [Batch(f"tp.{name}.c{c}", op, c, loop) for c in concurrency for name, op in ops.items()]
