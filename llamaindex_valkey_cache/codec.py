@@ -20,9 +20,10 @@ from typing import Any, Generic, TypeVar
 
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse, CompletionResponse
 from llama_index.core.base.response.schema import Response
-from llama_index.core.schema import BaseNode, ImageNode, IndexNode, NodeWithScore, TextNode
+from llama_index.core.schema import ImageNode, IndexNode, NodeWithScore, TextNode
 
 __all__ = [
+    "Answer",
     "LLMEntry",
     "decode_answer",
     "decode_chat",
@@ -30,6 +31,8 @@ __all__ = [
     "encode_answer",
     "encode_chat",
     "encode_completion",
+    "replay_chat",
+    "replay_completion",
 ]
 
 R = TypeVar("R", ChatResponse, CompletionResponse)
@@ -211,7 +214,3 @@ def _is_json(value: Any, depth: int = 0) -> bool:
     if isinstance(value, dict):
         return all(isinstance(k, str) and _is_json(v, depth + 1) for k, v in value.items())
     return False
-
-
-def node_classes() -> tuple[type[BaseNode], ...]:
-    return tuple(_NODE_CLASSES.values())

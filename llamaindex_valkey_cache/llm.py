@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from typing import Any, TypeVar
 
@@ -44,7 +45,10 @@ from .tracking import current_retrievals, install
 
 __all__ = ["CachedFunctionCallingLLM", "CachedLLM"]
 
+log = logging.getLogger("llamaindex_valkey_cache")
+
 E = TypeVar("E")
+R = TypeVar("R", ChatResponse, CompletionResponse)
 
 # The fields that shape prompts in `LLM.predict`, `stream` and `structured_predict`; copied from the inner LLM
 # so that a prompt formatted by the wrapper is the prompt the inner LLM would have formatted.
@@ -92,7 +96,7 @@ class CachedLLM(LLM):
         if not isinstance(cache, ValkeyCache):
             raise TypeError(f"cache must be a ValkeyCache, got {type(cache).__name__}")
         shaping = {name: getattr(llm, name) for name in PROMPT_FIELDS}
-        super().__init__(
+        super().__init__(  # type: ignore[call-arg]  # pydantic fields; mypy sees LLM's own __init__
             llm=llm,
             namespace=namespace,
             callback_manager=llm.callback_manager,
@@ -155,6 +159,25 @@ class CachedLLM(LLM):
             await core.adiscard(key)
         return None, core.seen(key)
 
+    def _store(
+        self, key: EntryKey, encode: Callable[[], Any], sources: list[Source], seen: Seen | None
+    ) -> None:
+        try:
+            self._cache.core.store(key, encode(), sources, seen=seen)
+        except (
+            TypeError,
+            ValueError,
+        ) as exc:  # objects JSON cannot hold in additional_kwargs, NaN logprobs...
+            log.warning("llamaindex_valkey_cache: not caching this response: %s", exc)
+
+    async def _astore(
+        self, key: EntryKey, encode: Callable[[], Any], sources: list[Source], seen: Seen | None
+    ) -> None:
+        try:
+            await self._cache.core.astore(key, encode(), sources, seen=seen)
+        except (TypeError, ValueError) as exc:
+            log.warning("llamaindex_valkey_cache: not caching this response: %s", exc)
+
     # -- chat ------------------------------------------------------------------------------------------
 
     @llm_chat_callback()
@@ -165,7 +188,7 @@ class CachedLLM(LLM):
             return _final(entry)
         sources = self._sources()
         response = self.llm.chat(messages, **kwargs)
-        self._cache.core.store(key, codec.encode_chat(response), sources, seen=seen)
+        self._store(key, lambda: codec.encode_chat(response), sources, seen)
         return response
 
     @llm_chat_callback()
@@ -176,7 +199,7 @@ class CachedLLM(LLM):
             return _final(entry)
         sources = self._sources()
         response = await self.llm.achat(messages, **kwargs)
-        await self._cache.core.astore(key, codec.encode_chat(response), sources, seen=seen)
+        await self._astore(key, lambda: codec.encode_chat(response), sources, seen)
         return response
 
     @llm_chat_callback()
@@ -213,7 +236,7 @@ class CachedLLM(LLM):
             return _final(entry)
         sources = self._sources()
         response = self.llm.complete(prompt, formatted=formatted, **kwargs)
-        self._cache.core.store(key, codec.encode_completion(response), sources, seen=seen)
+        self._store(key, lambda: codec.encode_completion(response), sources, seen)
         return response
 
     @llm_completion_callback()
@@ -224,7 +247,7 @@ class CachedLLM(LLM):
             return _final(entry)
         sources = self._sources()
         response = await self.llm.acomplete(prompt, formatted=formatted, **kwargs)
-        await self._cache.core.astore(key, codec.encode_completion(response), sources, seen=seen)
+        await self._astore(key, lambda: codec.encode_completion(response), sources, seen)
         return response
 
     @llm_completion_callback()
@@ -264,14 +287,13 @@ class CachedLLM(LLM):
         seen: Seen | None,
     ) -> Generator[Any, None, None]:
         """Pass the chunks through; store them only once the stream ran to its end."""
-        core = self._cache.core
         chunks: list[Any] = []
         # An exception or an early close() leaves the loop without reaching the store.
         for chunk in stream:
             chunks.append(chunk)
             yield chunk
         if chunks:
-            core.store(key, encode(chunks[-1], [c.delta or "" for c in chunks]), sources, seen=seen)
+            self._store(key, lambda: encode(chunks[-1], [c.delta or "" for c in chunks]), sources, seen)
 
     async def _arecorded(
         self,
@@ -281,13 +303,14 @@ class CachedLLM(LLM):
         sources: list[Source],
         seen: Seen | None,
     ) -> AsyncGenerator[Any, None]:
-        core = self._cache.core
         chunks: list[Any] = []
         async for chunk in stream:
             chunks.append(chunk)
             yield chunk
         if chunks:
-            await core.astore(key, encode(chunks[-1], [c.delta or "" for c in chunks]), sources, seen=seen)
+            await self._astore(
+                key, lambda: encode(chunks[-1], [c.delta or "" for c in chunks]), sources, seen
+            )
 
 
 class CachedFunctionCallingLLM(CachedLLM, FunctionCallingLLM):
@@ -345,7 +368,7 @@ class CachedFunctionCallingLLM(CachedLLM, FunctionCallingLLM):
         )
 
 
-def _final(entry: codec.LLMEntry[Any]) -> Any:
+def _final(entry: codec.LLMEntry[R]) -> R:
     """A stored response as a non-streaming call returns it (a stream's last chunk carries no delta)."""
     if entry.deltas is None:
         return entry.response

@@ -16,7 +16,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
 from llama_index.core.base.base_query_engine import BaseQueryEngine
@@ -40,6 +41,8 @@ from .tracking import Retrieved, install, ledger, retrieved
 __all__ = ["CachedQueryEngine"]
 
 QUERY = "llamaindex.query"
+
+log = logging.getLogger("llamaindex_valkey_cache")
 
 
 class CachedQueryEngine(BaseQueryEngine):
@@ -113,7 +116,6 @@ class CachedQueryEngine(BaseQueryEngine):
     # -- query -----------------------------------------------------------------------------------------
 
     def _query(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
-        core = self.cache.core
         key = self._key(query_bundle)
         answer, seen = self._lookup(key)
         if answer is not None:
@@ -125,14 +127,10 @@ class CachedQueryEngine(BaseQueryEngine):
         if isinstance(response, StreamingResponse):
             response.response_gen = self._recorded(response, response.response_gen, key, during, seen)
         elif isinstance(response, Response):
-            value = codec.encode_answer(
-                response.response or "", response.source_nodes, response.metadata, None
-            )
-            core.store(key, value, self._sources(response, during), seen=seen)
+            self._store(key, response, during, seen, None)
         return response
 
     async def _aquery(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
-        core = self.cache.core
         key = self._key(query_bundle)
         answer, seen = await self._alookup(key)
         if answer is not None:
@@ -146,11 +144,38 @@ class CachedQueryEngine(BaseQueryEngine):
         elif isinstance(response, StreamingResponse):
             response.response_gen = self._recorded(response, response.response_gen, key, during, seen)
         elif isinstance(response, Response):
-            value = codec.encode_answer(
-                response.response or "", response.source_nodes, response.metadata, None
-            )
-            await core.astore(key, value, self._sources(response, during), seen=seen)
+            await self._astore(key, response, during, seen, None)
         return response
+
+    def _store(
+        self,
+        key: EntryKey,
+        response: Any,
+        during: tuple[Retrieved, ...],
+        seen: Seen | None,
+        tokens: list[str] | None,
+    ) -> None:
+        text = "".join(tokens) if tokens is not None else (response.response or "")
+        try:
+            value = codec.encode_answer(text, response.source_nodes, response.metadata, tokens)
+            self.cache.core.store(key, value, self._sources(response, during), seen=seen)
+        except (TypeError, ValueError) as exc:  # node metadata JSON cannot hold
+            log.warning("llamaindex_valkey_cache: not caching this answer: %s", exc)
+
+    async def _astore(
+        self,
+        key: EntryKey,
+        response: Any,
+        during: tuple[Retrieved, ...],
+        seen: Seen | None,
+        tokens: list[str] | None,
+    ) -> None:
+        text = "".join(tokens) if tokens is not None else (response.response or "")
+        try:
+            value = codec.encode_answer(text, response.source_nodes, response.metadata, tokens)
+            await self.cache.core.astore(key, value, self._sources(response, during), seen=seen)
+        except (TypeError, ValueError) as exc:
+            log.warning("llamaindex_valkey_cache: not caching this answer: %s", exc)
 
     def _lookup(self, key: EntryKey) -> tuple[codec.Answer | None, Seen | None]:
         core = self.cache.core
@@ -183,7 +208,7 @@ class CachedQueryEngine(BaseQueryEngine):
         nodes: list[NodeWithScore] = list(answer.source_nodes)
         if asynchronous:
             return AsyncStreamingResponse(_atokens(tokens), source_nodes=nodes, metadata=answer.metadata)
-        return StreamingResponse(iter(tokens), source_nodes=nodes, metadata=answer.metadata)
+        return StreamingResponse(_tokens(tokens), source_nodes=nodes, metadata=answer.metadata)
 
     # -- streams: stored once read to the end ----------------------------------------------------------
 
@@ -194,15 +219,12 @@ class CachedQueryEngine(BaseQueryEngine):
         key: EntryKey,
         during: tuple[Retrieved, ...],
         seen: Seen | None,
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         seen_tokens: list[str] = []
         for token in tokens:
             seen_tokens.append(token)
             yield token
-        value = codec.encode_answer(
-            "".join(seen_tokens), response.source_nodes, response.metadata, seen_tokens
-        )
-        self.cache.core.store(key, value, self._sources(response, during), seen=seen)
+        self._store(key, response, during, seen, seen_tokens)
 
     async def _arecorded(
         self,
@@ -211,15 +233,12 @@ class CachedQueryEngine(BaseQueryEngine):
         key: EntryKey,
         during: tuple[Retrieved, ...],
         seen: Seen | None,
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         seen_tokens: list[str] = []
         async for token in tokens:
             seen_tokens.append(token)
             yield token
-        value = codec.encode_answer(
-            "".join(seen_tokens), response.source_nodes, response.metadata, seen_tokens
-        )
-        await self.cache.core.astore(key, value, self._sources(response, during), seen=seen)
+        await self._astore(key, response, during, seen, seen_tokens)
 
     # -- the rest is the inner engine's ----------------------------------------------------------------
 
@@ -233,6 +252,10 @@ class CachedQueryEngine(BaseQueryEngine):
         return await self.query_engine.asynthesize(*args, **kwargs)
 
 
-async def _atokens(tokens: tuple[str, ...]) -> AsyncIterator[str]:
+def _tokens(tokens: tuple[str, ...]) -> Generator[str, None, None]:
+    yield from tokens
+
+
+async def _atokens(tokens: tuple[str, ...]) -> AsyncGenerator[str, None]:
     for token in tokens:
         yield token

@@ -23,7 +23,7 @@ import inspect
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,7 +166,7 @@ def current_retrievals() -> tuple[Retrieved, ...]:
     return _dedupe([*_LEDGER.under(active_span_id.get()), *_STREAMING.get()])
 
 
-def _scoped_tokens(gen: Iterator[str], items: tuple[Retrieved, ...]) -> Iterator[str]:
+def _scoped_tokens(gen: Iterator[str], items: tuple[Retrieved, ...]) -> Generator[str, None, None]:
     # Set and reset around each step, never across a yield: the consumer's context must not keep them.
     try:
         while True:
@@ -184,7 +184,7 @@ def _scoped_tokens(gen: Iterator[str], items: tuple[Retrieved, ...]) -> Iterator
             close()
 
 
-async def _ascoped_tokens(gen: AsyncIterator[str], items: tuple[Retrieved, ...]) -> AsyncIterator[str]:
+async def _ascoped_tokens(gen: AsyncIterator[str], items: tuple[Retrieved, ...]) -> AsyncGenerator[str, None]:
     try:
         while True:
             token = _STREAMING.set(items)

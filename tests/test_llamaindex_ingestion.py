@@ -186,7 +186,7 @@ def test_index_refresh_update_and_delete_ref_doc(settings: Any, cache: ValkeyCac
     index = VectorStoreIndex.from_documents(documents(), storage_context=storage)
 
     def engine() -> CachedQueryEngine:
-        # A retriever made before a refresh can miss the new nodes: build the engine again, as LlamaIndex advises.
+        # A retriever made before a refresh can miss new nodes: build the engine again, as LlamaIndex advises.
         return CachedQueryEngine(index.as_query_engine(similarity_top_k=1), cache=cache)
 
     first = ask_all(engine())

@@ -480,3 +480,17 @@ def test_concurrent_async_calls_each_get_their_own_answer(cache: ValkeyCache) ->
     first = asyncio.run(run())
     assert asyncio.run(run()) == first and inner.calls == 5
     assert all(f"prompt {i}" in text for i, text in enumerate(first))
+
+
+def test_a_response_json_cannot_hold_is_returned_but_not_cached(
+    cache: ValkeyCache, caplog: pytest.LogCaptureFixture
+) -> None:
+    class OddLLM(CountingLLM):
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+            self._calls += 1
+            return CompletionResponse(text="odd", additional_kwargs={"handle": object()})
+
+    inner = OddLLM()
+    llm = CachedLLM(llm=inner, cache=cache)
+    assert llm.complete("q").text == "odd" and llm.complete("q").text == "odd"
+    assert inner.calls == 2 and "not caching" in caplog.text

@@ -105,7 +105,7 @@ class CountingLLM(CustomLLM):
 
 
 class TextVectorStore(SimpleVectorStore):
-    """LlamaIndex's in-memory SimpleVectorStore, keeping the nodes too (``stores_text``), as most stores do."""
+    """LlamaIndex's in-memory SimpleVectorStore keeping the nodes too (``stores_text``), like most stores."""
 
     stores_text: bool = True
     _nodes: dict[str, BaseNode] = PrivateAttr(default_factory=dict)
