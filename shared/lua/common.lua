@@ -32,36 +32,43 @@ local function stat(stats_key, field, n)
   if stats_key ~= '' then redis.call('HINCRBY', stats_key, field, n) end
 end
 
--- Parse an entry's header. Returns the list of {token_suffix, token} pairs, or nil when the value is not
--- an entry of this format (garbage, truncated, another version) or lacks the version token.
+-- Parse an entry's header: "vrc1\n<era> <invalidations>\n<suffix> <token>\n...\n\n<body>". Returns the
+-- list of {token_suffix, token} pairs, the era and invalidation count the entry was written under (the count
+-- is absent in entries of older writers) and the offset of the blank line; nil when the value is not an entry
+-- of this format (garbage, truncated, another version) or lacks the version token.
 local function parse_entry(v)
   if string.sub(v, 1, 5) ~= 'vrc1\n' then return nil end
   local sep = string.find(v, '\n\n', 6, true)
   if not sep then return nil end
+  local eol = string.find(v, '\n', 6, true)
+  local era, written_i = string.match(string.sub(v, 6, eol - 1), '^([^ ]+) (%d+)$')
+  if not era then era = string.sub(v, 6, eol - 1) end
   local deps = {}
-  local era = nil
   local has_all = false
-  for line in string.gmatch(string.sub(v, 6, sep - 1), '[^\n]+') do
-    if not era then
-      era = line
-    else
-      local sp = string.find(line, ' ', 1, true)
-      if not sp then return nil end
-      local suffix = string.sub(line, 1, sp - 1)
-      local tok = string.sub(line, sp + 1)
-      if not string.find(tok, '.', 1, true) then tok = era .. '.' .. tok end
-      if suffix == 'a' then has_all = true end
-      deps[#deps + 1] = {suffix, tok}
-    end
+  local pos = eol + 1
+  while pos < sep do
+    local nl = string.find(v, '\n', pos, true)
+    local sp = string.find(v, ' ', pos, true)
+    if not sp or sp > nl then return nil end
+    local suffix = string.sub(v, pos, sp - 1)
+    local tok = string.sub(v, sp + 1, nl - 1)
+    if not string.find(tok, '.', 1, true) then tok = era .. '.' .. tok end
+    if suffix == 'a' then has_all = true end
+    deps[#deps + 1] = {suffix, tok}
+    pos = nl + 1
   end
   if not has_all then return nil end
-  return deps, sep
+  return deps, sep, era, tonumber(written_i)
 end
 
 -- 'ok' when every token the entry recorded is still current, 'stale' otherwise, nil for a bad value.
-local function check_entry(v, tok_base)
-  local deps, sep = parse_entry(v)
+-- With the group's clock ({era, counter, invalidations}): every invalidation in a group bumps its
+-- invalidation count before it replaces any token, so an entry written under the current era and count has
+-- seen no invalidation since, and its tokens need no comparison.
+local function check_entry(v, tok_base, clock)
+  local deps, sep, era, written_i = parse_entry(v)
   if not deps then return nil end
+  if clock and written_i and era == clock[1] and written_i == clock[3] then return 'ok', sep end
   local keys = {}
   for i, d in ipairs(deps) do keys[i] = tok_base .. d[1] end
   local cur = redis.call('MGET', unpack(keys))
