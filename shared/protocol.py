@@ -144,7 +144,8 @@ class Context:
         if status != HIT:
             return Lookup(None, seen, status)
         entry = res[4]
-        hit = decode_body(entry[entry.find(b"\n\n") + 2 :])
+        sep = b"\n\n" if isinstance(entry, bytes) else "\n\n"  # a client may decode responses to str
+        hit = decode_body(entry[entry.find(sep) + 2 :])
         if hit is None:
             yield Cmd(("UNLINK", s.entry(key)))
             yield from self._count(g, "bad:" + key.namespace)

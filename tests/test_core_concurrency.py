@@ -123,6 +123,12 @@ async def test_no_stale_hit_under_concurrent_updates_asyncio(make_cache: Any) ->
     hits = 0
 
     async def reader(seed: int) -> None:
+        try:
+            await read(seed)
+        finally:
+            done.set()  # one failing reader stops the others, so the failure surfaces at once
+
+    async def read(seed: int) -> None:
         nonlocal hits
         rng = random.Random(seed)
         while not done.is_set():
@@ -142,14 +148,18 @@ async def test_no_stale_hit_under_concurrent_updates_asyncio(make_cache: Any) ->
 
     async def updater() -> None:
         rng = random.Random(7)
-        for _ in range(40):
-            d = rng.randrange(4)
-            kb.version[d] += 1
-            new = kb.version[d]
-            await cache.ainvalidate_source(f"doc-{d}")
-            kb.retired_below[d] = new
-            await asyncio.sleep(0.004)
-        done.set()
+        try:
+            for _ in range(40):
+                if done.is_set():
+                    return
+                d = rng.randrange(4)
+                kb.version[d] += 1
+                new = kb.version[d]
+                await cache.ainvalidate_source(f"doc-{d}")
+                kb.retired_below[d] = new
+                await asyncio.sleep(0.004)
+        finally:
+            done.set()
 
     await asyncio.gather(updater(), *(reader(i) for i in range(8)))
     assert hits > 0
