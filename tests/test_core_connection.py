@@ -137,7 +137,9 @@ def test_cluster_is_detected_from_a_plain_url(cluster_url: str, standalone_url: 
 
 
 def test_a_client_that_decodes_responses(standalone_url: str, prefix: str) -> None:
-    roundtrip(AnswerCache(client=valkey.Valkey.from_url(standalone_url, decode_responses=True), prefix=prefix))
+    roundtrip(
+        AnswerCache(client=valkey.Valkey.from_url(standalone_url, decode_responses=True), prefix=prefix)
+    )
 
 
 def test_a_sync_client_alone_still_serves_async_calls(standalone_url: str, prefix: str) -> None:

@@ -36,7 +36,18 @@ def test_core_public_api_is_pinned() -> None:
 
 def test_wheel_holds_the_three_packages_and_imports_them(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", tmp_path, ROOT],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            tmp_path,
+            ROOT,
+        ],
         check=True,
         cwd=tmp_path,
     )
