@@ -37,7 +37,6 @@ from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from llama_index.core.response_synthesizers.base import BaseSynthesizer
 from llama_index.core.schema import BaseNode, NodeWithScore
-from pydantic import PrivateAttr
 
 __all__ = ["Ledger", "Retrieved", "current_retrievals", "install", "ledger", "retrieved"]
 
@@ -218,11 +217,8 @@ def _scope_stream(response: Any, span_id: str | None) -> None:
 class _SpanTracker(BaseSpanHandler[Any]):
     """Records each span's root; files the nodes handed to a synthesizer under it."""
 
-    _ledger: Ledger = PrivateAttr()
-
-    def __init__(self, ledger: Ledger) -> None:
-        super().__init__()
-        self._ledger = ledger
+    # Every span of the application passes through here: the module's ledger is read directly, since a
+    # pydantic private attribute costs more than the bookkeeping itself.
 
     @classmethod
     def class_name(cls) -> str:
@@ -237,12 +233,12 @@ class _SpanTracker(BaseSpanHandler[Any]):
         tags: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._ledger.enter(id_, parent_id)
+        _LEDGER.enter(id_, parent_id)
         if isinstance(instance, BaseSynthesizer):
             # Nodes can reach a synthesizer without a retrieval event (passed in by hand, or retrieved
             # in a thread that started without our context): they are sources all the same.
             args = bound_args.arguments
-            self._ledger.file(
+            _LEDGER.file(
                 id_, retrieved([*args.get("nodes", ()), *(args.get("additional_source_nodes") or ())])
             )
 
@@ -254,7 +250,7 @@ class _SpanTracker(BaseSpanHandler[Any]):
         result: Any | None = None,
         **kwargs: Any,
     ) -> None:
-        self._ledger.end(id_)
+        _LEDGER.end(id_)
 
     def span_drop(
         self,
@@ -264,7 +260,7 @@ class _SpanTracker(BaseSpanHandler[Any]):
         err: BaseException | None = None,
         **kwargs: Any,
     ) -> None:
-        self._ledger.end(id_)
+        _LEDGER.end(id_)
 
     def new_span(self, *args: Any, **kwargs: Any) -> None:
         return None
@@ -279,19 +275,13 @@ class _SpanTracker(BaseSpanHandler[Any]):
 class _EventTracker(BaseEventHandler):
     """Files retrieved nodes under their root span; scopes lazy token streams to their query's nodes."""
 
-    _ledger: Ledger = PrivateAttr()
-
-    def __init__(self, ledger: Ledger) -> None:
-        super().__init__()
-        self._ledger = ledger
-
     @classmethod
     def class_name(cls) -> str:
         return "ValkeyCacheEventTracker"
 
     def handle(self, event: BaseEvent, **kwargs: Any) -> None:
         if isinstance(event, RetrievalEndEvent):
-            self._ledger.file(event.span_id, retrieved(event.nodes))
+            _LEDGER.file(event.span_id, retrieved(event.nodes))
         elif isinstance(event, SynthesizeEndEvent):
             _scope_stream(event.response, event.span_id)
 
@@ -307,6 +297,6 @@ def install() -> None:
         if _installed:
             return
         root = get_dispatcher()
-        root.add_span_handler(_SpanTracker(_LEDGER))
-        root.add_event_handler(_EventTracker(_LEDGER))
+        root.add_span_handler(_SpanTracker())
+        root.add_event_handler(_EventTracker())
         _installed = True
