@@ -59,6 +59,7 @@ def test_constructor_makes_no_network_call() -> None:
     assert cache.namespace == "docs:technical"
 
 
+@pytest.mark.standalone
 def test_core_is_shared_or_built_never_both(standalone_url: str, prefix: str) -> None:
     core = AnswerCache(standalone_url, prefix=prefix)
     assert ValkeyCache(core=core).core is core

@@ -280,3 +280,22 @@ def test_end_to_end_reingesting_a_changed_document(settings: Any, cache: ValkeyC
     assert second_answers["warranty.md"] == second_llm["warranty.md"]
     for doc in ("billing.md", "password.md", "shipping.md"):
         assert second_llm[doc] == first_llm[doc] and second_answers[doc] == first_answers[doc]
+
+
+def test_wrapped_stores_persist_and_reload(settings: Any, cache: ValkeyCache, tmp_path: Any) -> None:
+    from llama_index.core import load_index_from_storage
+
+    index = build_index(cache)
+    index.storage_context.persist(persist_dir=str(tmp_path))
+    loaded = StorageContext.from_defaults(persist_dir=str(tmp_path))
+    storage = StorageContext.from_defaults(
+        persist_dir=str(tmp_path),
+        docstore=InvalidatingDocstore(loaded.docstore, cache),
+        vector_store=InvalidatingVectorStore(loaded.vector_store, cache),
+    )
+    reloaded = load_index_from_storage(storage)
+    engine = CachedQueryEngine(reloaded.as_query_engine(similarity_top_k=1), cache=cache)
+    engine.query(QUERIES["password.md"])
+    assert len(cache.dependents("password.md")) == 1
+    reloaded.delete_ref_doc("password.md")
+    assert cache.dependents("password.md") == []

@@ -445,6 +445,7 @@ def test_structured_predict_works_through_the_cache(cache: ValkeyCache) -> None:
     assert inner._calls == 1
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the workflow library's own warnings
 async def test_function_agent_runs_on_the_cached_llm(cache: ValkeyCache) -> None:
     inner = CountingFunctionCallingLLM()
     llm = CachedLLM(llm=inner, cache=cache)
