@@ -12,14 +12,19 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
-from valkey_rag_cache import AnswerCache, CacheOperations, DoctorReport, Source, TTLPolicy
+from valkey_rag_cache import AnswerCache, CacheOperations, DoctorReport, EntryKey, Seen, Source, TTLPolicy
 
 from .tracking import Retrieved
 
 __all__ = ["ValkeyCache"]
+
+log = logging.getLogger("llamaindex_valkey_cache")
+
+T = TypeVar("T")
 
 
 class ValkeyCache(CacheOperations):
@@ -86,6 +91,49 @@ class ValkeyCache(CacheOperations):
 
     def sources_of(self, items: Iterable[Retrieved]) -> list[Source]:
         return [self.source_of(item) for item in items]
+
+    # -- reads and writes for the adapters: decoding, discarding and the race check in one place ---------
+
+    def lookup(self, key: EntryKey, decode: Callable[[Any], T | None]) -> tuple[T | None, Seen | None]:
+        """A decoded hit, or None and what the lookup saw (pass it to `store`, which may run elsewhere)."""
+        for _ in range(2):
+            hit = self.core.lookup(key)
+            if hit is None:
+                return None, self.core.seen(key)
+            entry = decode(hit.value)
+            if entry is not None:
+                return entry, None
+            # Unreadable: remove it, then look again so that the store that follows is checked.
+            self.core.discard(key)
+        return None, self.core.seen(key)
+
+    async def alookup(self, key: EntryKey, decode: Callable[[Any], T | None]) -> tuple[T | None, Seen | None]:
+        for _ in range(2):
+            hit = await self.core.alookup(key)
+            if hit is None:
+                return None, self.core.seen(key)
+            entry = decode(hit.value)
+            if entry is not None:
+                return entry, None
+            await self.core.adiscard(key)
+        return None, self.core.seen(key)
+
+    def store(
+        self, key: EntryKey, encode: Callable[[], Any], sources: list[Source], seen: Seen | None
+    ) -> None:
+        """Store `encode()` unless an invalidation overtook `seen`; a value JSON cannot hold is skipped."""
+        try:
+            self.core.store(key, encode(), sources, seen=seen)
+        except (TypeError, ValueError) as exc:  # provider objects in additional_kwargs, non-JSON metadata
+            log.warning("llamaindex_valkey_cache: not caching this answer: %s", exc)
+
+    async def astore(
+        self, key: EntryKey, encode: Callable[[], Any], sources: list[Source], seen: Seen | None
+    ) -> None:
+        try:
+            await self.core.astore(key, encode(), sources, seen=seen)
+        except (TypeError, ValueError) as exc:
+            log.warning("llamaindex_valkey_cache: not caching this answer: %s", exc)
 
     # Async twins of the housekeeping methods the mixin offers only in sync form.
 

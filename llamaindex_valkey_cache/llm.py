@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from typing import Any, TypeVar
 
@@ -45,9 +44,6 @@ from .tracking import current_retrievals, install
 
 __all__ = ["CachedFunctionCallingLLM", "CachedLLM"]
 
-log = logging.getLogger("llamaindex_valkey_cache")
-
-E = TypeVar("E")
 R = TypeVar("R", ChatResponse, CompletionResponse)
 
 # The fields that shape prompts in `LLM.predict`, `stream` and `structured_predict`; copied from the inner LLM
@@ -132,80 +128,34 @@ class CachedLLM(LLM):
     def _sources(self) -> list[Source]:
         return self._cache.sources_of(current_retrievals())
 
-    def _lookup(self, key: EntryKey, decode: Callable[[Any], E | None]) -> tuple[E | None, Seen | None]:
-        """A decoded hit, or None and what the lookup saw (for a store from another context)."""
-        core = self._cache.core
-        for _ in range(2):
-            hit = core.lookup(key)
-            if hit is None:
-                return None, core.seen(key)
-            entry = decode(hit.value)
-            if entry is not None:
-                return entry, None
-            core.discard(key)  # unreadable: remove it, then look again so the store that follows is checked
-        return None, core.seen(key)
-
-    async def _alookup(
-        self, key: EntryKey, decode: Callable[[Any], E | None]
-    ) -> tuple[E | None, Seen | None]:
-        core = self._cache.core
-        for _ in range(2):
-            hit = await core.alookup(key)
-            if hit is None:
-                return None, core.seen(key)
-            entry = decode(hit.value)
-            if entry is not None:
-                return entry, None
-            await core.adiscard(key)
-        return None, core.seen(key)
-
-    def _store(
-        self, key: EntryKey, encode: Callable[[], Any], sources: list[Source], seen: Seen | None
-    ) -> None:
-        try:
-            self._cache.core.store(key, encode(), sources, seen=seen)
-        except (
-            TypeError,
-            ValueError,
-        ) as exc:  # objects JSON cannot hold in additional_kwargs, NaN logprobs...
-            log.warning("llamaindex_valkey_cache: not caching this response: %s", exc)
-
-    async def _astore(
-        self, key: EntryKey, encode: Callable[[], Any], sources: list[Source], seen: Seen | None
-    ) -> None:
-        try:
-            await self._cache.core.astore(key, encode(), sources, seen=seen)
-        except (TypeError, ValueError) as exc:
-            log.warning("llamaindex_valkey_cache: not caching this response: %s", exc)
-
     # -- chat ------------------------------------------------------------------------------------------
 
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         key = self._chat_key(messages, kwargs)
-        entry, seen = self._lookup(key, codec.decode_chat)
+        entry, seen = self._cache.lookup(key, codec.decode_chat)
         if entry is not None:
             return _final(entry)
         sources = self._sources()
         response = self.llm.chat(messages, **kwargs)
-        self._store(key, lambda: codec.encode_chat(response), sources, seen)
+        self._cache.store(key, lambda: codec.encode_chat(response), sources, seen)
         return response
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         key = self._chat_key(messages, kwargs)
-        entry, seen = await self._alookup(key, codec.decode_chat)
+        entry, seen = await self._cache.alookup(key, codec.decode_chat)
         if entry is not None:
             return _final(entry)
         sources = self._sources()
         response = await self.llm.achat(messages, **kwargs)
-        await self._astore(key, lambda: codec.encode_chat(response), sources, seen)
+        await self._cache.astore(key, lambda: codec.encode_chat(response), sources, seen)
         return response
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         key = self._chat_key(messages, kwargs)
-        entry, seen = self._lookup(key, codec.decode_chat)
+        entry, seen = self._cache.lookup(key, codec.decode_chat)
         if entry is not None:
             return _replay(codec.replay_chat(entry))
         sources = self._sources()  # now, while the caller's span is active: the stream is read later
@@ -217,7 +167,7 @@ class CachedLLM(LLM):
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
         key = self._chat_key(messages, kwargs)
-        entry, seen = await self._alookup(key, codec.decode_chat)
+        entry, seen = await self._cache.alookup(key, codec.decode_chat)
         if entry is not None:
             return _areplay(codec.replay_chat(entry))
         sources = self._sources()
@@ -231,29 +181,29 @@ class CachedLLM(LLM):
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         key = self._completion_key(prompt, formatted, kwargs)
-        entry, seen = self._lookup(key, codec.decode_completion)
+        entry, seen = self._cache.lookup(key, codec.decode_completion)
         if entry is not None:
             return _final(entry)
         sources = self._sources()
         response = self.llm.complete(prompt, formatted=formatted, **kwargs)
-        self._store(key, lambda: codec.encode_completion(response), sources, seen)
+        self._cache.store(key, lambda: codec.encode_completion(response), sources, seen)
         return response
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         key = self._completion_key(prompt, formatted, kwargs)
-        entry, seen = await self._alookup(key, codec.decode_completion)
+        entry, seen = await self._cache.alookup(key, codec.decode_completion)
         if entry is not None:
             return _final(entry)
         sources = self._sources()
         response = await self.llm.acomplete(prompt, formatted=formatted, **kwargs)
-        await self._astore(key, lambda: codec.encode_completion(response), sources, seen)
+        await self._cache.astore(key, lambda: codec.encode_completion(response), sources, seen)
         return response
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         key = self._completion_key(prompt, formatted, kwargs)
-        entry, seen = self._lookup(key, codec.decode_completion)
+        entry, seen = self._cache.lookup(key, codec.decode_completion)
         if entry is not None:
             return _replay(codec.replay_completion(entry))
         sources = self._sources()
@@ -267,7 +217,7 @@ class CachedLLM(LLM):
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
         key = self._completion_key(prompt, formatted, kwargs)
-        entry, seen = await self._alookup(key, codec.decode_completion)
+        entry, seen = await self._cache.alookup(key, codec.decode_completion)
         if entry is not None:
             return _areplay(codec.replay_completion(entry))
         sources = self._sources()
@@ -293,7 +243,7 @@ class CachedLLM(LLM):
             chunks.append(chunk)
             yield chunk
         if chunks:
-            self._store(key, lambda: encode(chunks[-1], [c.delta or "" for c in chunks]), sources, seen)
+            self._cache.store(key, lambda: encode(chunks[-1], [c.delta or "" for c in chunks]), sources, seen)
 
     async def _arecorded(
         self,
@@ -308,7 +258,7 @@ class CachedLLM(LLM):
             chunks.append(chunk)
             yield chunk
         if chunks:
-            await self._astore(
+            await self._cache.astore(
                 key, lambda: encode(chunks[-1], [c.delta or "" for c in chunks]), sources, seen
             )
 

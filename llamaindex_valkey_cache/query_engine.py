@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
@@ -41,8 +40,6 @@ from .tracking import Retrieved, install, ledger, retrieved
 __all__ = ["CachedQueryEngine"]
 
 QUERY = "llamaindex.query"
-
-log = logging.getLogger("llamaindex_valkey_cache")
 
 
 class CachedQueryEngine(BaseQueryEngine):
@@ -117,7 +114,7 @@ class CachedQueryEngine(BaseQueryEngine):
 
     def _query(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
         key = self._key(query_bundle)
-        answer, seen = self._lookup(key)
+        answer, seen = self.cache.lookup(key, codec.decode_answer)
         if answer is not None:
             return self._replay(answer, asynchronous=False)
         span = active_span_id.get()
@@ -132,7 +129,7 @@ class CachedQueryEngine(BaseQueryEngine):
 
     async def _aquery(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
         key = self._key(query_bundle)
-        answer, seen = await self._alookup(key)
+        answer, seen = await self.cache.alookup(key, codec.decode_answer)
         if answer is not None:
             return self._replay(answer, asynchronous=True)
         span = active_span_id.get()
@@ -155,12 +152,7 @@ class CachedQueryEngine(BaseQueryEngine):
         seen: Seen | None,
         tokens: list[str] | None,
     ) -> None:
-        text = "".join(tokens) if tokens is not None else (response.response or "")
-        try:
-            value = codec.encode_answer(text, response.source_nodes, response.metadata, tokens)
-            self.cache.core.store(key, value, self._sources(response, during), seen=seen)
-        except (TypeError, ValueError) as exc:  # node metadata JSON cannot hold
-            log.warning("llamaindex_valkey_cache: not caching this answer: %s", exc)
+        self.cache.store(key, lambda: self._encode(response, tokens), self._sources(response, during), seen)
 
     async def _astore(
         self,
@@ -170,36 +162,14 @@ class CachedQueryEngine(BaseQueryEngine):
         seen: Seen | None,
         tokens: list[str] | None,
     ) -> None:
+        await self.cache.astore(
+            key, lambda: self._encode(response, tokens), self._sources(response, during), seen
+        )
+
+    @staticmethod
+    def _encode(response: Any, tokens: list[str] | None) -> dict[str, Any]:
         text = "".join(tokens) if tokens is not None else (response.response or "")
-        try:
-            value = codec.encode_answer(text, response.source_nodes, response.metadata, tokens)
-            await self.cache.core.astore(key, value, self._sources(response, during), seen=seen)
-        except (TypeError, ValueError) as exc:
-            log.warning("llamaindex_valkey_cache: not caching this answer: %s", exc)
-
-    def _lookup(self, key: EntryKey) -> tuple[codec.Answer | None, Seen | None]:
-        core = self.cache.core
-        for _ in range(2):
-            hit = core.lookup(key)
-            if hit is None:
-                return None, core.seen(key)
-            answer = codec.decode_answer(hit.value)
-            if answer is not None:
-                return answer, None
-            core.discard(key)  # unreadable: remove it, then look again so the store that follows is checked
-        return None, core.seen(key)
-
-    async def _alookup(self, key: EntryKey) -> tuple[codec.Answer | None, Seen | None]:
-        core = self.cache.core
-        for _ in range(2):
-            hit = await core.alookup(key)
-            if hit is None:
-                return None, core.seen(key)
-            answer = codec.decode_answer(hit.value)
-            if answer is not None:
-                return answer, None
-            await core.adiscard(key)
-        return None, core.seen(key)
+        return codec.encode_answer(text, response.source_nodes, response.metadata, tokens)
 
     def _replay(self, answer: codec.Answer, asynchronous: bool) -> RESPONSE_TYPE:
         if not self._streaming:
