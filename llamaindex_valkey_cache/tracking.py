@@ -92,9 +92,6 @@ class Ledger:
         self._ended: deque[tuple[float, str]] = deque()
         self._filed: OrderedDict[str, list[Retrieved]] = OrderedDict()  # root span id -> retrievals
 
-    def __len__(self) -> int:
-        return len(self._roots)
-
     def enter(self, span_id: str, parent_id: str | None) -> None:
         with self._lock:
             root = self._roots.get(parent_id, parent_id) if parent_id else span_id
@@ -143,9 +140,6 @@ class Ledger:
         with self._lock:
             root = self._roots.get(span_id, span_id)
             return tuple(self._filed.get(root, ())[start:])
-
-    def count(self, span_id: str | None) -> int:
-        return len(self.under(span_id))
 
 
 _LEDGER = Ledger()
