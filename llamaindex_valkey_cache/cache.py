@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from valkey_rag_cache import AnswerCache, CacheOperations, DoctorReport, EntryKey, Seen, Source, TTLPolicy
+from valkey_rag_cache import AnswerCache, CacheOperations, EntryKey, Seen, Source, TTLPolicy
 
 from .tracking import Retrieved
 
@@ -135,23 +135,9 @@ class ValkeyCache(CacheOperations):
         except (TypeError, ValueError) as exc:
             log.warning("llamaindex_valkey_cache: not caching this answer: %s", exc)
 
-    # Async twins of the housekeeping methods the mixin offers only in sync form.
-
-    async def adependents(self, source_id: str) -> list[str]:
-        return await self.core.adependents(source_id)
-
-    async def apurge(self, count: int = 1000) -> int:
-        return await self.core.apurge(count)
-
-    async def astats(self) -> dict[str, Any]:
-        return await self.core.astats()
-
     def clear(self, namespace: str | None = None) -> int:
         """Delete this cache's namespace (and those below it) and nothing else; returns keys deleted."""
         return self.core.clear(namespace)
 
     async def aclear(self, namespace: str | None = None) -> int:
         return await self.core.aclear(namespace)
-
-    def doctor(self) -> DoctorReport:
-        return self.core.doctor()

@@ -49,13 +49,25 @@ class CacheOperations:
         await self.core.ainvalidate_all()
 
     def dependents(self, source_id: str) -> list[str]:
+        """Keys of the live cached answers built on `source_id`."""
         return self.core.dependents(source_id)
 
+    async def adependents(self, source_id: str) -> list[str]:
+        return await self.core.adependents(source_id)
+
     def purge(self, count: int = 1000) -> int:
+        """Reclaim the memory of invalidated entries and dead dependency links (SCAN + UNLINK in batches)."""
         return self.core.purge(count)
 
+    async def apurge(self, count: int = 1000) -> int:
+        return await self.core.apurge(count)
+
     def stats(self) -> dict[str, Any]:
+        """Hits, misses, stale rejections, writes, invalidations per namespace, and this process's errors."""
         return self.core.stats()
+
+    async def astats(self) -> dict[str, Any]:
+        return await self.core.astats()
 
     def doctor(self) -> DoctorReport:
         return self.core.doctor()
