@@ -179,16 +179,6 @@ def measure(cfg: Config) -> tuple[dict[str, list[float]], dict[str, Any]]:
 def _cluster(cfg: Config, loop: asyncio.AbstractEventLoop) -> dict[str, list[float]]:
     import servers
 
-    any_port = servers.free_port
-
-    def cluster_port() -> int:
-        # A cluster node also listens on port + 10000 (its cluster bus), so its port must stay below 55536;
-        # servers.free_port() alone can return a port whose node then fails to start.
-        while (port := any_port()) > 55_535:
-            pass
-        return port
-
-    servers.free_port = cluster_port
     cluster = servers.start_cluster(3)
     try:
         env = latency.make_env(cluster.url, loop, cluster=True, prefix="bench")

@@ -113,6 +113,7 @@ class Context:
     cluster: bool = False
     count_stats: bool = True
     clock: Any = field(default=time.time)
+    _consts: dict[tuple[str, bool, int], Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def token_ttl(self) -> int:
@@ -121,15 +122,33 @@ class Context:
 
     # -- lookups and writes ----------------------------------------------------------------------------
 
+    def _lookup_consts(self, namespace: str) -> tuple[str, bytes, bytes, bytes, bytes]:
+        # The per-namespace arguments of every lookup, encoded once: valkey-py encodes bytes for free.
+        ident = (namespace, self.count_stats, self.token_ttl)
+        consts = self._consts.get(ident)
+        if consts is None:
+            s = self.schema
+            group = namespace.split(":", 1)[0]
+            consts = (
+                s.entry_base(namespace),
+                s.group_base(group).encode(),
+                namespace.encode("utf-8", "surrogatepass"),
+                b"1" if self.count_stats else b"0",
+                str(self.token_ttl).encode(),
+            )
+            if len(self._consts) > 1024:
+                self._consts.clear()
+            self._consts[ident] = consts
+        return consts
+
     def lookup(self, key: EntryKey) -> Flow:
         s, g = self.schema, key.group
-        base = s.group_base(g)
+        entry_base, base, ns, stats, token_ttl = self._lookup_consts(key.namespace)
         # Clock, stats and token keys derive from the group base inside the script: fewer arguments to
         # encode on every hit (they share the entry's hash slot).
-        keys = [s.entry(key)] if self.cluster else [s.entry(key), s.groups]
-        stats = "1" if self.count_stats else "0"
-        args: list[Any] = [base, key.namespace, _fresh_era(), stats, self.token_ttl]
-        res = yield Eval(script("lookup"), keys, args)
+        entry = entry_base + key.digest
+        keys = [entry] if self.cluster else [entry, s.groups]
+        res = yield Eval(script("lookup"), keys, [base, ns, _fresh_era(), stats, token_ttl])
         status = int(res[0])
         if status == NO_CLOCK:
             # Cluster, first use of this group (or its clock was evicted): make it known to invalidations
@@ -140,12 +159,13 @@ class Context:
             )
             yield from self._count(g, "misses:" + key.namespace)
             return Lookup(None, Seen(_text(clock[0]), int(clock[1]), int(clock[2])), MISS)
-        seen = Seen(_text(res[1]), int(res[2]), int(res[3]))
+        era, counter, invalidations = _text(res[1]).split(" ")
+        seen = Seen(era, int(counter), int(invalidations))
         if status != HIT:
             return Lookup(None, seen, status)
-        entry = res[4]
-        sep = b"\n\n" if isinstance(entry, bytes) else "\n\n"  # a client may decode responses to str
-        hit = decode_body(entry[entry.find(sep) + 2 :])
+        value = res[2]
+        sep = b"\n\n" if isinstance(value, bytes) else "\n\n"  # a client may decode responses to str
+        hit = decode_body(value[value.find(sep) + 2 :])
         if hit is None:
             yield Cmd(("UNLINK", s.entry(key)))
             yield from self._count(g, "bad:" + key.namespace)
@@ -181,24 +201,25 @@ class Context:
         if seen is None:
             # A write without a lookup still has to make its group known to invalidations first.
             yield Cmd(("SADD", s.groups, s.group_base(g)))
-        # The script derives the group's keys and the namespace levels' token names itself: fewer arguments
-        # to encode on every write.
-        args: list[Any] = [
-            s.group_base(g),
-            escape(key.namespace),
-            key.namespace,
-            seconds,
-            seen.era if seen else "",
-            seen.counter if seen else 0,
-            seen.invalidations if seen else 0,
-            _fresh_era(),
-            key.digest,
-            body,
-            self.token_ttl,
-            "1" if self.count_stats else "0",
-            *(source_digest(src.id) for src in sources),
-        ]
+        # The script derives the group's keys and the namespace levels' token names itself, and takes the
+        # small arguments (all made of key-safe characters) as one string: few arguments to encode per write.
+        small = " ".join(
+            [
+                s.group_base(g),
+                escape(key.namespace),
+                str(seconds),
+                seen.era if seen else "-",
+                str(seen.counter if seen else 0),
+                str(seen.invalidations if seen else 0),
+                _fresh_era(),
+                key.digest,
+                str(self.token_ttl),
+                "1" if self.count_stats else "0",
+                *[source_digest(src.id) for src in sources],
+            ]
+        )
         keys = [s.entry(key)]
+        args: list[Any] = [small, key.namespace, body]
         stored = yield Eval(script("write"), keys, args)
         return bool(stored)
 

@@ -32,17 +32,15 @@ local function stat(stats_key, field, n)
   if stats_key ~= '' then redis.call('HINCRBY', stats_key, field, n) end
 end
 
--- Parse an entry's header: "vrc1\n<era> <invalidations>\n<suffix> <token>\n...\n\n<body>". Returns the
--- list of {token_suffix, token} pairs, the era and invalidation count the entry was written under (the count
--- is absent in entries of older writers) and the offset of the blank line; nil when the value is not an entry
--- of this format (garbage, truncated, another version) or lacks the version token.
+-- Parse an entry's header: "vrc1\n<era> <invalidations>\n<suffix> <token>\n...\n\n<body>" (entries of
+-- older writers have no invalidation count). Returns the list of {token_suffix, token} pairs; nil when the
+-- value is not an entry of this format (garbage, truncated, another version) or lacks the version token.
 local function parse_entry(v)
   if string.sub(v, 1, 5) ~= 'vrc1\n' then return nil end
   local sep = string.find(v, '\n\n', 6, true)
   if not sep then return nil end
   local eol = string.find(v, '\n', 6, true)
-  local era, written_i = string.match(string.sub(v, 6, eol - 1), '^([^ ]+) (%d+)$')
-  if not era then era = string.sub(v, 6, eol - 1) end
+  local era = string.match(string.sub(v, 6, eol - 1), '^([^ ]+) %d+$') or string.sub(v, 6, eol - 1)
   local deps = {}
   local has_all = false
   local pos = eol + 1
@@ -58,24 +56,31 @@ local function parse_entry(v)
     pos = nl + 1
   end
   if not has_all then return nil end
-  return deps, sep, era, tonumber(written_i)
+  return deps
 end
 
 -- 'ok' when every token the entry recorded is still current, 'stale' otherwise, nil for a bad value.
 -- With the group's clock ({era, counter, invalidations}): every invalidation in a group bumps its
 -- invalidation count before it replaces any token, so an entry written under the current era and count has
--- seen no invalidation since, and its tokens need no comparison.
+-- seen no invalidation since: its tokens need neither parsing nor comparing.
 local function check_entry(v, tok_base, clock)
-  local deps, sep, era, written_i = parse_entry(v)
+  if clock then
+    local eol = string.find(v, '\n', 6, true)
+    local sp = eol and string.find(v, ' ', 6, true)
+    if sp and sp < eol and string.sub(v, 1, 5) == 'vrc1\n' and string.find(v, '\n\n', eol, true)
+        and string.sub(v, 6, sp - 1) == clock[1] and tonumber(string.sub(v, sp + 1, eol - 1)) == clock[3] then
+      return 'ok'
+    end
+  end
+  local deps = parse_entry(v)
   if not deps then return nil end
-  if clock and written_i and era == clock[1] and written_i == clock[3] then return 'ok', sep end
   local keys = {}
   for i, d in ipairs(deps) do keys[i] = tok_base .. d[1] end
   local cur = redis.call('MGET', unpack(keys))
   for i, d in ipairs(deps) do
-    if cur[i] ~= d[2] then return 'stale', sep end
+    if cur[i] ~= d[2] then return 'stale' end
   end
-  return 'ok', sep
+  return 'ok'
 end
 
 local function unlink_all(keys)

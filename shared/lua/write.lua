@@ -1,26 +1,32 @@
 -- Stores one entry with its dependency index and TTLs, atomically.
 -- KEYS: entry (the group's clock, stats, namespaces, tokens and dependency sets derive from the group base
 --       and share its hash slot)
--- ARGV: 1 group base, 2 escaped namespace, 3 stats namespace, 4 ttl, 5 seen era ('' = unchecked),
---       6 seen counter, 7 seen invalidations, 8 fresh era, 9 entry digest, 10 body, 11 token ttl,
---       12 count stats, 13.. source digests
+-- ARGV: 1 the small arguments, space-separated (every one is made of key-safe characters; one argument
+--         instead of a dozen keeps the client's encoding cheap): group base, escaped namespace, ttl, seen era
+--         ('-' = unchecked), seen counter, seen invalidations, fresh era, entry digest, token ttl, count stats
+--         ('1'/'0'), then the source digests
+--       2 stats namespace (any characters), 3 body
 -- The entry records the tokens of the version ('a'), of every level of its namespace ('n:..') and of its
 -- sources ('s:..'). Returns 1 when stored, 0 when refused because an invalidation happened since the lookup.
-local entry_key, base = KEYS[1], ARGV[1]
+local a = {}
+for w in string.gmatch(ARGV[1], '[^ ]+') do a[#a + 1] = w end
+local entry_key, base = KEYS[1], a[1]
 local clock_key = base .. 'clock'
-local stats_key = ARGV[12] == '1' and (base .. 'stats') or ''
-local tok_base, deps_base, ns_esc, ns = base .. 't:', base .. 'd:', ARGV[2], ARGV[3]
+local stats_key = a[10] == '1' and (base .. 'stats') or ''
+local tok_base, deps_base, ns_esc, ns = base .. 't:', base .. 'd:', a[2], ARGV[2]
 local entry_base = base .. 'e:' .. ns_esc .. ':'
-local ttl = tonumber(ARGV[4])
-local seen_era = ARGV[5]
-local tok_ttl = math.max(tonumber(ARGV[11]), ttl)
+local ttl = tonumber(a[3])
+local seen_era = a[4] == '-' and '' or a[4]
+local tok_ttl = math.max(tonumber(a[9]), ttl)
+local digest = a[8]
+local first_source = 11
 local suffixes = {'a'}
 local level = nil
 for seg in string.gmatch(ns_esc, '[^:]+') do
   level = level and (level .. ':' .. seg) or seg
   suffixes[#suffixes + 1] = 'n:' .. level
 end
-for i = 13, #ARGV do suffixes[#suffixes + 1] = 's:' .. ARGV[i] end
+for i = first_source, #a do suffixes[#suffixes + 1] = 's:' .. a[i] end
 local clock = clock_get(clock_key)
 if not clock then
   if seen_era ~= '' then
@@ -28,11 +34,11 @@ if not clock then
     stat(stats_key, 'refused:' .. ns, 1)
     return 0
   end
-  clock = clock_ensure(clock_key, ARGV[8])
+  clock = clock_ensure(clock_key, a[7])
 end
 local era = clock[1]
 local check = seen_era ~= ''
-local seen_c, seen_i = tonumber(ARGV[6]), tonumber(ARGV[7])
+local seen_c, seen_i = tonumber(a[5]), tonumber(a[6])
 if check and era ~= seen_era then
   stat(stats_key, 'refused:' .. ns, 1)
   return 0
@@ -67,10 +73,9 @@ for j, k in ipairs(tok_keys) do
   if string.sub(tok, 1, dot - 1) == era then tok = string.sub(tok, dot + 1) end
   lines[#lines + 1] = suffixes[j] .. ' ' .. tok
 end
-redis.call('SET', entry_key, table.concat(lines, '\n') .. '\n\n' .. ARGV[10], 'EX', ttl)
-local digest = ARGV[9]
-for i = 13, #ARGV do
-  local dk = deps_base .. ARGV[i] .. ':' .. ns_esc
+redis.call('SET', entry_key, table.concat(lines, '\n') .. '\n\n' .. ARGV[3], 'EX', ttl)
+for i = first_source, #a do
+  local dk = deps_base .. a[i] .. ':' .. ns_esc
   redis.call('SADD', dk, digest)
   local t = redis.call('TTL', dk)
   if t == -1 or (t >= 0 and t < ttl) then redis.call('EXPIRE', dk, ttl) end
@@ -80,6 +85,6 @@ for i = 13, #ARGV do
     if m ~= digest and redis.call('EXISTS', entry_base .. m) == 0 then redis.call('SREM', dk, m) end
   end
 end
-if #ARGV >= 13 then redis.call('SADD', base .. 'nss', ns_esc) end
+if #a >= first_source then redis.call('SADD', base .. 'nss', ns_esc) end
 stat(stats_key, 'writes:' .. ns, 1)
 return 1
