@@ -244,12 +244,12 @@ def llamaindex_story(latency: float) -> None:
     from llama_index.core.storage.docstore import SimpleDocumentStore
     from llama_index.core.vector_stores import SimpleVectorStore
 
-    from llamaindex_valkey_cache import CachedLLM, InvalidatingDocstore, ValkeyCache
+    from llamaindex_valkey_cache import CachedLLM, InvalidatingDocstore, InvalidatingVectorStore, ValkeyCache
 
     cache = ValkeyCache(prefix="demo-adapters", namespace="llamaindex")
     Settings.llm = CachedLLM(llm=SlowFakeLLM(latency=latency), cache=cache)
     Settings.embed_model = KeywordEmbedding()
-    vector_store = SimpleVectorStore()
+    vector_store = InvalidatingVectorStore(SimpleVectorStore(), cache)
     pipeline = IngestionPipeline(
         transformations=[Settings.embed_model],
         docstore=InvalidatingDocstore(SimpleDocumentStore(), cache),
