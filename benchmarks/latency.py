@@ -154,6 +154,28 @@ def _core_cases(env: Env, loop: asyncio.AbstractEventLoop) -> list[Case | ACase]
     return cases
 
 
+def _script_cases(env: Env) -> list[Case | ACase]:
+    """The core's two scripts called bare (raw EVALSHA, arguments built untimed): Valkey's own share."""
+    from valkey_rag_cache import as_sources
+
+    core, raw, value, rng = env.core, env.raw, message_value(), env.rng
+    ctx = core._ctx  # the sans-IO flows yield the exact script calls that lookup() and store() make
+    lookups = [next(ctx.lookup(core.key("qa", {"q": f"hot-{i}"}))) for i in range(env.hot)]
+
+    def call(op: Any) -> Any:
+        return raw.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
+
+    def write_call(i: int) -> Any:
+        key = core.key("qa", {"q": f"sw-{i}"})
+        core.lookup(key)
+        return next(ctx.write(key, value, as_sources(source_ids(rng, 5)), core.seen(key)))
+
+    return [
+        Case("script.lookup", lambda i: call(lookups[i % len(lookups)])),
+        Case("script.write5", lambda op: stored(call(op)), write_call),
+    ]
+
+
 def _langchain_cases(env: Env, loop: asyncio.AbstractEventLoop) -> list[Case | ACase]:
     if not env.lc.available:
         return []
@@ -252,6 +274,7 @@ def standalone_cases(env: Env) -> list[Case | ACase]:
         *_floor_cases(env),
         *_anchor_cases(env),
         *_core_cases(env, env.loop),
+        *_script_cases(env),
         *_langchain_cases(env, env.loop),
         *_llamaindex_cases(env),
     ]

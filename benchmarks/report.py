@@ -194,6 +194,10 @@ def build_rows(data: Data, reasons: dict[str, str] | None = None) -> list[Row]:
     b.latency("anchor.recipe_hit", s, "anchor: recipe hit (HGETALL + JSON)", "recipe.hit", "raw.get")
     b.latency("anchor.recipe_update5", s, "anchor: recipe update, 5 sources (one pipeline)", "recipe.update5",
               "raw.set")
+    b.latency("floor.script_lookup", s, "floor: the lookup script alone (bare EVALSHA, no Python around it)",
+              "script.lookup", "raw.get")
+    b.latency("floor.script_write5", s, "floor: the write script alone, 5 sources (bare EVALSHA)", "script.write5",
+              "raw.set")
     b.latency("floor.redispy", s, "floor: raw GET through redis-py (RedisCache's client)", "redispy.get",
               "raw.get")
 
