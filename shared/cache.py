@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import contextvars
 import itertools
-from collections.abc import Iterable, Mapping
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any, TypeVar
+
+from valkey.exceptions import ValkeyError
 
 from .connection import Connector
 from .doctor import DoctorReport, diagnose
@@ -38,7 +43,14 @@ T = TypeVar("T")
 _SEEN: contextvars.ContextVar[dict[tuple[int, str, str], Seen]] = contextvars.ContextVar(
     "valkey_rag_cache_seen"
 )
-_SEEN_PER_CONTEXT = 256
+_SEEN_PER_CONTEXT = 512  # each lookup copies this mapping (copied contexts must not share it)
+# When more lookups than that wait for their writes in one context (a text model's batch looks every prompt
+# up first), the oldest view per group is kept as a floor: an older view only refuses more writes. Floors
+# older than this are dropped, so a long-lived context does not refuse writes for good.
+_FLOOR_SECONDS = 600.0
+_FLOOR: contextvars.ContextVar[dict[tuple[int, str], tuple[Seen, float]]] = contextvars.ContextVar(
+    "valkey_rag_cache_seen_floor"
+)
 
 
 def _remember(ident: tuple[int, str, str], seen: Seen | None, hit: bool) -> None:
@@ -50,8 +62,21 @@ def _remember(ident: tuple[int, str, str], seen: Seen | None, hit: bool) -> None
     # The newest view wins: within one context a lookup and the write that follows it are sequential.
     updated = {**{k: v for k, v in current.items() if k != ident}, ident: seen}
     if len(updated) > _SEEN_PER_CONTEXT:
-        updated = dict(list(updated.items())[-_SEEN_PER_CONTEXT:])
+        items = list(updated.items())
+        _keep_floor(items[:-_SEEN_PER_CONTEXT])
+        updated = dict(items[-_SEEN_PER_CONTEXT:])
     _SEEN.set(updated)
+
+
+def _keep_floor(evicted: list[tuple[tuple[int, str, str], Seen]]) -> None:
+    floor = dict(_FLOOR.get({}))
+    now = time.monotonic()
+    for (cache_id, namespace, _), seen in evicted:
+        group = (cache_id, namespace.split(":", 1)[0])
+        old = floor.get(group)
+        if old is None or (old[0].era == seen.era and seen.counter < old[0].counter):
+            floor[group] = (seen, now)
+    _FLOOR.set(floor)
 
 
 def _take(ident: tuple[int, str, str]) -> Seen | None:
@@ -59,10 +84,16 @@ def _take(ident: tuple[int, str, str]) -> Seen | None:
     seen = current.get(ident)
     if seen is not None:
         _SEEN.set({k: v for k, v in current.items() if k != ident})
-    return seen
+        return seen
+    floor = _FLOOR.get({}).get((ident[0], ident[1].split(":", 1)[0]))
+    if floor is not None and time.monotonic() - floor[1] < _FLOOR_SECONDS:
+        return floor[0]
+    return None
 
 
 _instances = itertools.count()
+_BAD = object()  # a hit whose value the caller could not decode
+log = logging.getLogger("valkey_rag_cache")
 
 
 class AnswerCache:
@@ -139,14 +170,22 @@ class AnswerCache:
             self.connector.sync_client()
             result = self._sync.run(make(self._ctx))
         except Exception as exc:
-            if not is_backend_error(exc):
-                raise
+            return self._failed(exc, default, write, strict)
+        self.health.succeeded()
+        return result
+
+    def _failed(self, exc: Exception, default: Any, write: bool, strict: type[CacheError] | None) -> Any:
+        if is_backend_error(exc):
             if strict:
                 raise strict(f"Valkey did not carry out the operation: {type(exc).__name__}: {exc}") from exc
             self.health.failed(exc, write)
             return default
-        self.health.succeeded()
-        return result
+        if strict or not isinstance(exc, ValkeyError):
+            raise exc
+        # A script failed on a lookup or a write (data no writer of ours made, or a bug of ours): never an
+        # exception into the user's LLM call; say so loudly, once per kind of failure.
+        self.health.script_failed(exc, write)
+        return default
 
     async def _arun(
         self, make: Any, default: Any = None, write: bool = False, strict: type[CacheError] | None = None
@@ -157,31 +196,47 @@ class AnswerCache:
             await self.connector.async_client()
             result = await self._async.run(make(self._ctx))
         except Exception as exc:
-            if not is_backend_error(exc):
-                raise
-            if strict:
-                raise strict(f"Valkey did not carry out the operation: {type(exc).__name__}: {exc}") from exc
-            self.health.failed(exc, write)
-            return default
+            return self._failed(exc, default, write, strict)
         self.health.succeeded()
         return result
 
     # -- lookups and writes ----------------------------------------------------------------------------
 
-    def lookup(self, key: EntryKey) -> Hit | None:
-        """The cached value, or None. Never raises for a backend that is down or for bad stored data."""
-        result = self._run(lambda ctx: ctx.lookup(key))
-        if result is None:
-            return None
-        _remember(self._ident(key), result.seen, result.hit is not None)
-        return result.hit
+    def lookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit | None:
+        """The cached value, or None. Never raises for a backend that is down or for bad stored data.
 
-    async def alookup(self, key: EntryKey) -> Hit | None:
-        result = await self._arun(lambda ctx: ctx.lookup(key))
+        `decode` turns the stored JSON into the caller's type; when it raises or returns None the entry is
+        bad data: it is deleted and counted, and the write that follows is still checked against this lookup.
+        """
+        hit = self._accept(key, self._run(lambda ctx: ctx.lookup(key)), decode)
+        if hit is _BAD:
+            self.discard(key)
+            return None
+        return hit  # type: ignore[return-value]
+
+    async def alookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit | None:
+        hit = self._accept(key, await self._arun(lambda ctx: ctx.lookup(key)), decode)
+        if hit is _BAD:
+            await self.adiscard(key)
+            return None
+        return hit  # type: ignore[return-value]
+
+    def _accept(self, key: EntryKey, result: Any, decode: Callable[[Any], Any] | None) -> Hit | None | object:
         if result is None:
             return None
-        _remember(self._ident(key), result.seen, result.hit is not None)
-        return result.hit
+        hit = result.hit
+        if hit is not None and decode is not None:
+            try:
+                value = decode(hit.value)
+            except Exception as exc:  # any failure to rebuild the caller's type is bad stored data
+                log.warning("valkey_rag_cache: dropping an entry the caller could not decode: %r", exc)
+                value = None
+            if value is None:
+                _remember(self._ident(key), result.seen, hit=False)
+                return _BAD
+            hit = replace(hit, value=value)
+        _remember(self._ident(key), result.seen, hit is not None)
+        return hit
 
     def seen(self, key: EntryKey) -> Seen | None:
         """What the last lookup of `key` in this context saw; pass it to `store` from another context."""

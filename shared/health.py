@@ -39,6 +39,7 @@ class Health:
     _down_until: float = 0.0
     _down: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _script_errors: set[str] = field(default_factory=set, repr=False)
 
     def should_skip(self) -> bool:
         if self._down and time.monotonic() < self._down_until:
@@ -64,6 +65,17 @@ class Health:
                 type(exc).__name__,
                 exc,
             )
+
+    def script_failed(self, exc: BaseException, write: bool = False) -> None:
+        with self._lock:
+            self.errors += 1
+            if write:
+                self.dropped_writes += 1
+            first = str(exc) not in self._script_errors
+            if len(self._script_errors) < 100:
+                self._script_errors.add(str(exc))
+        if first:
+            log.error("valkey_rag_cache: a cache script failed; treated as a miss: %s", exc, exc_info=exc)
 
     def succeeded(self) -> None:
         if self._down:

@@ -7,6 +7,7 @@ receives their results; `store.py` drives it over valkey-py or valkey.asyncio. N
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import time
 from collections.abc import Generator, Iterable
@@ -19,7 +20,12 @@ from .scripts import Script, script
 from .sources import Source
 from .ttl import TTLPolicy, TTLValue
 
+log = logging.getLogger("valkey_rag_cache")
+
 __all__ = ["Eval", "Cmd", "FanOut", "Primaries", "NodeCmd", "Seen", "Lookup", "Context", "Flow"]
+
+# Source tokens invalidated by one script call.
+INVALIDATE_BATCH = 500
 
 # Lookup statuses returned by lookup.lua.
 HIT, MISS, BAD, STALE, NO_CLOCK = 1, 0, 2, 3, 4
@@ -155,11 +161,11 @@ class Context:
             # before anything can be cached in it, then start its clock.
             yield Cmd(("SADD", s.groups, s.group_base(g)))
             clock = yield Eval(
-                script("register"), [s.clock(g)], [s.token_base(g), _fresh_era(), self.token_ttl]
+                script("register"), [s.clock(g)], [s.token_base(g), _fresh_era(), self.token_ttl, "0"]
             )
             yield from self._count(g, "misses:" + key.namespace)
             return Lookup(None, Seen(_text(clock[0]), int(clock[1]), int(clock[2])), MISS)
-        era, counter, invalidations = _text(res[1]).split(" ")
+        era, counter, invalidations = _text(res[1]).rsplit(" ", 2)
         seen = Seen(era, int(counter), int(invalidations))
         if status != HIT:
             return Lookup(None, seen, status)
@@ -197,10 +203,18 @@ class Context:
             types = [src.content_type for src in sources]
         seconds = self.policy.ttl_for(types, ttl)
         resolved_type = content_type or _narrowest(self.policy, types)
-        body = encode_body(value, tuple(src.id for src in sources), resolved_type, self.clock())
-        if seen is None:
-            # A write without a lookup still has to make its group known to invalidations first.
-            yield Cmd(("SADD", s.groups, s.group_base(g)))
+        try:
+            body = encode_body(value, tuple(src.id for src in sources), resolved_type, self.clock())
+        except (TypeError, ValueError) as exc:  # not JSON (or NaN): the caller's answer is returned uncached
+            log.warning("valkey_rag_cache: not caching a value JSON cannot hold: %s", exc)
+            return False
+        if seen is None and self.cluster:
+            # A write without a lookup still has to make its group known to invalidations first; a group the
+            # index had lost may have been skipped by one, so it is retired (standalone: inside the script).
+            added = yield Cmd(("SADD", s.groups, s.group_base(g)))
+            if int(added):
+                retire: list[Any] = [s.token_base(g), _fresh_era(), self.token_ttl, "1"]
+                yield Eval(script("register"), [s.clock(g)], retire)
         # The script derives the group's keys and the namespace levels' token names itself, and takes the
         # small arguments (all made of key-safe characters) as one string: few arguments to encode per write.
         small = " ".join(
@@ -218,7 +232,7 @@ class Context:
                 *[source_digest(src.id) for src in sources],
             ]
         )
-        keys = [s.entry(key)]
+        keys = [s.entry(key)] if self.cluster else [s.entry(key), s.groups]
         args: list[Any] = [small, key.namespace, body]
         stored = yield Eval(script("write"), keys, args)
         return bool(stored)
@@ -231,16 +245,21 @@ class Context:
         return sorted(_text(m) for m in members)
 
     def _invalidate(self, suffixes: list[str], label: str) -> Flow:
-        """Invalidate tokens in every group: one script on a standalone server, one pipeline per shard."""
+        """Invalidate tokens in every group: one pipeline on a standalone server, one per shard in a cluster.
+
+        Large batches go as several scripts (of `INVALIDATE_BATCH` tokens) so no single script blocks the
+        server for long, in the same pipeline.
+        """
+        batches = [suffixes[i : i + INVALIDATE_BATCH] for i in range(0, len(suffixes), INVALIDATE_BATCH)]
         if not self.cluster:
-            deleted = yield Eval(
-                script("invalidate_everywhere"),
-                [self.schema.groups],
-                [_fresh_era(), self.token_ttl, label, *suffixes],
-            )
-            return int(deleted)
-        bases = yield from self._groups()
-        counts = yield FanOut([self._invalidate_call(b, suffixes, label) for b in bases])
+            everywhere, groups = script("invalidate_everywhere"), self.schema.groups
+            calls: list[Eval | Cmd] = [
+                Eval(everywhere, [groups], [_fresh_era(), self.token_ttl, label, *b]) for b in batches
+            ]
+        else:
+            bases = yield from self._groups()
+            calls = [self._invalidate_call(base, b, label) for base in bases for b in batches]
+        counts = yield FanOut(calls)
         return sum(int(c) for c in counts)
 
     def _invalidate_call(self, base: str, suffixes: list[str], label: str) -> Eval:

@@ -488,3 +488,92 @@ def test_invalidations_raise_when_the_backend_is_down(unused_port: int) -> None:
     cache = AnswerCache(f"valkey://127.0.0.1:{unused_port}", timeout=0.2)
     with pytest.raises(InvalidationError):
         cache.invalidate_source("doc")
+
+
+# -- re-registration, hostile data, large inputs ----
+
+
+def test_a_write_without_lookup_does_not_revive_a_group_an_invalidation_skipped(
+    make_cache: Any, raw_client: Any, prefix: str
+) -> None:
+    cache = make_cache(namespace="docs")
+    old = put(cache, "old", "built on v1", ["doc-1"])
+    raw_client.delete(f"{prefix}:groups")  # the index of groups was evicted...
+    cache.invalidate_source("doc-1")  # ...so this invalidation found no group
+    assert cache.store(cache.key("qa", "other"), "x", ["doc-2"])  # a write with no lookup re-registers
+    assert cache.lookup(old) is None
+
+
+def test_entries_with_thousands_of_sources(make_cache: Any) -> None:
+    cache = make_cache()
+    key = cache.key("qa", "wide")
+    cache.lookup(key)
+    ids = [f"doc-{i}" for i in range(9000)]
+    assert cache.store(key, "x", ids)
+    assert cache.lookup(key).value == "x"  # type: ignore[union-attr]
+    assert cache.invalidate_sources(ids[-1200:]) == 1
+    assert cache.lookup(key) is None
+
+
+def test_hostile_values_under_the_prefix_are_misses(make_cache: Any, raw_client: Any, prefix: str) -> None:
+    cache = make_cache(namespace="docs")
+    key = put(cache, 1, "a", ["doc"])
+    name = entry_key(cache, key)
+    base = cache.schema.group_base("docs")
+    # An entry key holding a hash, a token without an era, a clock whose era has a space.
+    raw_client.delete(name)
+    raw_client.hset(name, "x", "y")
+    assert cache.lookup(key) is None
+    assert not raw_client.exists(name)
+    raw_client.set(base + "t:" + cache.schema.source_suffix("doc"), "garbage")
+    assert cache.store(key, "b", ["doc"])
+    assert cache.lookup(key).value == "b"  # type: ignore[union-attr]
+    raw_client.hset(base + "clock", "e", "two words")
+    other = cache.key("qa", 2)
+    assert cache.lookup(other) is None
+    assert cache.store(other, "c", ["doc"])
+    # A header with more dependency lines than Lua can unpack at once.
+    lines = "\n".join(f"s:{i:016d} 1" for i in range(9000))
+    raw_client.set(name, f"vrc1\nzz 0\na 1\n{lines}\n\n{{}}")
+    assert cache.lookup(key) is None
+    assert cache.stats()["process"]["errors"] == 0
+
+
+def test_a_value_json_cannot_hold_is_not_stored(make_cache: Any) -> None:
+    cache = make_cache()
+    key = cache.key("qa", 1)
+    assert cache.store(key, {"x": object()}) is False
+    assert cache.store(key, float("nan")) is False
+    assert cache.lookup(key) is None
+
+
+def test_decode_failures_are_bad_data_and_keep_the_race_check(make_cache: Any, raw_client: Any) -> None:
+    cache = make_cache()
+    key = put(cache, 1, {"shape": "old"}, ["doc"])
+
+    def decode(value: Any) -> Any:
+        raise KeyError("unexpected shape")
+
+    assert cache.lookup(key, decode=decode) is None
+    assert not raw_client.exists(entry_key(cache, key))
+    assert cache.stats()["totals"]["bad"] == 1
+    cache.invalidate_source("doc")  # overtakes the answer being computed after that miss
+    assert cache.store(key, "stale", ["doc"]) is False
+    assert cache.lookup(key, decode=lambda v: v.upper()) is None
+    assert cache.store(key, "fresh", ["doc"]) is True
+    assert cache.lookup(key, decode=lambda v: v.upper()).value == "FRESH"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [pytest.param("fake", marks=pytest.mark.fake), pytest.param("standalone", marks=pytest.mark.standalone)],
+    indirect=True,
+)
+def test_race_check_survives_a_thousand_pending_lookups(make_cache: Any) -> None:
+    cache = make_cache(namespace="docs")
+    keys = [cache.key("qa", i) for i in range(1000)]
+    for k in keys:
+        assert cache.lookup(k) is None
+    cache.invalidate_source("doc")
+    assert cache.store(keys[0], "stale", ["doc"]) is False  # its own view was evicted: the floor refuses
+    assert cache.store(keys[-1], "stale", ["doc"]) is False

@@ -2,14 +2,16 @@
 -- `{group}` of the entry's top-level namespace. Tokens are "<era>.<counter>" strings: the clock hands out
 -- counters, and its era is drawn afresh whenever the clock key is (re)created, so no token value repeats.
 local function clock_get(clock_key)
-  local c = redis.call('HMGET', clock_key, 'e', 'c', 'i')
-  if not c[1] then return nil end
+  local c = redis.pcall('HMGET', clock_key, 'e', 'c', 'i')
+  -- A clock this code did not write (wrong type, odd era) counts as lost: it is made anew with a fresh era.
+  if c.err or not c[1] or not string.match(c[1], '^%w+$') then return nil end
   return {c[1], tonumber(c[2]) or 0, tonumber(c[3]) or 0}
 end
 
 local function clock_ensure(clock_key, fresh_era)
   local c = clock_get(clock_key)
   if c then return c end
+  redis.call('UNLINK', clock_key)
   redis.call('HSET', clock_key, 'e', fresh_era, 'c', 0, 'i', 0)
   return {fresh_era, 0, 0}
 end
@@ -26,6 +28,30 @@ end
 local function extend_ttl(key, ttl)
   local t = redis.call('TTL', key)
   if t >= 0 and t < ttl then redis.call('EXPIRE', key, ttl) end
+end
+
+-- MGET in chunks: Lua's unpack() cannot spread more than a few thousand values.
+local function mget(keys)
+  local out = {}
+  for i = 1, #keys, 1000 do
+    local part = redis.call('MGET', unpack(keys, i, math.min(i + 999, #keys)))
+    for j = 1, #part do out[#out + 1] = part[j] end
+  end
+  return out
+end
+
+-- Register a group in the index of groups (standalone: `groups_key` is that index; cluster: '' and the client
+-- registered it). A group that was not registered may have been skipped by an invalidation (the index was
+-- evicted, or the group is new): retire everything it held. Returns the clock.
+local function register_group(groups_key, base, fresh_era, tok_ttl)
+  local clock_key = base .. 'clock'
+  if groups_key ~= '' and redis.call('SADD', groups_key, base) == 1 then
+    local clock = clock_ensure(clock_key, fresh_era)
+    issue_token(clock_key, clock[1], base .. 't:a', tok_ttl)
+    redis.call('HINCRBY', clock_key, 'i', 1)
+    return clock_get(clock_key)
+  end
+  return clock_ensure(clock_key, fresh_era)
 end
 
 local function stat(stats_key, field, n)
@@ -76,7 +102,7 @@ local function check_entry(v, tok_base, clock)
   if not deps then return nil end
   local keys = {}
   for i, d in ipairs(deps) do keys[i] = tok_base .. d[1] end
-  local cur = redis.call('MGET', unpack(keys))
+  local cur = mget(keys)
   for i, d in ipairs(deps) do
     if cur[i] ~= d[2] then return 'stale' end
   end

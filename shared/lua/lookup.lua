@@ -10,22 +10,20 @@ local stats_key = ARGV[4] == '1' and (base .. 'stats') or ''
 local ns = ARGV[2]
 local clock
 if KEYS[2] then
-  -- Standalone: a group missing from the index of groups may have been skipped by an invalidation (the
-  -- index was evicted, or this group is new): register it and retire everything it held before.
-  if redis.call('SADD', KEYS[2], base) == 1 then
-    clock = clock_ensure(clock_key, ARGV[3])
-    issue_token(clock_key, clock[1], tok_base .. 'a', tonumber(ARGV[5]))
-    redis.call('HINCRBY', clock_key, 'i', 1)
-    clock = clock_get(clock_key)
-  else
-    clock = clock_ensure(clock_key, ARGV[3])
-  end
+  clock = register_group(KEYS[2], base, ARGV[3], tonumber(ARGV[5]))
 else
   clock = clock_get(clock_key)
   if not clock then return {4, ''} end
 end
 local seen = clock[1] .. ' ' .. clock[2] .. ' ' .. clock[3]
-local v = redis.call('GET', entry_key)
+local v = redis.pcall('GET', entry_key)
+if type(v) == 'table' and v.err then
+  -- Not a string (something else wrote this key): bad data under our prefix, so it goes.
+  redis.call('UNLINK', entry_key)
+  stat(stats_key, 'bad:' .. ns, 1)
+  stat(stats_key, 'misses:' .. ns, 1)
+  return {2, seen}
+end
 if not v then
   stat(stats_key, 'misses:' .. ns, 1)
   return {0, seen}

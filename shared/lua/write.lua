@@ -1,6 +1,6 @@
 -- Stores one entry with its dependency index and TTLs, atomically.
 -- KEYS: entry (the group's clock, stats, namespaces, tokens and dependency sets derive from the group base
---       and share its hash slot)
+--       and share its hash slot), [index of groups (standalone only)]
 -- ARGV: 1 the small arguments, space-separated (every one is made of key-safe characters; one argument
 --         instead of a dozen keeps the client's encoding cheap): group base, escaped namespace, ttl, seen era
 --         ('-' = unchecked), seen counter, seen invalidations, fresh era, entry digest, token ttl, count stats
@@ -28,13 +28,13 @@ for seg in string.gmatch(ns_esc, '[^:]+') do
 end
 for i = first_source, #a do suffixes[#suffixes + 1] = 's:' .. a[i] end
 local clock = clock_get(clock_key)
-if not clock then
-  if seen_era ~= '' then
-    -- The clock vanished since the lookup: what happened in between is unknown.
-    stat(stats_key, 'refused:' .. ns, 1)
-    return 0
-  end
-  clock = clock_ensure(clock_key, a[7])
+if not clock and seen_era ~= '' then
+  -- The clock vanished since the lookup: what happened in between is unknown.
+  stat(stats_key, 'refused:' .. ns, 1)
+  return 0
+end
+if KEYS[2] or not clock then
+  clock = register_group(KEYS[2] or '', base, a[7], tok_ttl)
 end
 local era = clock[1]
 local check = seen_era ~= ''
@@ -49,10 +49,11 @@ end
 if check and clock[3] <= seen_i then check = false end
 local tok_keys = {}
 for i, suffix in ipairs(suffixes) do tok_keys[i] = tok_base .. suffix end
-local cur = redis.call('MGET', unpack(tok_keys))
+local cur = mget(tok_keys)
 local lines = {'vrc1', era .. ' ' .. clock[3]}
 for j, k in ipairs(tok_keys) do
   local tok = cur[j]
+  if tok and not string.find(tok, '.', 1, true) then tok = nil end  -- not a token of ours: replace it
   if tok then
     local dot = string.find(tok, '.', 1, true)
     local t_era, t_n = string.sub(tok, 1, dot - 1), tonumber(string.sub(tok, dot + 1))
