@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from valkey.exceptions import NoScriptError, ResponseError
@@ -23,6 +25,18 @@ def _scan_reply(reply: Any) -> Any:
     if isinstance(reply, tuple | list) and len(reply) == 2 and isinstance(reply[0], dict):
         return next(iter(reply[0].values())), reply[1]
     return reply
+
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="valkey-rag-cache-fanout")
+        return _executor
 
 
 class SyncDriver:
@@ -86,8 +100,18 @@ class SyncDriver:
             nodes[node.name] = node
             by_node[node.name].append((i, call))
         results: list[Any] = [None] * len(calls)
-        for name, items in by_node.items():
-            self._pipeline(client.get_valkey_connection(nodes[name]), items, results, cluster_client=client)
+
+        def send(name: str) -> None:
+            self._pipeline(
+                client.get_valkey_connection(nodes[name]), by_node[name], results, cluster_client=client
+            )
+
+        if len(by_node) == 1:
+            send(next(iter(by_node)))
+        else:
+            # The shards' pipelines go out together: one round trip in wall-clock time, not one per shard.
+            for future in [_pool().submit(send, name) for name in by_node]:
+                future.result()
         return results
 
     def _pipeline(
