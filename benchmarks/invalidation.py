@@ -5,6 +5,11 @@ its own size. Ours invalidates a namespace or the version by replacing a token: 
 or `purge()`, which is the point (O(1) whatever the size); the recipe deletes them (SCAN + DELETE), so its
 data is refilled (untimed) before every measurement, and its million-entry run is done once.
 
+The namespace fills hold answers without sources (what is measured never reads them). Ours are clones of one
+real entry: `store()` writes the first, and the others get its exact header (era, invalidation count and
+tokens, which all answers of a namespace without sources share) with their own keys and bodies, pipelined,
+so a million of them take seconds instead of minutes; the recipe's are written by a small server-side loop.
+
 Example:
     >>> by_source(env, dependents=(1, 100, 10_000), rounds=5)  # doctest: +SKIP
     {'inv.src1.core': [...], 'inv.src1.recipe': [...], ...}
@@ -12,19 +17,22 @@ Example:
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import valkey
 from bulk import fill
 from latency import TIMEOUT, Env
-from payloads import message_value, small_value, source_ids
+from payloads import small_value, source_ids
 from recipe import RecipeCache
 
 from valkey_rag_cache import AnswerCache
+from valkey_rag_cache.envelope import encode_body
 
 __all__ = ["by_source", "at_scale", "DBS"]
 
@@ -46,11 +54,11 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 def by_source(env: Env, dependents: tuple[int, ...], rounds: int, most: int = 20) -> dict[str, list[float]]:
     """Seconds per `invalidate_source` (ours) and SMEMBERS+DELETE (the recipe), per round, per size."""
     url = _db(env, "source")
-    client = valkey.Valkey.from_url(url)
+    client: Any = valkey.Valkey.from_url(url)
     client.flushdb()
     cache = AnswerCache(url, prefix="inv", namespace="kb:support", timeout=TIMEOUT)
     recipe = RecipeCache(client, prefix="inv:recipe")
-    value, rng = message_value(), random.Random(5)
+    rng = random.Random(5)
     out: dict[str, list[float]] = {f"inv.src{d}.{who}": [] for d in dependents for who in ("core", "recipe")}
     for r in range(rounds):
         shift = r % len(dependents)
@@ -58,7 +66,11 @@ def by_source(env: Env, dependents: tuple[int, ...], rounds: int, most: int = 20
             per_round = max(1, min(most, 2000 // d))  # several small invalidations per round, one large one
             hot = [f"kb/hot/r{r}-d{d}-s{s}.md" for s in range(per_round)]
             items = [
-                (cache.key("qa", {"r": r, "d": d, "s": s, "j": j}), value, [hot[s], *source_ids(rng, 4)])
+                (
+                    cache.key("qa", {"r": r, "d": d, "s": s, "j": j}),
+                    small_value(j),
+                    [hot[s], *source_ids(rng, 4)],
+                )
                 for s in range(per_round)
                 for j in range(d)
             ]
@@ -66,14 +78,15 @@ def by_source(env: Env, dependents: tuple[int, ...], rounds: int, most: int = 20
             pipe = client.pipeline(transaction=False)
             for s in range(per_round):
                 for j in range(d):
-                    recipe.store("kb:support", f"r{r}-d{d}-s{s}-j{j}", value, [hot[s], *source_ids(rng, 4)], pipe)
+                    ids = [hot[s], *source_ids(rng, 4)]
+                    recipe.store("kb:support", f"r{r}-d{d}-s{s}-j{j}", small_value(j), ids, pipe)
             pipe.execute()
             ours, theirs = [], []
             for source in hot:
-                seconds, n = _timed(lambda s=source: cache.invalidate_source(s))
+                seconds, n = _timed(partial(cache.invalidate_source, source))
                 assert n == d, f"invalidate_source removed {n} entries, expected {d}"
                 ours.append(seconds)
-                seconds, n = _timed(lambda s=source: recipe.invalidate_source(s))
+                seconds, n = _timed(partial(recipe.invalidate_source, source))
                 assert n == d, f"the recipe removed {n} entries, expected {d}"
                 theirs.append(seconds)
             out[f"inv.src{d}.core"].append(statistics.median(ours))
@@ -83,41 +96,64 @@ def by_source(env: Env, dependents: tuple[int, ...], rounds: int, most: int = 20
     return out
 
 
-def _fill_recipe(client: Any, size: int, batch: int = 5000) -> None:
+# What RecipeCache.store(NAMESPACE, f"q-{i}", small_value(i), []) writes, looped on the server.
+_RECIPE_LOADER = """
+for i = tonumber(ARGV[2]), tonumber(ARGV[3]) do
+  local k = ARGV[1] .. 'q-' .. i
+  redis.call('HSET', k, 'response', string.format(ARGV[4], i, i), 'sources', '[]', 'at', ARGV[5])
+  redis.call('EXPIRE', k, ARGV[6])
+end
+return 1
+"""
+
+
+def _fill_recipe(client: Any, size: int, batch: int = 20_000) -> None:
     recipe = RecipeCache(client, prefix="big:recipe")
+    template = json.dumps(small_value(0)).replace("number 0", "number %d").replace('"n": 0', '"n": %d')
+    assert template % (7, 7) == json.dumps(small_value(7))
+    loader = client.register_script(_RECIPE_LOADER)
     for start in range(0, size, batch):
+        end = min(size, start + batch) - 1
+        loader(args=[recipe.entry_key(NAMESPACE, ""), start, end, template, time.time(), recipe.ttl])
+
+
+def _fill_ours(cache: AnswerCache, client: Any, size: int, batch: int = 5000) -> None:
+    first = cache.key("qa", {"q": 0})
+    assert cache.store(first, small_value(0)), "the first entry was not stored"
+    entry = client.get(cache.schema.entry(first))
+    header, ttl = entry[: entry.index(b"\n\n") + 2], client.ttl(cache.schema.entry(first))
+    content_type = cache.policy.default_content_type
+    for start in range(1, size, batch):
         pipe = client.pipeline(transaction=False)
+        now = time.time()
         for i in range(start, min(size, start + batch)):
-            recipe.store(NAMESPACE, f"q-{i}", small_value(i), [f"kb/doc-{i % 10_000}.md"], pipe)
+            body = encode_body(small_value(i), (), content_type, now)
+            pipe.set(cache.schema.entry(cache.key("qa", {"q": i})), header + body, ex=ttl)
         pipe.execute()
-
-
-def _fill_ours(cache: AnswerCache, client: Any, size: int) -> None:
-    items = ((cache.key("qa", {"q": i}), small_value(i), [f"kb/doc-{i % 10_000}.md"]) for i in range(size))
-    fill(cache, client, items, batch=5000)
 
 
 def at_scale(env: Env, small: int, big: int, rounds: int, ops: int) -> dict[str, list[float]]:
     """Seconds per namespace / version invalidation with `small` and `big` entries in the cache."""
     out: dict[str, list[float]] = {}
-    clients = {name: valkey.Valkey.from_url(_db(env, name)) for name in DBS if name != "source"}
+    clients: dict[str, Any] = {n: valkey.Valkey.from_url(_db(env, n)) for n in DBS if n != "source"}
     for c in clients.values():
         c.flushdb()
     caches = {
-        size: AnswerCache(_db(env, size), prefix="big", namespace=NAMESPACE, timeout=TIMEOUT) for size in ("small", "big")
+        size: AnswerCache(_db(env, size), prefix="big", namespace=NAMESPACE, timeout=TIMEOUT)
+        for size in ("small", "big")
     }
     for size, n in (("small", small), ("big", big)):
-        seconds, _ = _timed(lambda s=size, n=n: _fill_ours(caches[s], clients[s], n))
+        seconds, _ = _timed(partial(_fill_ours, caches[size], clients[size], n))
         out[f"fill.core.{size}"] = [seconds]
         out[f"keys.core.{size}"] = [float(clients[size].dbsize())]
-        probe = caches[size].key("qa", {"q": 0})
+        probe = caches[size].key("qa", {"q": n - 1})
         assert caches[size].lookup(probe) is not None, "the fill did not store servable entries"
 
     cases: list[tuple[str, Callable[[], Any]]] = []
     for size in ("small", "big"):
         cache = caches[size]
-        cases.append((f"inv.ns.{size}.core", lambda c=cache: c.invalidate_namespace(NAMESPACE)))
-        cases.append((f"inv.all.{size}.core", lambda c=cache: c.invalidate_all()))
+        cases.append((f"inv.ns.{size}.core", partial(cache.invalidate_namespace, NAMESPACE)))
+        cases.append((f"inv.all.{size}.core", cache.invalidate_all))
     for name, _ in cases:
         out[name] = []
     out["inv.ns.small.recipe"] = []
@@ -130,9 +166,11 @@ def at_scale(env: Env, small: int, big: int, rounds: int, ops: int) -> dict[str,
         seconds, n = _timed(lambda: recipe_small.invalidate_namespace(NAMESPACE))
         assert n == small, f"the recipe deleted {n} entries, expected {small}"
         out["inv.ns.small.recipe"].append(seconds)
-    for size in ("small", "big"):
-        probe = caches[size].key("qa", {"q": 0})
-        assert caches[size].lookup(probe) is None, "an invalidated entry was served"
+    for size, n in (("small", small), ("big", big)):
+        for q in (0, n - 1):
+            assert caches[size].lookup(caches[size].key("qa", {"q": q})) is None, (
+                "an invalidated entry was served"
+            )
 
     seconds, _ = _timed(lambda: _fill_recipe(clients["recipe_big"], big))
     out["fill.recipe.big"] = [seconds]

@@ -109,7 +109,10 @@ def _floor_cases(env: Env) -> list[Case | ACase]:
         Case("raw.get", lambda i: hit(r.get(f"bench:raw:hot:{i % n_hot}"))),
         Case("raw.get_miss", lambda i: r.get(f"bench:raw:miss:{i}")),
         Case("raw.set", lambda i: r.set(f"bench:raw:set:{i}", payload, ex=21600)),
-        Case("raw.get_set", lambda i: (r.get(f"bench:raw:gs:{i}"), r.set(f"bench:raw:gs:{i}", payload, ex=21600))),
+        Case(
+            "raw.get_set",
+            lambda i: (r.get(f"bench:raw:gs:{i}"), r.set(f"bench:raw:gs:{i}", payload, ex=21600)),
+        ),
         ACase("raw.aget", lambda i: ar.get(f"bench:raw:hot:{i % n_hot}"), loop=loop),
         ACase("raw.aset", lambda i: ar.set(f"bench:raw:aset:{i}", payload, ex=21600), loop=loop),
     ]
@@ -142,7 +145,9 @@ def _core_cases(env: Env, loop: asyncio.AbstractEventLoop) -> list[Case | ACase]
         Case("core.miss", lambda i: core.lookup(core.key("qa", {"q": f"miss-{i}"}))),
     ]
     for n in SOURCE_COUNTS:
-        cases.append(Case(f"core.update{n}", lambda a: stored(core.store(a[0], value, a[1])), fresh(f"u{n}", n)))
+        cases.append(
+            Case(f"core.update{n}", lambda a: stored(core.store(a[0], value, a[1])), fresh(f"u{n}", n))
+        )
 
     async def ahit(i: int) -> Any:
         return hit(await core.alookup(hot[i % len(hot)]))
@@ -150,7 +155,10 @@ def _core_cases(env: Env, loop: asyncio.AbstractEventLoop) -> list[Case | ACase]
     async def aupdate(a: Any) -> Any:
         return stored(await core.astore(a[0], value, a[1]))
 
-    cases += [ACase("core.ahit", ahit, loop=loop), ACase("core.aupdate5", aupdate, afresh("au5", 5), loop=loop)]
+    cases += [
+        ACase("core.ahit", ahit, loop=loop),
+        ACase("core.aupdate5", aupdate, afresh("au5", 5), loop=loop),
+    ]
     return cases
 
 
@@ -262,8 +270,11 @@ def _anchor_cases(env: Env) -> list[Case | ACase]:
         Case("rc.update", lambda i: rc.update(prompt("rcu", i), LLM_STRING, gen)),
         Case("redispy.get", lambda i: rpy.get(f"bench:raw:hot:{i % n_hot}")),
         Case("recipe.hit", lambda i: hit(recipe.lookup(NAMESPACE, f"hot-{i % n_hot}"))),
-        Case("recipe.update5", lambda a: recipe.store(NAMESPACE, a[0], value, a[1]),
-             lambda i: (f"u-{i}", source_ids(rng, 5))),
+        Case(
+            "recipe.update5",
+            lambda a: recipe.store(NAMESPACE, a[0], value, a[1]),
+            lambda i: (f"u-{i}", source_ids(rng, 5)),
+        ),
     ]
 
 
@@ -281,13 +292,26 @@ def standalone_cases(env: Env) -> list[Case | ACase]:
 
 
 def cluster_cases(env: Env) -> list[Case | ACase]:
-    """Hit and update on a cluster: the floor, the core, and the adapters (RedisCache needs a plain client)."""
+    """Hit and update on a cluster: the floor, the core and the adapters (RedisCache needs a plain client)."""
     env.payload = entry_bytes(env)
     _hot(env)
-    wanted = {"raw.get", "raw.set", "core.hit", "core.update5", "lc.hit", "lc.update5", "li.hit",
-              "li.miss_store5", "raw.get_set"}
-    cases = [*_floor_cases(env), *_core_cases(env, env.loop), *_langchain_cases(env, env.loop),
-             *_llamaindex_cases(env)]
+    wanted = {
+        "raw.get",
+        "raw.set",
+        "core.hit",
+        "core.update5",
+        "lc.hit",
+        "lc.update5",
+        "li.hit",
+        "li.miss_store5",
+        "raw.get_set",
+    }
+    cases = [
+        *_floor_cases(env),
+        *_core_cases(env, env.loop),
+        *_langchain_cases(env, env.loop),
+        *_llamaindex_cases(env),
+    ]
     return [c for c in cases if c.name in wanted]
 
 

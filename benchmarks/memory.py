@@ -1,12 +1,14 @@
 """Memory: bytes per cached answer and per (answer, source) link, from `INFO memory` deltas.
 
 Each variant fills `n` entries into an empty database of a quiet server and reads `used_memory` before and
-after; the per-link figure is the difference between the same answers stored with 5 sources and with none,
-divided by the number of links. Nothing else runs meanwhile (the harness is one process, one phase at a time).
+after. For the links, the same answers are stored with 5 sources and with none; the difference per link is
+split into what the dependency bookkeeping costs (the per-source sets and tokens, measured by deleting them
+and reading `used_memory` again, plus the token lines of the entry header, in bytes) and the source ids the
+answer itself carries back to the caller (`Hit.sources`, part of the value).
 
 Example:
     >>> measure(env, n=100_000)  # doctest: +SKIP
-    {'mem.payload': 1459.0, 'mem.core0': 1710.3, ...}
+    {'mem.payload': 1411.0, 'mem.core0': 1666.8, ...}
 """
 
 from __future__ import annotations
@@ -27,67 +29,117 @@ from valkey_rag_cache import AnswerCache
 __all__ = ["measure", "MEMORY_DB", "LINK_POOLS"]
 
 MEMORY_DB = 5
-# Knowledge bases of 10,000 documents (50 answers per document: small sets) and of 1,000 (500 per document:
-# sets past the listpack size, stored as hash tables).
+# Knowledge bases of 10,000 documents (~50 answers per document: small sets, stored as listpacks) and of
+# 1,000 (~500 per document: sets past the listpack limit, stored as hash tables).
 LINK_POOLS = (10_000, 1_000)
+SOURCES = 5
 
 
 def _used(client: Any) -> int:
     return int(client.info("memory")["used_memory"])
 
 
-def _settle(client: Any) -> int:
+def _flush(client: Any) -> None:
     # SYNC: Valkey 8 frees a flushed database in the background by default, which would skew the reading.
     client.execute_command("FLUSHDB", "SYNC")
     time.sleep(0.05)
-    return _used(client)
 
 
-def _delta(client: Any, load: Any) -> int:
-    before = _settle(client)
+def _delta(client: Any, load: Any, keep: bool = False) -> int:
+    _flush(client)
+    before = _used(client)
     load()
     after = _used(client)
-    _settle(client)
+    if not keep:
+        _flush(client)
     return after - before
+
+
+def _unlink_matching(client: Any, pattern: str) -> int:
+    n = 0
+    for batch in _scan(client, pattern):
+        n += client.delete(*batch)
+    return n
+
+
+def _scan(client: Any, pattern: str) -> Any:
+    cursor = 0
+    while True:
+        cursor, keys = client.scan(cursor, match=pattern, count=5000)
+        if keys:
+            yield keys
+        if int(cursor) == 0:
+            return
 
 
 def measure(env: Env, n: int, batch: int = 2000) -> dict[str, float]:
     url = env.url.rstrip("/") + f"/{MEMORY_DB}"
-    client = valkey.Valkey.from_url(url)
+    client: Any = valkey.Valkey.from_url(url)
     value = message_value()
     rng = random.Random(11)
-    out: dict[str, float] = {"mem.payload": float(len(json.dumps(value, separators=(",", ":")))),
-                             "mem.entry_size": float(len(env.payload)), "mem.n": float(n)}
+    out: dict[str, float] = {
+        "mem.payload": float(len(json.dumps(value, separators=(",", ":")))),
+        "mem.n": float(n),
+    }
+
+    def cache() -> AnswerCache:
+        return AnswerCache(url, prefix="mem", namespace="kb:support", timeout=TIMEOUT)
+
+    def ours(sources: int, pool: int) -> Any:
+        def load() -> None:
+            c = cache()
+            ids = (source_ids(rng, sources, pool) if sources else [] for _ in range(n))
+            fill(c, client, ((c.key("qa", {"q": i}), value, next(ids)) for i in range(n)), batch)
+
+        return load
+
+    # Our answer with no sources: its stored bytes are also what the raw floor stores, key for key.
+    out["mem.core0"] = _delta(client, ours(0, 1), keep=True) / n
+    probe = cache()
+    entry0 = client.get(probe.schema.entry(probe.key("qa", {"q": 0})))
+    assert entry0, "the fill stored nothing"
+    out["mem.entry_size"] = float(len(entry0))
+    _flush(client)
 
     def raw() -> None:
         for start in range(0, n, batch):
             pipe = client.pipeline(transaction=False)
             for i in range(start, min(n, start + batch)):
-                pipe.set(f"bench:raw:mem:{i}", env.payload, ex=21600)
+                pipe.set(probe.schema.entry(probe.key("qa", {"q": i})), entry0, ex=21600)
             pipe.execute()
 
-    def ours(sources: int, pool: int) -> Any:
-        def load() -> None:
-            cache = AnswerCache(url, prefix="mem", namespace="kb:support", timeout=TIMEOUT)
-            items = (
-                (cache.key("qa", {"q": i}), value, source_ids(rng, sources, pool) if sources else [])
-                for i in range(n)
-            )
-            fill(cache, client, items, batch)
+    out["mem.raw"] = _delta(client, raw) / n
 
-        return load
+    for pool in LINK_POOLS:
+        total = _delta(client, ours(SOURCES, pool), keep=True)
+        entry5 = client.get(probe.schema.entry(probe.key("qa", {"q": 0})))
+        before = _used(client)
+        # The bookkeeping that exists only for sources: per-source dependency sets and tokens.
+        _unlink_matching(client, "mem:{*}:d:*")
+        _unlink_matching(client, "mem:{*}:t:s:*")
+        index = before - _used(client)
+        _flush(client)
+        links = n * SOURCES
+        head0, head5 = entry0.index(b"\n\n"), entry5.index(b"\n\n")
+        body_ids = (len(entry5) - head5) - (len(entry0) - head0)  # the ids in the value (Hit.sources)
+        out[f"mem.core5.pool{pool}"] = total / n
+        out[f"mem.link.pool{pool}"] = (total / n - out["mem.core0"]) / SOURCES
+        out[f"mem.index.pool{pool}"] = index / links
+        out[f"mem.header.pool{pool}"] = (head5 - head0) / SOURCES
+        out[f"mem.bookkeeping.pool{pool}"] = index / links + (head5 - head0) / SOURCES
+        out[f"mem.ids.pool{pool}"] = body_ids / SOURCES
 
     def redis_cache() -> None:
         from langchain_community.cache import RedisCache
+        from langchain_core.load import dumps
 
-        gen = [chat_generation()]
+        stored = dumps(chat_generation())  # what RedisCache.update() writes per generation (index "0")
         for start in range(0, n, batch):
             pipe = client.pipeline(transaction=False)
             for i in range(start, min(n, start + batch)):
-                # RedisCache's own write path (HSET of dumps(generation), then EXPIRE), batched.
-                RedisCache._configure_pipeline_for_update(
-                    RedisCache._key(prompt("mem", i), LLM_STRING), pipe, gen, 21600
-                )
+                key = RedisCache._key(prompt("mem", i), LLM_STRING)
+                pipe.hset(key, mapping={"0": stored})
+                pipe.expire(key, 21600)
             pipe.execute()
 
     def recipe(sources: int) -> Any:
@@ -96,19 +148,15 @@ def measure(env: Env, n: int, batch: int = 2000) -> dict[str, float]:
             for start in range(0, n, batch):
                 pipe = client.pipeline(transaction=False)
                 for i in range(start, min(n, start + batch)):
-                    r.store("kb:support", f"q-{i}", value, source_ids(rng, sources, LINK_POOLS[0]), pipe=pipe)
+                    ids = source_ids(rng, sources, LINK_POOLS[0]) if sources else []
+                    r.store("kb:support", f"q-{i}", value, ids, pipe=pipe)
                 pipe.execute()
 
         return load
 
-    out["mem.raw"] = _delta(client, raw) / n
-    out["mem.core0"] = _delta(client, ours(0, 1)) / n
-    for pool in LINK_POOLS:
-        out[f"mem.core5.pool{pool}"] = _delta(client, ours(5, pool)) / n
-        out[f"mem.link.pool{pool}"] = (out[f"mem.core5.pool{pool}"] - out["mem.core0"]) / 5
     out["mem.redis_cache"] = _delta(client, redis_cache) / n
     out["mem.recipe0"] = _delta(client, recipe(0)) / n
-    out["mem.recipe5"] = _delta(client, recipe(5)) / n
-    out["mem.recipe_link"] = (out["mem.recipe5"] - out["mem.recipe0"]) / 5
+    out["mem.recipe5"] = _delta(client, recipe(SOURCES)) / n
+    out["mem.recipe_link"] = (out["mem.recipe5"] - out["mem.recipe0"]) / SOURCES
     client.close()
     return out

