@@ -14,13 +14,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
-from langchain_core.outputs import Generation
 
-from valkey_rag_cache import AnswerCache, CacheOperations, EntryKey, Source, TTLPolicy
+from valkey_rag_cache import AnswerCache, CacheOperations, EntryKey, Seen, Source, TTLPolicy
 from valkey_rag_cache.ttl import TTLValue
 
 from .capture import Captured, capture, document_sources
-from .codec import DecodeError, decode_generations, encode_generations
+from .codec import decode_generations, encode_generations
 
 __all__ = ["ValkeyCache"]
 
@@ -46,7 +45,7 @@ class ValkeyCache(CacheOperations, BaseCache):
             when the id is missing); a key name: ``metadata[source_id_key]`` (the id when missing).
         content_type_key: metadata key holding a document's content type (``static``, ``realtime``, ...).
         prefix: every Valkey key of this cache starts with ``prefix:``.
-        timeout: socket timeout in seconds; a slower backend turns lookups into misses.
+        timeout: socket timeout in seconds (default: the core's); a slower backend turns lookups into misses.
         core: an existing `AnswerCache` to share (then url, client and the rest are not accepted).
 
     Example:
@@ -65,7 +64,7 @@ class ValkeyCache(CacheOperations, BaseCache):
         source_id_key: str | None = None,
         content_type_key: str | None = "content_type",
         prefix: str = "llmcache",
-        timeout: float = 1.0,
+        timeout: float | None = None,
         core: AnswerCache | None = None,
     ) -> None:
         if core is not None:
@@ -73,6 +72,7 @@ class ValkeyCache(CacheOperations, BaseCache):
                 raise TypeError("pass either core= or url=/client=, not both")
             self.core = core
         else:
+            options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
             self.core = AnswerCache(
                 url,
                 client=client,
@@ -80,7 +80,7 @@ class ValkeyCache(CacheOperations, BaseCache):
                 namespace=namespace,
                 ttl_policy=ttl_policy,
                 default_content_type=default_content_type,
-                timeout=timeout,
+                **options,
             )
         self.source_id_key = source_id_key
         self.content_type_key = content_type_key
@@ -97,11 +97,15 @@ class ValkeyCache(CacheOperations, BaseCache):
         # All of llm_string: after its "---" come stop words, bound tools and structured-output settings.
         return self.core.key(KIND, {"llm": llm_string, "prompt": prompt})
 
-    def _sources(self, prompt: str) -> list[Source]:
-        captured = self._capture.take_prompt_sources(prompt)  # text models
-        if captured is None:
-            captured = self._capture.chat_sources()  # chat models
-        return self.captured_sources(captured)
+    def _sources(self, key: EntryKey, prompt: str) -> tuple[list[Source], Seen | None]:
+        """The sources of this update, and the lookup's view to check it against when it must be explicit."""
+        taken = self._capture.take_prompt_sources(prompt)  # text models
+        if taken is None:
+            return self.captured_sources(self._capture.chat_sources()), None  # chat models
+        captured, still_pending = taken
+        # The same prompt again in this batch: its update needs the lookup's view too, so read it here and
+        # leave it in place instead of letting this write consume it.
+        return self.captured_sources(captured), self.core.seen(key) if still_pending else None
 
     def captured_sources(self, captured: Captured) -> list[Source]:
         """Sources for captured documents and metadata ids, read with this cache's metadata keys."""
@@ -109,14 +113,6 @@ class ValkeyCache(CacheOperations, BaseCache):
         for item in captured.extra:
             sources.append(item if isinstance(item, Source) else Source(item))
         return sources
-
-    def _decode(self, key: EntryKey, value: Any) -> list[Generation] | None:
-        try:
-            return decode_generations(value)
-        except DecodeError as exc:
-            log.warning("langchain_valkey_cache: dropping an undecodable cache entry: %s", exc)
-            self.core.discard(key)
-            return None
 
     def _encode(self, return_val: RETURN_VAL_TYPE) -> dict[str, Any] | None:
         try:
@@ -128,43 +124,31 @@ class ValkeyCache(CacheOperations, BaseCache):
     # -- BaseCache -------------------------------------------------------------------------------------
 
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
-        key = self._key(prompt, llm_string)
-        hit = self.core.lookup(key)
-        return None if hit is None else self._decode(key, hit.value)
+        # An entry that does not decode is a counted miss, removed by the core (which keeps the race check).
+        hit = self.core.lookup(self._key(prompt, llm_string), decode=decode_generations)
+        return None if hit is None else hit.value  # type: ignore[no-any-return]
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        key = self._key(prompt, llm_string)
+        sources, seen = self._sources(key, prompt)  # taken even when not stored: the prompt's update came
         value = self._encode(return_val)
-        if value is None:
-            return
-        try:
-            self.core.store(self._key(prompt, llm_string), value, self._sources(prompt))
-        except (TypeError, ValueError) as exc:  # metadata holding non-JSON values (or NaN)
-            log.warning("langchain_valkey_cache: not caching this answer: %s", exc)
+        if value is not None:
+            self.core.store(key, value, sources, seen=seen)
 
     def clear(self, **kwargs: Any) -> None:
         """Remove this cache's namespace (and those below it); keys of other namespaces stay."""
         self.core.clear(kwargs.get("namespace"))
 
     async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
-        key = self._key(prompt, llm_string)
-        hit = await self.core.alookup(key)
-        if hit is None:
-            return None
-        try:
-            return decode_generations(hit.value)
-        except DecodeError as exc:
-            log.warning("langchain_valkey_cache: dropping an undecodable cache entry: %s", exc)
-            await self.core.adiscard(key)
-            return None
+        hit = await self.core.alookup(self._key(prompt, llm_string), decode=decode_generations)
+        return None if hit is None else hit.value  # type: ignore[no-any-return]
 
     async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        key = self._key(prompt, llm_string)
+        sources, seen = self._sources(key, prompt)
         value = self._encode(return_val)
-        if value is None:
-            return
-        try:
-            await self.core.astore(self._key(prompt, llm_string), value, self._sources(prompt))
-        except (TypeError, ValueError) as exc:
-            log.warning("langchain_valkey_cache: not caching this answer: %s", exc)
+        if value is not None:
+            await self.core.astore(key, value, sources, seen=seen)
 
     async def aclear(self, **kwargs: Any) -> None:
         await self.core.aclear(kwargs.get("namespace"))

@@ -8,7 +8,9 @@ model starts resolves the root's documents for the cache:
   that goes on to call ``BaseCache.update``; a run's steps and a batch's items each get a copied context, so
   a variable set by the retriever step itself would never reach the model step.
 - text models: ``BaseLLM.agenerate`` starts its runs in separate tasks, so a context variable set there is
-  lost; the documents wait instead in a table keyed by prompt until ``update`` takes them.
+  lost; the documents wait instead in a table keyed by prompt until ``update`` takes them. A prompt may be
+  pending more than once (the same prompt twice in one batch): the table counts its runs, and every
+  ``update`` of it gets the merged sources.
 
 ``config={"metadata": {"source_ids": [...]}}`` adds sources to every model call of that run.
 """
@@ -16,10 +18,11 @@ model starts resolves the root's documents for the cache:
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -52,7 +55,10 @@ class Captured:
         return bool(self.documents or self.extra)
 
     def merge(self, other: Captured) -> Captured:
-        return Captured(self.documents + other.documents, self.extra + other.extra)
+        """Both, without repeating what this one already holds (one prompt's runs often share documents)."""
+        docs = tuple(d for d in other.documents if d not in self.documents)
+        extra = tuple(e for e in other.extra if e not in self.extra)
+        return Captured(self.documents + docs, self.extra + extra) if docs or extra else self
 
 
 NOTHING = Captured()
@@ -75,6 +81,20 @@ def metadata_sources(metadata: Mapping[str, Any] | None) -> tuple[Source | str, 
     return tuple(i for i in ids if isinstance(i, str | Source) and i)
 
 
+@dataclass(slots=True)
+class _Pending:
+    """A prompt's merged sources, and how many of its model runs have yet to reach ``update``."""
+
+    captured: Captured
+    count: int = field(default=1)
+
+
+def _prompt_key(prompt: str) -> bytes:
+    # A digest, not the prompt: entries of runs whose update never comes (no cache on that model) wait for
+    # the trim, and long RAG prompts should not wait with them.
+    return hashlib.blake2b(prompt.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
 def _trim(table: dict[Any, Any], limit: int) -> None:
     if len(table) > limit:
         for key in list(table)[: len(table) - limit + limit // 5]:
@@ -90,7 +110,8 @@ class SourceCapture(BaseCallbackHandler):
     def __init__(self) -> None:
         self._parents: dict[UUID, UUID | None] = {}
         self._roots: dict[UUID, list[Document]] = {}
-        self._prompts: dict[str, Captured] = {}
+        self._prompts: dict[bytes, _Pending] = {}
+        self._llm_runs: dict[UUID, tuple[bytes, ...]] = {}  # a text-model run's prompts, until it ends
         self._lock = threading.Lock()
 
     # -- run tree --------------------------------------------------------------------------------------
@@ -135,9 +156,32 @@ class SourceCapture(BaseCallbackHandler):
     def chat_sources() -> Captured:
         return _CHAT.get()
 
-    def take_prompt_sources(self, prompt: str) -> Captured | None:
+    def take_prompt_sources(self, prompt: str) -> tuple[Captured, int] | None:
+        """A text model's sources for `prompt`, and how many more updates of that prompt are still to come.
+
+        None when no text-model run of `prompt` is pending (a chat model, or a direct ``update`` call).
+        """
+        if not self._prompts:
+            return None
+        key = _prompt_key(prompt)
         with self._lock:
-            return self._prompts.pop(prompt, None)
+            pending = self._prompts.get(key)
+            if pending is None:
+                return None
+            pending.count -= 1
+            if pending.count <= 0:
+                del self._prompts[key]
+            return pending.captured, max(pending.count, 0)
+
+    def _release(self, keys: Iterable[bytes]) -> None:
+        """Runs that failed: their updates never come."""
+        with self._lock:
+            for key in keys:
+                pending = self._prompts.get(key)
+                if pending is not None:
+                    pending.count -= 1
+                    if pending.count <= 0:
+                        del self._prompts[key]
 
     # -- callbacks -------------------------------------------------------------------------------------
 
@@ -200,21 +244,32 @@ class SourceCapture(BaseCallbackHandler):
     ) -> None:
         self._start(run_id, parent_run_id)
         captured = self._resolve(parent_run_id, metadata)
-        if not captured:
-            return
+        # Every prompt is counted, sources or not: an update that knows another update of its prompt follows
+        # leaves the lookup's view in place for it, so that write is race-checked too.
+        keys = tuple(_prompt_key(p) for p in prompts)
         with self._lock:
-            for prompt in prompts:
-                # Two runs with one prompt: keep both runs' sources; more dependencies are only more caution.
-                earlier = self._prompts.get(prompt)
-                self._prompts[prompt] = earlier.merge(captured) if earlier else captured
+            self._llm_runs[run_id] = keys
+            for key in keys:
+                pending = self._prompts.get(key)
+                if pending is None:
+                    self._prompts[key] = _Pending(captured)
+                else:
+                    # Two runs of one prompt: each update gets both runs' sources (more caution, not less).
+                    pending.captured = pending.captured.merge(captured)
+                    pending.count += 1
             _trim(self._prompts, _MAX_PROMPTS)
+            _trim(self._llm_runs, _MAX_RUNS)
 
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._end(run_id)
+        self._llm_runs.pop(run_id, None)  # a text model's update() follows and takes the prompt's sources
         _CHAT.set(NOTHING)  # a chat model's update() has run by now; a text model's reads the prompt table
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._end(run_id)
+        keys = self._llm_runs.pop(run_id, None)
+        if keys:
+            self._release(keys)
         _CHAT.set(NOTHING)
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:

@@ -82,26 +82,57 @@ def _is_str_or_none(value: Any) -> bool:
     return value is None or isinstance(value, str)
 
 
-def _is_list_of_dicts(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(item, dict) for item in value)
+def _is_block(item: Any) -> bool:
+    # ChatGeneration joins the "text" of content blocks: anything but a string there fails on a hit.
+    return isinstance(item, str) or (isinstance(item, dict) and isinstance(item.get("text", ""), str))
 
 
 def _is_content(value: Any) -> bool:
-    return isinstance(value, str) or (
-        isinstance(value, list) and all(isinstance(item, str | dict) for item in value)
+    return isinstance(value, str) or (isinstance(value, list) and all(_is_block(item) for item in value))
+
+
+def _is_opt_str(item: dict[str, Any], *names: str) -> bool:
+    return all(_is_str_or_none(item.get(name)) for name in names)
+
+
+def _is_tool_call(item: Any) -> bool:
+    return (
+        isinstance(item, dict)
+        and isinstance(item.get("name"), str)
+        and isinstance(item.get("args"), dict)
+        and _is_str_or_none(item.get("id"))
     )
 
 
-# Shape checks per field: cheap, and enough that a decoded message has the types its class declares.
+def _is_invalid_tool_call(item: Any) -> bool:
+    return isinstance(item, dict) and _is_opt_str(item, "name", "args", "id", "error")
+
+
+def _is_tool_call_chunk(item: Any) -> bool:
+    index = item.get("index") if isinstance(item, dict) else None
+    return (
+        isinstance(item, dict)
+        and _is_opt_str(item, "name", "args", "id")
+        and (index is None or (isinstance(index, int) and not isinstance(index, bool)))
+    )
+
+
+def _is_list_of(check: Any) -> Any:
+    return lambda value: isinstance(value, list) and all(check(item) for item in value)
+
+
+# Shape checks per field: cheap, and enough that a decoded message has the types its class declares and
+# that LangChain's own handling of a hit (text of content blocks, tool calls) cannot fail on it. Encoding
+# runs them too, so whatever is written decodes again.
 _CHECKS: dict[str, Any] = {
     "content": _is_content,
     "additional_kwargs": lambda v: isinstance(v, dict),
     "response_metadata": lambda v: isinstance(v, dict),
     "name": _is_str_or_none,
     "id": _is_str_or_none,
-    "tool_calls": _is_list_of_dicts,
-    "invalid_tool_calls": _is_list_of_dicts,
-    "tool_call_chunks": _is_list_of_dicts,
+    "tool_calls": _is_list_of(_is_tool_call),
+    "invalid_tool_calls": _is_list_of(_is_invalid_tool_call),
+    "tool_call_chunks": _is_list_of(_is_tool_call_chunk),
     "usage_metadata": lambda v: v is None or isinstance(v, dict),
     "chunk_position": _is_str_or_none,
     "tool_call_id": lambda v: isinstance(v, str),
@@ -122,6 +153,9 @@ def encode_message(message: BaseMessage) -> dict[str, Any]:
             f"cannot cache a {type(message).__name__}: only LangChain's own message classes"
         )
     data = {name: getattr(message, name) for name in fields}
+    for name, value in data.items():
+        if not _CHECKS[name](value):
+            raise UnsupportedValue(f"cannot cache a {type(message).__name__} with this {name}")
     data["type"] = message.type
     return data
 
@@ -154,6 +188,8 @@ def decode_message(data: Any) -> BaseMessage:
 
 def encode_generations(generations: Sequence[Generation]) -> dict[str, Any]:
     """``{"g": [...]}``: a chat generation as ``{"m": message, "i": info}``, a text one as ``{"t", "i"}``."""
+    if not generations:
+        raise UnsupportedValue("cannot cache an empty list of generations")
     out: list[dict[str, Any]] = []
     for gen in generations:
         if isinstance(gen, ChatGeneration):
@@ -167,7 +203,12 @@ def encode_generations(generations: Sequence[Generation]) -> dict[str, Any]:
 
 def decode_generations(value: Any) -> list[Generation]:
     """The generations `encode_generations` stored; anything else raises `DecodeError`."""
-    if not isinstance(value, dict) or not isinstance(value.get("g"), list):
+    if (
+        not isinstance(value, dict)
+        or set(value) != {"g"}
+        or not isinstance(value["g"], list)
+        or not value["g"]
+    ):
         raise DecodeError("not a stored list of generations")
     gens: list[Generation] = []
     for item in value["g"]:
@@ -196,14 +237,21 @@ def decode_generations(value: Any) -> list[Generation]:
 # -- any chain output (CachedRunnable) -----------------------------------------------------------------
 
 _TAG = "$t"
+# Deeper values are not cached, and deeper stored data is bad data: both sides stay far from Python's
+# recursion limit, however deep the call stack of the chain that reads or writes them.
+MAX_DEPTH = 100
 
 
-def encode_value(value: Any) -> Any:
+def encode_value(value: Any, _depth: int = 0) -> Any:
     """JSON data for a chain's input or output: JSON types, tuples, dicts, messages and documents.
 
     Objects become ``{"$t": kind, "v": ...}``; a plain dict that happens to hold ``"$t"`` is wrapped, so
-    decoding never mistakes data for an object. Anything else raises `UnsupportedValue`.
+    decoding never mistakes data for an object. Anything else raises `UnsupportedValue`, as does nesting
+    deeper than `MAX_DEPTH`.
     """
+    if _depth > MAX_DEPTH:
+        raise UnsupportedValue(f"cannot cache a value nested more than {MAX_DEPTH} levels deep")
+    depth = _depth + 1
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
@@ -211,58 +259,64 @@ def encode_value(value: Any) -> Any:
             raise UnsupportedValue("cannot cache a NaN or infinite float")
         return value
     if isinstance(value, list):
-        return [encode_value(item) for item in value]
+        return [encode_value(item, depth) for item in value]
     if isinstance(value, tuple):
-        return {_TAG: "tuple", "v": [encode_value(item) for item in value]}
+        return {_TAG: "tuple", "v": [encode_value(item, depth) for item in value]}
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise UnsupportedValue(f"cannot cache a dict with a {type(key).__name__} key")
-            out[key] = encode_value(item)
+            out[key] = encode_value(item, depth)
         if isinstance(value, AddableDict):  # streamed dict chunks: kept addable for the replay
             return {_TAG: "adict", "v": out}
         return {_TAG: "dict", "v": out} if _TAG in out else out
     if isinstance(value, BaseMessage):
         data = encode_message(value)
-        return {_TAG: "msg", "v": {k: encode_value(v) if k == "artifact" else v for k, v in data.items()}}
+        return {
+            _TAG: "msg",
+            "v": {k: encode_value(v, depth) if k == "artifact" else v for k, v in data.items()},
+        }
     if type(value) is Document:
         return {
             _TAG: "doc",
             "v": {
                 "id": value.id,
                 "page_content": value.page_content,
-                "metadata": encode_value(value.metadata),
+                "metadata": encode_value(value.metadata, depth),
             },
         }
     raise UnsupportedValue(f"cannot cache a {type(value).__name__}")
 
 
-def decode_value(data: Any) -> Any:
+def decode_value(data: Any, _depth: int = 0) -> Any:
     """The value `encode_value` stored; anything else raises `DecodeError`."""
+    if _depth > MAX_DEPTH:
+        raise DecodeError(f"stored data nested more than {MAX_DEPTH} levels deep")
+    depth = _depth + 1
     if isinstance(data, list):
-        return [decode_value(item) for item in data]
+        return [decode_value(item, depth) for item in data]
     if not isinstance(data, dict):
         return data
     tag = data.get(_TAG)
     if tag is None:
-        return {key: decode_value(item) for key, item in data.items()}
+        return {key: decode_value(item, depth) for key, item in data.items()}
     inner = data.get("v")
     if tag == "dict" and isinstance(inner, dict):
-        return {key: decode_value(item) for key, item in inner.items()}
+        return {key: decode_value(item, depth) for key, item in inner.items()}
     if tag == "adict" and isinstance(inner, dict):
-        return AddableDict({key: decode_value(item) for key, item in inner.items()})
+        return AddableDict({key: decode_value(item, depth) for key, item in inner.items()})
     if tag == "tuple" and isinstance(inner, list):
-        return tuple(decode_value(item) for item in inner)
+        return tuple(decode_value(item, depth) for item in inner)
     if tag == "msg" and isinstance(inner, dict):
         if "artifact" in inner:
-            inner = {**inner, "artifact": decode_value(inner["artifact"])}
+            inner = {**inner, "artifact": decode_value(inner["artifact"], depth)}
         return decode_message(inner)
     if tag == "doc" and isinstance(inner, dict):
         doc_id, text, metadata = (
             inner.get("id"),
             inner.get("page_content"),
-            decode_value(inner.get("metadata")),
+            decode_value(inner.get("metadata"), depth),
         )
         if not _is_str_or_none(doc_id) or not isinstance(text, str) or not isinstance(metadata, dict):
             raise DecodeError("bad stored document")

@@ -54,6 +54,32 @@ def fingerprint(runnable: Runnable[Any, Any]) -> str:
     return digest(_ADDRESS.sub("", repr(runnable)).encode("utf-8", "surrogatepass"))
 
 
+def decode_entry(value: Any) -> tuple[Any, list[Any] | None]:
+    """(output or `_MISS`, chunks or None) from a stored ``{"o": output, "c": chunks}``; else `DecodeError`.
+
+    Used as the core's ``lookup(decode=...)``: anything it raises makes the entry a counted, removed miss.
+    """
+    if not isinstance(value, dict) or not value or not set(value) <= {"o", "c"}:
+        raise DecodeError("not a stored chain answer")
+    chunks = value.get("c", None)
+    if "c" in value and not isinstance(chunks, list):
+        raise DecodeError("stored chunks are a list")
+    output = decode_value(value["o"]) if "o" in value else _MISS
+    return output, ([decode_value(c) for c in chunks] if chunks is not None else None)
+
+
+def decode_output(value: Any) -> tuple[Any] | None:
+    """``(output,)`` for ``invoke``: the stored output, or the stored chunks added up.
+
+    None (the core then removes the entry, keeping the race check for the recomputed answer) when the
+    chunks of a stream do not add up to one output.
+    """
+    output, chunks = decode_entry(value)
+    if output is _MISS:
+        output = _aggregate(chunks or [])
+    return None if output is _MISS else (output,)
+
+
 def _aggregate(chunks: list[Any]) -> Any:
     """What ``invoke`` would have returned, from the chunks a stream produced; `_MISS` if they do not add."""
     if not chunks:
@@ -143,16 +169,6 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
         sources.extend(s if isinstance(s, Source) else Source(s) for s in captured.extra)
         return sources
 
-    def _decode(self, value: Any) -> tuple[Any, list[Any] | None]:
-        """(output or _MISS, chunks or None) from a stored entry."""
-        if not isinstance(value, dict) or not ("o" in value or "c" in value):
-            raise DecodeError("not a stored chain answer")
-        output = decode_value(value["o"]) if "o" in value else _MISS
-        chunks = value.get("c")
-        if chunks is not None and not isinstance(chunks, list):
-            raise DecodeError("stored chunks are a list")
-        return output, ([decode_value(c) for c in chunks] if chunks is not None else None)
-
     def _entry(self, output: Any = _MISS, chunks: list[Any] | None = None) -> dict[str, Any] | None:
         try:
             entry: dict[str, Any] = {}
@@ -168,29 +184,14 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
     def _store(
         self, key: EntryKey, entry: dict[str, Any] | None, sources: list[Source], seen: Seen | None
     ) -> None:
-        if entry is None:
-            return
-        try:
+        if entry is not None:  # values JSON cannot hold: the core logs and skips the write
             self.core.store(key, entry, sources, seen=seen)
-        except (TypeError, ValueError) as exc:
-            log.warning("langchain_valkey_cache: not caching this answer: %s", exc)
 
     async def _astore(
         self, key: EntryKey, entry: dict[str, Any] | None, sources: list[Source], seen: Seen | None
     ) -> None:
-        if entry is None:
-            return
-        try:
+        if entry is not None:
             await self.core.astore(key, entry, sources, seen=seen)
-        except (TypeError, ValueError) as exc:
-            log.warning("langchain_valkey_cache: not caching this answer: %s", exc)
-
-    def _read(self, key: EntryKey, hit: Any) -> tuple[Any, list[Any] | None] | None:
-        try:
-            return self._decode(hit.value)
-        except DecodeError as exc:
-            log.warning("langchain_valkey_cache: dropping an undecodable cache entry: %s", exc)
-            return None
 
     # -- invoke ----------------------------------------------------------------------------------------
 
@@ -203,15 +204,9 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
         key = self._entry_key(input, config)
         if key is None:
             return self.runnable.invoke(input, config, **kwargs)
-        hit = self.core.lookup(key)
+        hit = self.core.lookup(key, decode=decode_output)
         if hit is not None:
-            stored = self._read(key, hit)
-            if stored is None:
-                self.core.discard(key)
-            else:
-                output = stored[0] if stored[0] is not _MISS else _aggregate(stored[1] or [])
-                if output is not _MISS:
-                    return output  # type: ignore[no-any-return]
+            return hit.value[0]  # type: ignore[no-any-return]
         seen = self.core.seen(key)
         output = self.runnable.invoke(input, config, **kwargs)
         self._store(key, self._entry(output), self._sources(run_manager.run_id, config), seen)
@@ -230,15 +225,9 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
         key = self._entry_key(input, config)
         if key is None:
             return await self.runnable.ainvoke(input, config, **kwargs)
-        hit = await self.core.alookup(key)
+        hit = await self.core.alookup(key, decode=decode_output)
         if hit is not None:
-            stored = self._read(key, hit)
-            if stored is None:
-                await self.core.adiscard(key)
-            else:
-                output = stored[0] if stored[0] is not _MISS else _aggregate(stored[1] or [])
-                if output is not _MISS:
-                    return output  # type: ignore[no-any-return]
+            return hit.value[0]  # type: ignore[no-any-return]
         seen = self.core.seen(key)
         output = await self.runnable.ainvoke(input, config, **kwargs)
         await self._astore(key, self._entry(output), self._sources(run_manager.run_id, config), seen)
@@ -260,12 +249,10 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
                     chunks.append(chunk)
                     yield chunk
             else:
-                hit = self.core.lookup(key)
-                stored = self._read(key, hit) if hit is not None else None
-                if hit is not None and stored is None:
-                    self.core.discard(key)
-                if stored is not None:
-                    chunks = stored[1] if stored[1] is not None else [stored[0]]
+                hit = self.core.lookup(key, decode=decode_entry)
+                if hit is not None:
+                    output, stored = hit.value
+                    chunks = stored if stored is not None else [output]
                     yield from chunks
                 else:
                     # The generator may resume in another context; take what the lookup saw now.
@@ -299,12 +286,10 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
                     chunks.append(chunk)
                     yield chunk
             else:
-                hit = await self.core.alookup(key)
-                stored = self._read(key, hit) if hit is not None else None
-                if hit is not None and stored is None:
-                    await self.core.adiscard(key)
-                if stored is not None:
-                    chunks = stored[1] if stored[1] is not None else [stored[0]]
+                hit = await self.core.alookup(key, decode=decode_entry)
+                if hit is not None:
+                    output, stored = hit.value
+                    chunks = stored if stored is not None else [output]
                     for chunk in chunks:
                         yield chunk
                 else:

@@ -179,6 +179,14 @@ def test_lc_shaped_data_comes_back_as_plain_data(cache: ValkeyCache, monkeypatch
         {"g": [{"m": {"type": "ai", "content": "x", "__class__": "os.system"}}]},
         {"g": [{"m": {"type": "ai", "content": "x", "tool_calls": "rm -rf"}}]},
         {"g": [{"t": 5}]},
+        {"g": []},  # LangChain would index into an empty list of generations
+        {"g": [{"t": "x"}], "extra": 1},
+        {"g": [{"m": {"type": "ai", "content": [{"text": 5}]}}]},  # ChatGeneration joins block texts
+        {"g": [{"m": {"type": "ai", "content": [{"type": "text", "text": None}]}}]},
+        {"g": [{"m": {"type": "ai", "content": "x", "tool_calls": [{"name": 5, "args": {}}]}}]},
+        {"g": [{"m": {"type": "ai", "content": "x", "tool_calls": [{"name": "f", "args": "{}"}]}}]},
+        {"g": [{"m": {"type": "ai", "content": "x", "invalid_tool_calls": [{"args": {"a": 1}}]}}]},
+        {"g": [{"m": {"type": "AIMessageChunk", "content": "x", "tool_call_chunks": [{"index": "0"}]}}]},
     ],
 )
 def test_undecodable_values_are_a_miss_and_are_removed(
@@ -189,6 +197,87 @@ def test_undecodable_values_are_a_miss_and_are_removed(
     assert cache.lookup("prompt", "llm") is None
     assert entry_count(standalone_url, prefix) == 0
     assert cache.stats()["totals"]["bad"] == 1
+
+
+def corrupt_the_entry(url: str, prefix: str, old: bytes, new: bytes) -> None:
+    """Edit the one stored entry's bytes in place, as data no writer of ours made."""
+    raw = valkey.Valkey.from_url(url)
+    (key,) = raw.scan_iter(f"{prefix}:*:e:*")
+    header, body = raw.get(key).split(b"\n\n", 1)
+    assert old in body
+    raw.set(key, header + b"\n\n" + body.replace(old, new), keepttl=True)
+
+
+def test_a_model_call_on_an_undecodable_entry_recomputes_instead_of_raising(
+    cache: ValkeyCache, standalone_url: str, prefix: str
+) -> None:
+    model = FakeListChatModel(responses=["first", "second"], cache=cache)
+    assert model.invoke("hello").content == "first"
+    corrupt_the_entry(standalone_url, prefix, b'"content":"first"', b'"content":[{"text":5}]')
+    assert model.invoke("hello").content == "second"
+    assert model.invoke("hello").content == "second"  # the recomputed answer replaced the bad entry
+    assert cache.stats()["totals"]["bad"] == 1
+
+
+async def test_an_async_model_call_on_an_undecodable_entry_recomputes(
+    cache: ValkeyCache, standalone_url: str, prefix: str
+) -> None:
+    model = FakeListChatModel(responses=["first", "second"], cache=cache)
+    assert (await model.ainvoke("hello")).content == "first"
+    corrupt_the_entry(standalone_url, prefix, b'"content":"first"', b'"content":[{"text":5}]')
+    assert (await model.ainvoke("hello")).content == "second"
+
+
+class InvalidatingModel(FakeListChatModel):
+    """A fake chat model that runs `during` while it answers: after the cache lookup, before the update."""
+
+    during: Any = None
+
+    def _call(self, *args: Any, **kwargs: Any) -> str:
+        if self.during is not None:
+            self.during()
+        return super()._call(*args, **kwargs)
+
+
+def test_after_an_undecodable_entry_the_write_is_still_race_checked(
+    cache: ValkeyCache, standalone_url: str, prefix: str
+) -> None:
+    model = InvalidatingModel(responses=["first", "second"], cache=cache)
+    model.invoke("hello")
+    corrupt_the_entry(standalone_url, prefix, b'"content":"first"', b'"content":42')
+    model.during = cache.invalidate_namespace
+    model.invoke("hello")
+    assert entry_count(standalone_url, prefix) == 0  # overtaken by the invalidation: refused
+    assert cache.stats()["totals"]["refused"] == 1
+
+
+async def test_after_an_undecodable_entry_the_async_write_is_still_race_checked(
+    cache: ValkeyCache, standalone_url: str, prefix: str
+) -> None:
+    model = InvalidatingModel(responses=["first", "second"], cache=cache)
+    await model.ainvoke("hello")
+    corrupt_the_entry(standalone_url, prefix, b'"content":"first"', b'"content":42')
+    model.during = cache.invalidate_namespace
+    await model.ainvoke("hello")
+    assert entry_count(standalone_url, prefix) == 0
+
+
+def test_a_message_that_would_not_decode_is_not_stored(
+    cache: ValkeyCache, standalone_url: str, prefix: str
+) -> None:
+    odd = AIMessage.model_construct(content=[{"type": "text", "text": None}])
+    cache.update("p", "l", [ChatGeneration.model_construct(message=odd, text="")])
+    cache.update("p", "l", [])
+    assert entry_count(standalone_url, prefix) == 0
+
+
+def test_the_default_timeout_is_the_cores(standalone_url: str, prefix: str) -> None:
+    def socket_timeout(core: AnswerCache) -> Any:
+        return core.connector.sync_client().connection_pool.connection_kwargs["socket_timeout"]
+
+    default = socket_timeout(AnswerCache(standalone_url, prefix=prefix))
+    assert socket_timeout(ValkeyCache(standalone_url, prefix=prefix).core) == default
+    assert socket_timeout(ValkeyCache(standalone_url, prefix=prefix, timeout=2.5).core) == 2.5
 
 
 async def test_undecodable_values_are_a_miss_and_are_removed_async(

@@ -246,3 +246,39 @@ def test_end_to_end_on_a_cluster(cluster_url: str, prefix: str, records: InMemor
     index(kb("Changed."), records, store, cleanup="incremental", source_id_key="source", key_encoder="sha256")
     assert rag.invoke("password?") != password
     assert rag.invoke("billing?") == billing
+
+
+def test_deleting_many_documents_at_once_invalidates_every_answer_on_them(
+    cache: ValkeyCache, store: InvalidatingVectorStore
+) -> None:
+    # More ids and sources than the core puts in one invalidation script: the wrapper hands them all over.
+    n = 1_500
+    ids = store.add_texts(
+        [f"text {i}" for i in range(n)], metadatas=[{"source": f"kb/{i}.md"} for i in range(n)]
+    )
+    on = {
+        "first-id": ids[0],
+        "last-id": ids[-1],
+        "middle-source": f"kb/{n // 2}.md",
+        "last-source": f"kb/{n - 1}.md",
+    }
+    for name, source in on.items():
+        with cache.sources([source]):
+            cache.update(name, "l", [Generation(text=name)])
+    cache.update("unrelated", "l", [Generation(text="stays")])
+    store.delete(ids)
+    assert [cache.lookup(name, "l") for name in on] == [None] * len(on)
+    assert cache.lookup("unrelated", "l") == [Generation(text="stays")]
+
+
+async def test_adeleting_many_documents_at_once_invalidates_every_answer_on_them(
+    cache: ValkeyCache, store: InvalidatingVectorStore
+) -> None:
+    n = 1_200
+    ids = await store.aadd_texts(
+        [f"t{i}" for i in range(n)], metadatas=[{"source": f"s{i}"} for i in range(n)]
+    )
+    with cache.sources([f"s{n - 1}"]):  # the last source of the batch
+        await cache.aupdate("p", "l", [Generation(text="x")])
+    await store.adelete(ids)
+    assert await cache.alookup("p", "l") is None

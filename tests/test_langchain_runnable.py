@@ -328,6 +328,97 @@ def test_an_undecodable_entry_is_recomputed_and_replaced(
     assert rag.invoke("password?") == answer
 
 
+def nested(depth: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+BAD_ENTRIES = [
+    {"c": None},  # no output and no chunks: nothing to replay
+    {"c": "not a list"},
+    {},
+    {"o": "x", "unknown": 1},
+    {"o": {"$t": "pickle", "v": "cos\nsystem\n"}},
+    {"o": nested(600)},  # deep enough to exhaust the recursion limit of an unbounded decoder
+]
+
+
+@pytest.mark.parametrize("stored", BAD_ENTRIES)
+def test_a_bad_entry_is_recomputed_by_invoke(
+    rag: Any, cache: ValkeyCache, retriever: Any, stored: Any
+) -> None:
+    assert cache.core.store(rag._entry_key("password?", {}), stored, ["kb-reset"])
+    answer = rag.invoke("password?")
+    assert isinstance(answer, str) and answer.startswith("answer number")
+    assert rag.invoke("password?") == answer and len(retriever.queries) == 1
+    assert cache.stats()["totals"]["bad"] == 1
+
+
+@pytest.mark.parametrize("stored", BAD_ENTRIES)
+def test_a_bad_entry_is_recomputed_by_stream(
+    rag: Any, cache: ValkeyCache, retriever: Any, stored: Any
+) -> None:
+    assert cache.core.store(rag._entry_key("password?", {}), stored, ["kb-reset"])
+    chunks = list(rag.stream("password?"))
+    assert chunks and all(isinstance(c, str) for c in chunks)
+    assert "".join(chunks).startswith("answer number")
+    assert list(rag.stream("password?")) == chunks and len(retriever.queries) == 1
+
+
+@pytest.mark.parametrize("stored", BAD_ENTRIES)
+async def test_a_bad_entry_is_recomputed_by_ainvoke_and_astream(
+    rag: Any, cache: ValkeyCache, stored: Any
+) -> None:
+    key = rag._entry_key("password?", {})
+    assert await cache.core.astore(key, stored, ["kb-reset"])
+    assert (await rag.ainvoke("password?")).startswith("answer number")
+    assert await cache.core.astore(key, stored, ["kb-reset"])
+    chunks = [c async for c in rag.astream("password?")]
+    assert chunks and "".join(chunks).startswith("answer number")
+
+
+def racing_rag(cache: ValkeyCache, model: Any) -> CachedRunnable[Any, Any]:
+    """A chain whose first retrieval is overtaken by a change of the document it read."""
+    retriever = CountingRetriever(docs=DOCS)
+    retriever.on_call = lambda q: cache.invalidate_source("kb-reset") if len(retriever.queries) == 1 else None
+    return CachedRunnable(make_chain(retriever, model), cache=cache, key="racing")
+
+
+@pytest.mark.parametrize("call", ["invoke", "stream"])
+def test_after_a_bad_entry_the_write_is_still_race_checked(
+    cache: ValkeyCache, model: Any, standalone_url: str, prefix: str, call: str
+) -> None:
+    rag = racing_rag(cache, model)
+    cache.core.store(rag._entry_key("password?", {}), {"o": {"$t": "pickle", "v": "x"}}, ["kb-reset"])
+    if call == "invoke":
+        rag.invoke("password?")
+    else:
+        list(rag.stream("password?"))
+    assert entry_count(standalone_url, prefix) == 0
+    assert cache.stats()["totals"]["refused"] == 1
+
+
+async def test_after_a_bad_entry_the_async_write_is_still_race_checked(
+    cache: ValkeyCache, model: Any, standalone_url: str, prefix: str
+) -> None:
+    rag = racing_rag(cache, model)
+    await cache.core.astore(rag._entry_key("password?", {}), {"c": None}, ["kb-reset"])
+    await rag.ainvoke("password?")
+    assert entry_count(standalone_url, prefix) == 0
+
+
+def test_outputs_nested_too_deep_are_returned_uncached(
+    cache: ValkeyCache, standalone_url: str, prefix: str
+) -> None:
+    calls: list[Any] = []
+    deep = CachedRunnable(RunnableLambda(lambda d: calls.append(d) or nested(d)), cache=cache)
+    assert deep.invoke(50) == nested(50) and deep.invoke(50) == nested(50)
+    assert deep.invoke(500) == nested(500) and deep.invoke(500) == nested(500)
+    assert calls == [50, 500, 500] and entry_count(standalone_url, prefix) == 1
+
+
 def test_an_answer_cache_core_works_too(standalone_url: str, prefix: str, retriever: Any, model: Any) -> None:
     core = AnswerCache(standalone_url, prefix=prefix)
     rag = CachedRunnable(make_chain(retriever, model), cache=core)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import valkey
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.callbacks import BaseCallbackHandler, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.language_models import FakeListChatModel, FakeListLLM
 from langchain_core.prompts import ChatPromptTemplate, PromptTemplate
@@ -17,6 +17,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda, RunnablePassthrough
 
 from langchain_valkey_cache import ValkeyCache
+from valkey_rag_cache import Source
 from valkey_rag_cache.envelope import decode_body
 
 pytestmark = pytest.mark.standalone
@@ -304,3 +305,80 @@ async def test_text_model_abatch_gives_each_prompt_its_own_sources(
     await chain.abatch(["password?", "billing?"])
     await chain.ainvoke("status?")
     assert sources_of_entries(standalone_url, prefix) == [{"kb-billing"}, {"kb-reset"}, {"kb-status"}]
+
+
+class Invalidating(BaseCallbackHandler):
+    """Runs an invalidation when the text model starts: after the batch's lookups, before its updates."""
+
+    def __init__(self, invalidate: Any) -> None:
+        self.invalidate = invalidate
+
+    def on_llm_start(self, serialized: Any, prompts: list[str], **kwargs: Any) -> None:
+        self.invalidate()
+
+
+class FailingOnceLLM(FakeListLLM):
+    """A text model whose first call fails."""
+
+    failed: bool = False
+
+    def _call(self, prompt: str, *args: Any, **kwargs: Any) -> str:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("the model went away")
+        return super()._call(prompt, *args, **kwargs)
+
+
+def test_the_same_prompt_twice_in_a_text_batch_keeps_its_sources_and_ttl(
+    llm: Any, cache: ValkeyCache, standalone_url: str, prefix: str
+) -> None:
+    # Both items retrieve the realtime status document; both updates write one entry, and the second
+    # must not overwrite it without its dependency (nor with the default 6 h TTL).
+    chain = text_chain(llm)
+    first = chain.batch(["status?", "status?"])
+    ((body, ttl),) = entries(standalone_url, prefix).values()
+    assert body.sources == ("kb-status",)
+    assert body.content_type == "realtime" and 0 < ttl <= 300
+    assert cache.invalidate_source("kb-status") == 1
+    assert chain.invoke("status?") != first[0]
+
+
+async def test_the_same_prompt_twice_in_a_text_abatch_keeps_its_metadata_sources(
+    llm: Any, cache: ValkeyCache, standalone_url: str, prefix: str
+) -> None:
+    await llm.abatch(
+        ["price of ACME?"] * 3, config={"metadata": {"source_ids": [Source("quotes/acme", "realtime")]}}
+    )
+    ((body, ttl),) = entries(standalone_url, prefix).values()
+    assert body.sources == ("quotes/acme",) and 0 < ttl <= 300
+
+
+def test_every_update_of_a_repeated_prompt_is_race_checked(
+    llm: Any, cache: ValkeyCache, standalone_url: str, prefix: str
+) -> None:
+    # The document changes after the batch looked its prompts up: none of the answers may be stored.
+    config: RunnableConfig = {
+        "metadata": {"source_ids": ["doc-1"]},
+        "callbacks": [Invalidating(lambda: cache.invalidate_source("doc-1"))],
+    }
+    llm.batch(["what does doc-1 say?"] * 2, config=config)
+    assert entries(standalone_url, prefix) == {}
+    assert cache.stats()["totals"]["refused"] == 2
+
+
+def test_a_repeated_prompt_without_sources_is_race_checked_too(
+    llm: Any, cache: ValkeyCache, standalone_url: str, prefix: str
+) -> None:
+    llm.batch(["hello?"] * 2, config={"callbacks": [Invalidating(cache.invalidate_namespace)]})
+    assert entries(standalone_url, prefix) == {}
+    assert cache.stats()["totals"]["refused"] == 2
+
+
+def test_a_failed_text_model_call_leaves_no_sources_behind(
+    cache: ValkeyCache, standalone_url: str, prefix: str
+) -> None:
+    llm = FailingOnceLLM(responses=["fine"], cache=cache)
+    with pytest.raises(RuntimeError):
+        llm.invoke("q?", config={"metadata": {"source_ids": ["from-the-failed-run"]}})
+    assert llm.invoke("q?") == "fine"
+    assert sources_of_entries(standalone_url, prefix) == [set()]
