@@ -53,6 +53,9 @@ class Env:
 
 
 TIMEOUT = 5.0  # generous: on a loaded machine a 0.5 s default would turn slow hits into misses
+# Every client, ours and the baselines', gets the same socket options: with a timeout, valkey.asyncio wraps
+# each read in a timer, which a floor without one would not pay.
+CLIENT_OPTIONS = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT}
 
 
 def hit(value: Any) -> Any:
@@ -257,7 +260,7 @@ def _anchor_cases(env: Env) -> list[Case | ACase]:
     import redis
     from langchain_community.cache import RedisCache
 
-    rc = RedisCache(redis.Redis.from_url(env.url.replace("valkey://", "redis://")), ttl=21600)
+    rc = RedisCache(redis.Redis.from_url(env.url.replace("valkey://", "redis://"), **CLIENT_OPTIONS), ttl=21600)
     recipe = RecipeCache(env.raw, prefix="bench:recipe")
     rpy = rc.redis
     gen, value, rng, n_hot = [chat_generation()], message_value(), env.rng, env.hot
@@ -322,17 +325,17 @@ def make_env(url: str, loop: asyncio.AbstractEventLoop, *, cluster: bool, prefix
         from valkey.asyncio.cluster import ValkeyCluster as AsyncValkeyCluster
         from valkey.cluster import ValkeyCluster
 
-        raw: Any = ValkeyCluster.from_url(url)
+        raw: Any = ValkeyCluster.from_url(url, **CLIENT_OPTIONS)
 
         async def make_async() -> Any:
-            return AsyncValkeyCluster.from_url(url)
+            return AsyncValkeyCluster.from_url(url, **CLIENT_OPTIONS)
 
         araw = loop.run_until_complete(make_async())
     else:
-        raw = valkey.Valkey.from_url(url)
+        raw = valkey.Valkey.from_url(url, **CLIENT_OPTIONS)
 
         async def make_plain() -> Any:
-            return avalkey.Valkey.from_url(url)
+            return avalkey.Valkey.from_url(url, **CLIENT_OPTIONS)
 
         araw = loop.run_until_complete(make_plain())
     core = AnswerCache(url, prefix=prefix, namespace=NAMESPACE, timeout=TIMEOUT)

@@ -128,8 +128,8 @@ class Context:
 
     # -- lookups and writes ----------------------------------------------------------------------------
 
-    def _lookup_consts(self, namespace: str) -> tuple[str, bytes, bytes, bytes, bytes]:
-        # The per-namespace arguments of every lookup, encoded once: valkey-py encodes bytes for free.
+    def _lookup_consts(self, namespace: str) -> tuple[str, str, str, bytes]:
+        # The per-namespace parts of every lookup, built and encoded once (valkey-py passes bytes through).
         ident = (namespace, self.count_stats, self.token_ttl)
         consts = self._consts.get(ident)
         if consts is None:
@@ -137,10 +137,9 @@ class Context:
             group = namespace.split(":", 1)[0]
             consts = (
                 s.entry_base(namespace),
-                s.group_base(group).encode(),
+                s.group_base(group) + " ",
+                f" {'1' if self.count_stats else '0'} {self.token_ttl}",
                 namespace.encode("utf-8", "surrogatepass"),
-                b"1" if self.count_stats else b"0",
-                str(self.token_ttl).encode(),
             )
             if len(self._consts) > 1024:
                 self._consts.clear()
@@ -149,12 +148,12 @@ class Context:
 
     def lookup(self, key: EntryKey) -> Flow:
         s, g = self.schema, key.group
-        entry_base, base, ns, stats, token_ttl = self._lookup_consts(key.namespace)
-        # Clock, stats and token keys derive from the group base inside the script: fewer arguments to
-        # encode on every hit (they share the entry's hash slot).
+        entry_base, head, tail, ns = self._lookup_consts(key.namespace)
+        # Clock, stats and token keys derive from the group base inside the script, and the small arguments
+        # travel as one string: few arguments to encode on every hit (all keys share the entry's hash slot).
         entry = entry_base + key.digest
         keys = [entry] if self.cluster else [entry, s.groups]
-        res = yield Eval(script("lookup"), keys, [base, ns, _fresh_era(), stats, token_ttl])
+        res = yield Eval(script("lookup"), keys, [(head + _fresh_era() + tail).encode(), ns])
         status = int(res[0])
         if status == NO_CLOCK:
             # Cluster, first use of this group (or its clock was evicted): make it known to invalidations

@@ -1,16 +1,18 @@
 -- KEYS: entry, [index of groups (standalone only)]
--- ARGV: 1 group base (its clock, stats and tokens are derived from it; also the member of the index of
---       groups), 2 stats namespace, 3 fresh era, 4 count stats ('1'/'0'), 5 token ttl
--- Returns {status, '<era> <counter> <invalidations>'[, entry]}; status 1 hit, 0 miss, 2 bad, 3 stale, 4 no
--- clock (one string for the clock: fewer reply elements to parse on every hit).
--- A hit returns the whole stored value: the caller reads the body after the blank line.
-local entry_key, base = KEYS[1], ARGV[1]
+-- ARGV: 1 '<group base> <fresh era> <count stats 1/0> <token ttl>' (one argument instead of four keeps the
+--       client's encoding cheap on every hit; all are made of key-safe characters), 2 stats namespace
+-- The group's clock, stats and tokens derive from the group base, which is also its member of the index of
+-- groups. Returns {status, '<era> <counter> <invalidations>'[, entry]}; status 1 hit, 0 miss, 2 bad, 3 stale,
+-- 4 no clock (one string for the clock: fewer reply elements to parse). A hit returns the whole stored
+-- value: the caller reads the body after the blank line.
+local base, fresh_era, count_stats, token_ttl = string.match(ARGV[1], '^(%S+) (%S+) (%S+) (%S+)$')
+local entry_key = KEYS[1]
 local clock_key, tok_base = base .. 'clock', base .. 't:'
-local stats_key = ARGV[4] == '1' and (base .. 'stats') or ''
+local stats_key = count_stats == '1' and (base .. 'stats') or ''
 local ns = ARGV[2]
 local clock
 if KEYS[2] then
-  clock = register_group(KEYS[2], base, ARGV[3], tonumber(ARGV[5]))
+  clock = register_group(KEYS[2], base, fresh_era, tonumber(token_ttl))
 else
   clock = clock_get(clock_key)
   if not clock then return {4, ''} end
