@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -21,8 +20,6 @@ from valkey_rag_cache import AnswerCache, CacheOperations, EntryKey, Seen, Sourc
 from .tracking import Retrieved
 
 __all__ = ["ValkeyCache"]
-
-log = logging.getLogger("llamaindex_valkey_cache")
 
 T = TypeVar("T")
 
@@ -92,48 +89,32 @@ class ValkeyCache(CacheOperations):
     def sources_of(self, items: Iterable[Retrieved]) -> list[Source]:
         return [self.source_of(item) for item in items]
 
-    # -- reads and writes for the adapters: decoding, discarding and the race check in one place ---------
+    # -- reads and writes for the adapters --------------------------------------------------------------
 
     def lookup(self, key: EntryKey, decode: Callable[[Any], T | None]) -> tuple[T | None, Seen | None]:
-        """A decoded hit, or None and what the lookup saw (pass it to `store`, which may run elsewhere)."""
-        for _ in range(2):
-            hit = self.core.lookup(key)
-            if hit is None:
-                return None, self.core.seen(key)
-            entry = decode(hit.value)
-            if entry is not None:
-                return entry, None
-            # Unreadable: remove it, then look again so that the store that follows is checked.
-            self.core.discard(key)
+        """A decoded hit, or None and what the lookup saw (pass it to `store`, which may run elsewhere).
+
+        The core decodes: an entry `decode` rejects is deleted, counted as bad and treated as a miss.
+        """
+        hit = self.core.lookup(key, decode)
+        if hit is not None:
+            return hit.value, None
         return None, self.core.seen(key)
 
     async def alookup(self, key: EntryKey, decode: Callable[[Any], T | None]) -> tuple[T | None, Seen | None]:
-        for _ in range(2):
-            hit = await self.core.alookup(key)
-            if hit is None:
-                return None, self.core.seen(key)
-            entry = decode(hit.value)
-            if entry is not None:
-                return entry, None
-            await self.core.adiscard(key)
+        hit = await self.core.alookup(key, decode)
+        if hit is not None:
+            return hit.value, None
         return None, self.core.seen(key)
 
-    def store(
-        self, key: EntryKey, encode: Callable[[], Any], sources: list[Source], seen: Seen | None
-    ) -> None:
-        """Store `encode()` unless an invalidation overtook `seen`; a value JSON cannot hold is skipped."""
-        try:
-            self.core.store(key, encode(), sources, seen=seen)
-        except (TypeError, ValueError) as exc:  # provider objects in additional_kwargs, non-JSON metadata
-            log.warning("llamaindex_valkey_cache: not caching this answer: %s", exc)
+    def store(self, key: EntryKey, value: Any, sources: list[Source], seen: Seen | None) -> None:
+        """Store `value` unless an invalidation overtook `seen`; None (nothing cacheable) is skipped."""
+        if value is not None:
+            self.core.store(key, value, sources, seen=seen)
 
-    async def astore(
-        self, key: EntryKey, encode: Callable[[], Any], sources: list[Source], seen: Seen | None
-    ) -> None:
-        try:
-            await self.core.astore(key, encode(), sources, seen=seen)
-        except (TypeError, ValueError) as exc:
-            log.warning("llamaindex_valkey_cache: not caching this answer: %s", exc)
+    async def astore(self, key: EntryKey, value: Any, sources: list[Source], seen: Seen | None) -> None:
+        if value is not None:
+            await self.core.astore(key, value, sources, seen=seen)
 
     def clear(self, namespace: str | None = None) -> int:
         """Delete this cache's namespace (and those below it) and nothing else; returns keys deleted."""

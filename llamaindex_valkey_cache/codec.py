@@ -1,9 +1,11 @@
 """LlamaIndex responses to JSON and back: data only, rebuilt with pydantic ``model_validate`` of known types.
 
 Nothing stored can name a class: a chat entry is always a `ChatResponse`, a completion entry always a
-`CompletionResponse`, a source node one of a fixed set of node classes. The provider's ``raw`` object is
-dropped (it is often not serializable and may hold request details). Anything that does not validate
-decodes to None, which the adapters turn into a miss and a discarded entry.
+`CompletionResponse`, a source node a `TextNode` or `IndexNode`. The provider's ``raw`` object is dropped
+(it is often not serializable and may hold request details). Nothing decoded may make anyone read a file or
+a URL later: a message keeps only text, thinking and tool-call blocks, and a source node holds no image
+path or URL. Anything else does not validate and decodes to None, which the core turns into a miss and a
+discarded entry. An encoder returns None for a response that cannot be cached (it is then not stored).
 
 Example:
     >>> from llama_index.core.base.llms.types import CompletionResponse
@@ -14,13 +16,22 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from llama_index.core.base.llms.types import ChatMessage, ChatResponse, CompletionResponse
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    CompletionResponse,
+    TextBlock,
+    ThinkingBlock,
+    ToolCallBlock,
+)
 from llama_index.core.base.response.schema import Response
-from llama_index.core.schema import ImageNode, IndexNode, NodeWithScore, TextNode
+from llama_index.core.schema import IndexNode, NodeWithScore, TextNode
+from pydantic_core import PydanticSerializationError
 
 __all__ = [
     "Answer",
@@ -37,6 +48,17 @@ __all__ = [
 
 R = TypeVar("R", ChatResponse, CompletionResponse)
 
+log = logging.getLogger("llamaindex_valkey_cache")
+
+# Blocks a cached message may hold. Media blocks are left out: their ``path`` / ``url`` make whoever
+# resolves them read a local file or fetch a URL, and their validators already touch the filesystem.
+_BLOCKS = (TextBlock, ThinkingBlock, ToolCallBlock)
+_BLOCK_TYPES = frozenset(cls.model_fields["block_type"].default for cls in _BLOCKS)
+
+
+def _not_cached(reason: object) -> None:
+    log.warning("llamaindex_valkey_cache: not caching this answer: %s", reason)
+
 
 @dataclass(frozen=True, slots=True)
 class LLMEntry(Generic[R]):
@@ -46,17 +68,34 @@ class LLMEntry(Generic[R]):
     deltas: tuple[str, ...] | None
 
 
-def _dump(response: ChatResponse | CompletionResponse) -> dict[str, Any]:
+def _dump(response: ChatResponse | CompletionResponse) -> dict[str, Any] | None:
     # `raw` is the provider's own object: not ours to store, and often not serializable at all.
-    return response.model_copy(update={"raw": None}).model_dump(mode="json")
+    try:
+        return response.model_copy(update={"raw": None}).model_dump(mode="json")
+    except PydanticSerializationError as exc:  # provider objects in additional_kwargs
+        _not_cached(exc)
+        return None
 
 
-def encode_chat(response: ChatResponse, deltas: Sequence[str] | None = None) -> dict[str, Any]:
-    return {"chat": _dump(response), "deltas": list(deltas) if deltas is not None else None}
+def encode_chat(response: ChatResponse, deltas: Sequence[str] | None = None) -> dict[str, Any] | None:
+    """The stored form of a chat response, or None when it cannot be cached (media blocks, objects)."""
+    kinds = {type(block).__name__ for block in response.message.blocks if not isinstance(block, _BLOCKS)}
+    if kinds:
+        _not_cached(f"it holds {', '.join(sorted(kinds))}")
+        return None
+    dumped = _dump(response)
+    if dumped is None:
+        return None
+    return {"chat": dumped, "deltas": list(deltas) if deltas is not None else None}
 
 
-def encode_completion(response: CompletionResponse, deltas: Sequence[str] | None = None) -> dict[str, Any]:
-    return {"completion": _dump(response), "deltas": list(deltas) if deltas is not None else None}
+def encode_completion(
+    response: CompletionResponse, deltas: Sequence[str] | None = None
+) -> dict[str, Any] | None:
+    dumped = _dump(response)
+    if dumped is None:
+        return None
+    return {"completion": dumped, "deltas": list(deltas) if deltas is not None else None}
 
 
 def _deltas(value: dict[str, Any]) -> tuple[str, ...] | None:
@@ -77,8 +116,27 @@ def _validated(model: type[R], value: Any, field: str) -> LLMEntry[R] | None:
         return None
 
 
+def _plain_message(response: Any) -> bool:
+    """Checked before validation: `ImageBlock.path` is a `FilePath`, which validating already stats."""
+    message = response.get("message") if isinstance(response, dict) else None
+    if not isinstance(message, dict) or set(message) - {"role", "additional_kwargs", "blocks"}:
+        return False
+    extra = message.get("additional_kwargs", {})
+    if not isinstance(extra, dict) or "images" in extra:  # legacy images: resolved (read) on validation
+        return False
+    blocks = message.get("blocks", [])
+    return isinstance(blocks, list) and all(
+        isinstance(b, dict) and b.get("block_type") in _BLOCK_TYPES for b in blocks
+    )
+
+
 def decode_chat(value: Any) -> LLMEntry[ChatResponse] | None:
-    return _validated(ChatResponse, value, "chat")
+    if not isinstance(value, dict) or not _plain_message(value.get("chat")):
+        return None
+    entry = _validated(ChatResponse, value, "chat")
+    if entry is None or not all(isinstance(b, _BLOCKS) for b in entry.response.message.blocks):
+        return None
+    return entry
 
 
 def decode_completion(value: Any) -> LLMEntry[CompletionResponse] | None:
@@ -114,13 +172,16 @@ def replay_completion(entry: LLMEntry[CompletionResponse]) -> list[CompletionRes
     return chunks
 
 
-# Node classes a cached answer may hold; anything else is stored as the TextNode it reads as.
-_NODE_CLASSES: dict[str, type[TextNode]] = {cls.class_name(): cls for cls in (TextNode, ImageNode, IndexNode)}
+# Node classes a cached answer may hold. Anything else (an `ImageNode` with its image path or URL, a
+# document...) is stored as the TextNode it reads as; an `IndexNode` without the live object it points to.
+_NODE_CLASSES: dict[str, type[TextNode]] = {cls.class_name(): cls for cls in (TextNode, IndexNode)}
 
 
 def _encode_node(item: NodeWithScore) -> dict[str, Any]:
     node = item.node
-    if not isinstance(node, TextNode) or node.class_name() not in _NODE_CLASSES:
+    if type(node) is IndexNode:
+        node = node.model_copy(update={"obj": None})  # a retriever or query engine: not data
+    elif type(node) is not TextNode:
         node = TextNode(
             id_=node.node_id,
             text=node.get_content(),
@@ -132,24 +193,34 @@ def _encode_node(item: NodeWithScore) -> dict[str, Any]:
 
 
 def _decode_node(value: Any) -> NodeWithScore:
-    if not isinstance(value, dict):
+    if not isinstance(value, dict) or not isinstance(value.get("node"), dict):
         raise ValueError("a source node is an object")
     cls = _NODE_CLASSES.get(value.get("class"))  # type: ignore[arg-type]
     if cls is None:
         raise ValueError(f"unknown node class {value.get('class')!r}")
+    if value["node"].get("obj") is not None:
+        raise ValueError("a cached node points to no object")
     score = value.get("score")
     if score is not None and (not isinstance(score, int | float) or isinstance(score, bool)):
         raise ValueError("a score is a number")
-    return NodeWithScore(node=cls.model_validate(value.get("node")), score=score)
+    return NodeWithScore(node=cls.model_validate(value["node"]), score=score)
 
 
 def encode_answer(
     text: str, source_nodes: Sequence[NodeWithScore], metadata: Any, tokens: Sequence[str] | None
-) -> dict[str, Any]:
-    """A query engine's answer: its text, source nodes (without embeddings), JSON metadata, stream tokens."""
+) -> dict[str, Any] | None:
+    """A query engine's answer: its text, source nodes (without embeddings), JSON metadata, stream tokens.
+
+    None when a node cannot be stored as JSON (objects in its metadata): the answer is then not cached.
+    """
+    try:
+        nodes = [_encode_node(n) for n in source_nodes]
+    except PydanticSerializationError as exc:
+        _not_cached(exc)
+        return None
     return {
         "text": text,
-        "nodes": [_encode_node(n) for n in source_nodes],
+        "nodes": nodes,
         "metadata": _json_metadata(metadata),
         "tokens": list(tokens) if tokens is not None else None,
     }

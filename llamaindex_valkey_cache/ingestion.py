@@ -10,9 +10,10 @@ and ``arun``) and ``VectorStoreIndex`` (``insert``, ``refresh_ref_docs``, ``upda
   touches the docstore.
 - `InvalidatingDocstore`: a document whose stored hash changes, or that is deleted, is invalidated. Use it
   for indexes that read nodes from the docstore (``SummaryIndex``...), or next to the vector store wrapper.
-  In a pipeline a changed document is invalidated twice: when its old version is deleted, and when its new
-  hash is written, which comes after the vector store was updated, so an answer computed from the old
-  content in between does not outlive the run.
+  A pipeline deletes a document from the docstore *before* it deletes it from the vector store, so a
+  deleted document is invalidated twice: at once, and again at the docstore's next write (the next
+  deletion, or the hashes written at the end of the run, after the vector store changed). An answer
+  computed from the old content in between does not outlive the run.
 
 Adding a brand-new document invalidates nothing that does not already depend on its id: answers that would
 now retrieve it expire with their TTL, or call ``cache.invalidate_namespace()`` after a large import.
@@ -27,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -46,24 +48,25 @@ __all__ = ["InvalidatingDocstore", "InvalidatingVectorStore"]
 
 logger = logging.getLogger(__name__)
 
-# Invalidate in batches: one script per batch keeps each server-side call short.
-_BATCH = 500
-
 
 def _document_of(node: BaseNode) -> str:
     return node.ref_doc_id or node.node_id
 
 
+def _unique(ids: Iterable[str]) -> list[str]:
+    return [i for i in dict.fromkeys(ids) if i]
+
+
 def _invalidate(cache: ValkeyCache, ids: Iterable[str]) -> None:
-    unique = [i for i in dict.fromkeys(ids) if i]
-    for start in range(0, len(unique), _BATCH):
-        cache.invalidate_sources(unique[start : start + _BATCH])
+    unique = _unique(ids)
+    if unique:
+        cache.invalidate_sources(unique)  # the core batches large lists itself
 
 
 async def _ainvalidate(cache: ValkeyCache, ids: Iterable[str]) -> None:
-    unique = [i for i in dict.fromkeys(ids) if i]
-    for start in range(0, len(unique), _BATCH):
-        await cache.ainvalidate_sources(unique[start : start + _BATCH])
+    unique = _unique(ids)
+    if unique:
+        await cache.ainvalidate_sources(unique)
 
 
 class InvalidatingVectorStore(BasePydanticVectorStore):
@@ -199,6 +202,10 @@ class InvalidatingVectorStore(BasePydanticVectorStore):
 class InvalidatingDocstore(BaseDocumentStore):
     """A docstore that invalidates a document's cached answers when its hash changes or it is deleted.
 
+    A deleted document is invalidated when it is deleted and again at the next write to this docstore:
+    callers that delete from the docstore first and from the vector store next (``IngestionPipeline``)
+    always write again afterwards, so nothing retrieved in between outlives their run.
+
     Args:
         docstore: the docstore to wrap (``SimpleDocumentStore``, a Redis or Postgres docstore...).
         cache: the `ValkeyCache` whose answers depend on the docstore's documents.
@@ -207,23 +214,59 @@ class InvalidatingDocstore(BaseDocumentStore):
         >>> pipeline = IngestionPipeline(  # doctest: +SKIP
         ...     transformations=[SentenceSplitter(), embed_model],
         ...     docstore=InvalidatingDocstore(SimpleDocumentStore(), cache),
-        ...     vector_store=vector_store,
-        ...     docstore_strategy=DocstoreStrategy.UPSERTS,
+        ...     vector_store=InvalidatingVectorStore(vector_store, cache),
+        ...     docstore_strategy=DocstoreStrategy.UPSERTS_AND_DELETE,
         ... )
     """
 
     def __init__(self, docstore: BaseDocumentStore, cache: ValkeyCache) -> None:
         self.docstore = docstore
         self.cache = cache
+        self._lock = threading.Lock()
+        self._deleted: list[str] = []  # invalidated once, invalidated again at the next write
 
     def __repr__(self) -> str:
         return f"InvalidatingDocstore({self.docstore!r}, {self.cache!r})"
 
     def __getattr__(self, name: str) -> Any:
         # Store-specific methods (to_dict, ref_doc_exists...) come from the wrapped docstore.
-        if name.startswith("__") or name in ("docstore", "cache"):
+        if name.startswith("__") or name in ("docstore", "cache", "_lock", "_deleted"):
             raise AttributeError(name)
         return getattr(self.docstore, name)
+
+    # -- invalidation: this call's documents plus the deletions of earlier calls ------------------------
+
+    def _take_deleted(self) -> list[str]:
+        with self._lock:
+            deleted, self._deleted = self._deleted, []
+        return deleted
+
+    def _keep_deleted(self, ids: Iterable[str]) -> None:
+        with self._lock:
+            self._deleted.extend(ids)
+
+    def _invalidate(self, ids: Iterable[str], *, deleted: bool = False) -> None:
+        """Invalidate `ids` and the earlier deletions; `deleted` ids are invalidated again next time."""
+        current = _unique(ids)
+        earlier = self._take_deleted()
+        try:
+            _invalidate(self.cache, [*earlier, *current])
+        except BaseException:
+            self._keep_deleted([*earlier, *(current if deleted else [])])  # still owed; the caller sees why
+            raise
+        if deleted:
+            self._keep_deleted(current)
+
+    async def _ainvalidate(self, ids: Iterable[str], *, deleted: bool = False) -> None:
+        current = _unique(ids)
+        earlier = self._take_deleted()
+        try:
+            await _ainvalidate(self.cache, [*earlier, *current])
+        except BaseException:
+            self._keep_deleted([*earlier, *(current if deleted else [])])
+            raise
+        if deleted:
+            self._keep_deleted(current)
 
     # -- what changed ----------------------------------------------------------------------------------
 
@@ -254,11 +297,11 @@ class InvalidatingDocstore(BaseDocumentStore):
     def set_document_hashes(self, doc_hashes: dict[str, str]) -> None:
         # Invalidate before recording the new hash: if Valkey is unreachable the run fails, and a rerun
         # still sees the document as changed.
-        _invalidate(self.cache, self._changed_hashes(doc_hashes))
+        self._invalidate(self._changed_hashes(doc_hashes))
         self.docstore.set_document_hashes(doc_hashes)
 
     async def aset_document_hashes(self, doc_hashes: dict[str, str]) -> None:
-        await _ainvalidate(self.cache, await self._achanged_hashes(doc_hashes))
+        await self._ainvalidate(await self._achanged_hashes(doc_hashes))
         await self.docstore.aset_document_hashes(doc_hashes)
 
     def add_documents(
@@ -270,7 +313,7 @@ class InvalidatingDocstore(BaseDocumentStore):
     ) -> None:
         changed = self._changed_hashes({d.node_id: d.hash for d in docs})
         by_id = {d.node_id: d for d in docs}
-        _invalidate(self.cache, (_document_of(by_id[i]) for i in changed))
+        self._invalidate(_document_of(by_id[i]) for i in changed)
         self.docstore.add_documents(
             docs, allow_update=allow_update, batch_size=batch_size, store_text=store_text
         )
@@ -284,7 +327,7 @@ class InvalidatingDocstore(BaseDocumentStore):
     ) -> None:
         changed = await self._achanged_hashes({d.node_id: d.hash for d in docs})
         by_id = {d.node_id: d for d in docs}
-        await _ainvalidate(self.cache, (_document_of(by_id[i]) for i in changed))
+        await self._ainvalidate(_document_of(by_id[i]) for i in changed)
         await self.docstore.async_add_documents(
             docs, allow_update=allow_update, batch_size=batch_size, store_text=store_text
         )
@@ -292,20 +335,20 @@ class InvalidatingDocstore(BaseDocumentStore):
     def delete_document(self, doc_id: str, raise_error: bool = True) -> None:
         ids = self._deleted_ids(doc_id)
         self.docstore.delete_document(doc_id, raise_error=raise_error)
-        _invalidate(self.cache, ids)
+        self._invalidate(ids, deleted=True)
 
     async def adelete_document(self, doc_id: str, raise_error: bool = True) -> None:
         ids = await self._adeleted_ids(doc_id)
         await self.docstore.adelete_document(doc_id, raise_error=raise_error)
-        await _ainvalidate(self.cache, ids)
+        await self._ainvalidate(ids, deleted=True)
 
     def delete_ref_doc(self, ref_doc_id: str, raise_error: bool = True) -> None:
         self.docstore.delete_ref_doc(ref_doc_id, raise_error=raise_error)
-        _invalidate(self.cache, [ref_doc_id])
+        self._invalidate([ref_doc_id], deleted=True)
 
     async def adelete_ref_doc(self, ref_doc_id: str, raise_error: bool = True) -> None:
         await self.docstore.adelete_ref_doc(ref_doc_id, raise_error=raise_error)
-        await _ainvalidate(self.cache, [ref_doc_id])
+        await self._ainvalidate([ref_doc_id], deleted=True)
 
     # -- reads pass through ----------------------------------------------------------------------------
 

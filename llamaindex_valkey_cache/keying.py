@@ -21,14 +21,17 @@ from llama_index.core.llms import LLM
 from pydantic import BaseModel, SecretBytes, SecretStr
 from pydantic_core import to_jsonable_python
 
-__all__ = ["jsonable", "llm_identity"]
+__all__ = ["jsonable", "llm_identity", "qualified", "settings_of"]
 
-# Settings that do not change what the model says, or must never be hashed into a key.
-_IGNORED = frozenset({"callback_manager", "rate_limiter"})
+# Settings that do not change what a model says, or must never be hashed into a key.
+_IGNORED = frozenset(
+    {"callback_manager", "rate_limiter", "embeddings_cache", "embed_batch_size", "num_workers"}
+)
 _SECRET = re.compile(r"(^|_)(api_?key|key|token|secret|password|passwd|credentials?|auth)$", re.IGNORECASE)
 
 
-def _qualified(obj: Any) -> str:
+def qualified(obj: Any) -> str:
+    """``module.QualifiedName`` of a class or function."""
     return f"{getattr(obj, '__module__', '') or ''}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
 
 
@@ -45,17 +48,17 @@ def _describe(obj: Any) -> Any:
         }
     if isinstance(obj, type):
         if issubclass(obj, BaseModel):
-            return {"class": _qualified(obj), "schema": jsonable(obj.model_json_schema())}
-        return {"class": _qualified(obj)}
+            return {"class": qualified(obj), "schema": jsonable(obj.model_json_schema())}
+        return {"class": qualified(obj)}
     if isinstance(obj, SecretStr | SecretBytes):
         return None
     code = getattr(obj, "__code__", None)
     if code is not None:
         # Two lambdas in one module share a name: their code tells them apart.
         body = hashlib.blake2b(code.co_code + repr(code.co_consts).encode(), digest_size=12).hexdigest()
-        return {"function": _qualified(obj), "code": body}
+        return {"function": qualified(obj), "code": body}
     if callable(obj) and hasattr(obj, "__qualname__"):
-        return {"function": _qualified(obj)}
+        return {"function": qualified(obj)}
     return {"repr": repr(obj)}
 
 
@@ -64,18 +67,27 @@ def jsonable(value: Any) -> Any:
     return to_jsonable_python(value, fallback=_describe, serialize_unknown=False)
 
 
-def llm_identity(llm: LLM) -> dict[str, Any]:
-    """The class, metadata and settings of `llm`: a different model or setting is a different key."""
+def settings_of(model: BaseModel) -> dict[str, Any]:
+    """The fields of a pydantic component (an LLM, embedding model, postprocessor), never its credentials."""
     settings: dict[str, Any] = {}
-    for name in sorted(type(llm).model_fields):
+    for name in sorted(type(model).model_fields):
         if name in _IGNORED or _SECRET.search(name):
             continue
-        value = getattr(llm, name, None)
+        value = getattr(model, name, None)
         if isinstance(value, SecretStr | SecretBytes):
             continue
-        settings[name] = jsonable(value)
+        if isinstance(value, BaseModel) and not isinstance(value, type):
+            # A component inside a component (the LLM of a reranker): its credentials stay out too.
+            settings[name] = {"class": qualified(type(value)), "settings": settings_of(value)}
+        else:
+            settings[name] = jsonable(value)
+    return settings
+
+
+def llm_identity(llm: LLM) -> dict[str, Any]:
+    """The class, metadata and settings of `llm`: a different model or setting is a different key."""
     return {
-        "class": _qualified(type(llm)),
+        "class": qualified(type(llm)),
         "metadata": jsonable(llm.metadata),
-        "settings": settings,
+        "settings": settings_of(llm),
     }

@@ -138,7 +138,7 @@ class CachedLLM(LLM):
             return _final(entry)
         sources = self._sources()
         response = self.llm.chat(messages, **kwargs)
-        self._cache.store(key, lambda: codec.encode_chat(response), sources, seen)
+        self._cache.store(key, codec.encode_chat(response), sources, seen)
         return response
 
     @llm_chat_callback()
@@ -149,7 +149,7 @@ class CachedLLM(LLM):
             return _final(entry)
         sources = self._sources()
         response = await self.llm.achat(messages, **kwargs)
-        await self._cache.astore(key, lambda: codec.encode_chat(response), sources, seen)
+        await self._cache.astore(key, codec.encode_chat(response), sources, seen)
         return response
 
     @llm_chat_callback()
@@ -160,9 +160,7 @@ class CachedLLM(LLM):
             return _replay(codec.replay_chat(entry))
         sources = self._sources()  # now, while the caller's span is active: the stream is read later
         stream = self.llm.stream_chat(messages, **kwargs)
-        return self._recorded(
-            stream, lambda final, deltas: codec.encode_chat(final, deltas), key, sources, seen
-        )
+        return self._recorded(stream, codec.encode_chat, key, sources, seen)
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
@@ -172,9 +170,7 @@ class CachedLLM(LLM):
             return _areplay(codec.replay_chat(entry))
         sources = self._sources()
         stream = await self.llm.astream_chat(messages, **kwargs)
-        return self._arecorded(
-            stream, lambda final, deltas: codec.encode_chat(final, deltas), key, sources, seen
-        )
+        return self._arecorded(stream, codec.encode_chat, key, sources, seen)
 
     # -- completion ------------------------------------------------------------------------------------
 
@@ -186,7 +182,7 @@ class CachedLLM(LLM):
             return _final(entry)
         sources = self._sources()
         response = self.llm.complete(prompt, formatted=formatted, **kwargs)
-        self._cache.store(key, lambda: codec.encode_completion(response), sources, seen)
+        self._cache.store(key, codec.encode_completion(response), sources, seen)
         return response
 
     @llm_completion_callback()
@@ -197,7 +193,7 @@ class CachedLLM(LLM):
             return _final(entry)
         sources = self._sources()
         response = await self.llm.acomplete(prompt, formatted=formatted, **kwargs)
-        await self._cache.astore(key, lambda: codec.encode_completion(response), sources, seen)
+        await self._cache.astore(key, codec.encode_completion(response), sources, seen)
         return response
 
     @llm_completion_callback()
@@ -208,9 +204,7 @@ class CachedLLM(LLM):
             return _replay(codec.replay_completion(entry))
         sources = self._sources()
         stream = self.llm.stream_complete(prompt, formatted=formatted, **kwargs)
-        return self._recorded(
-            stream, lambda final, deltas: codec.encode_completion(final, deltas), key, sources, seen
-        )
+        return self._recorded(stream, codec.encode_completion, key, sources, seen)
 
     @llm_completion_callback()
     async def astream_complete(
@@ -222,9 +216,7 @@ class CachedLLM(LLM):
             return _areplay(codec.replay_completion(entry))
         sources = self._sources()
         stream = await self.llm.astream_complete(prompt, formatted=formatted, **kwargs)
-        return self._arecorded(
-            stream, lambda final, deltas: codec.encode_completion(final, deltas), key, sources, seen
-        )
+        return self._arecorded(stream, codec.encode_completion, key, sources, seen)
 
     # -- streams ---------------------------------------------------------------------------------------
 
@@ -243,7 +235,7 @@ class CachedLLM(LLM):
             chunks.append(chunk)
             yield chunk
         if chunks:
-            self._cache.store(key, lambda: encode(chunks[-1], [c.delta or "" for c in chunks]), sources, seen)
+            self._cache.store(key, encode(chunks[-1], [c.delta or "" for c in chunks]), sources, seen)
 
     async def _arecorded(
         self,
@@ -258,9 +250,7 @@ class CachedLLM(LLM):
             chunks.append(chunk)
             yield chunk
         if chunks:
-            await self._cache.astore(
-                key, lambda: encode(chunks[-1], [c.delta or "" for c in chunks]), sources, seen
-            )
+            await self._cache.astore(key, encode(chunks[-1], [c.delta or "" for c in chunks]), sources, seen)
 
 
 class CachedFunctionCallingLLM(CachedLLM, FunctionCallingLLM):

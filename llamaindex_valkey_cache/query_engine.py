@@ -6,8 +6,11 @@ source nodes' ``ref_doc_id``s and whatever was retrieved while the engine ran (a
 source nodes are its sub-answers; its retrievals name the documents). A streaming engine's answer is stored
 once its token stream was read to the end, and replayed token by token on a hit.
 
-The key is the query and the engine's shape (class, prompts, LLM, retriever settings) plus `name`: give
-engines over different data different names (or namespaces), since the query alone cannot tell them apart.
+The key is the query, the engine's shape (see `shape`: retriever filters, document and node ids, query
+mode, ``top_k``, postprocessors, synthesizer, prompts, LLM) and `name`. The shape never says which index
+an engine searches: give engines over different data different names (or namespaces). An engine whose
+shape cannot be read in full (a custom engine or retriever, a router...) must be given a `name`, which
+then stands for everything the shape misses, filters and tenant included.
 
 Example:
     >>> engine = CachedQueryEngine(index.as_query_engine(), cache=cache, name="handbook")  # doctest: +SKIP
@@ -16,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
@@ -34,10 +38,13 @@ from valkey_rag_cache import EntryKey, Seen, Source
 
 from . import codec
 from .cache import ValkeyCache
-from .keying import jsonable, llm_identity
+from .keying import jsonable
+from .shape import engine_shape
 from .tracking import Retrieved, install, ledger, retrieved
 
 __all__ = ["CachedQueryEngine"]
+
+log = logging.getLogger("llamaindex_valkey_cache")
 
 QUERY = "llamaindex.query"
 
@@ -48,8 +55,12 @@ class CachedQueryEngine(BaseQueryEngine):
     Args:
         query_engine: any LlamaIndex query engine (``index.as_query_engine(...)``, streaming or not).
         cache: the `ValkeyCache` holding the answers.
-        name: tells apart engines over different data that share a namespace.
+        name: what the engine answers from (its data, tenant, filters), telling apart engines over
+            different data that share a namespace; required when its shape cannot be read in full.
         namespace: store this engine's answers in another namespace than the cache's.
+
+    Raises:
+        ValueError: the engine's shape cannot be read in full and no `name` was given.
     """
 
     def __init__(
@@ -64,11 +75,18 @@ class CachedQueryEngine(BaseQueryEngine):
             raise TypeError(
                 f"query_engine must be a LlamaIndex query engine, got {type(query_engine).__name__}"
             )
+        unread = engine_shape(query_engine).unread
+        if unread and not name:
+            raise ValueError(
+                f"CachedQueryEngine cannot read everything that selects this engine's answers "
+                f"({'; '.join(unread)}): pass name= naming what it answers from (data, tenant, filters)"
+            )
         super().__init__(callback_manager=query_engine.callback_manager)
         self.query_engine = query_engine
         self.cache = cache
         self.name = name
         self.namespace = namespace
+        self._warned = False
         install()
 
     def _get_prompt_modules(self) -> PromptMixinType:
@@ -76,26 +94,21 @@ class CachedQueryEngine(BaseQueryEngine):
 
     # -- keys ------------------------------------------------------------------------------------------
 
-    def _shape(self) -> dict[str, Any]:
-        """What about the engine changes its answers, as far as it can be read off the engine."""
-        engine = self.query_engine
-        synthesizer = getattr(engine, "_response_synthesizer", None)
-        retriever = getattr(engine, "_retriever", None)
-        llm = getattr(synthesizer, "_llm", None)
-        prompts = {name: prompt.get_template() for name, prompt in sorted(engine.get_prompts().items())}
-        return {
-            "engine": f"{type(engine).__module__}.{type(engine).__qualname__}",
-            "synthesizer": type(synthesizer).__qualname__ if synthesizer is not None else None,
-            "retriever": type(retriever).__qualname__ if retriever is not None else None,
-            "top_k": getattr(retriever, "similarity_top_k", getattr(retriever, "_similarity_top_k", None)),
-            "llm": llm_identity(llm) if llm is not None and hasattr(llm, "metadata") else None,
-            "prompts": prompts,
-        }
-
-    def _key(self, query: QueryBundle) -> EntryKey:
+    def _key(self, query: QueryBundle) -> EntryKey | None:
+        """The entry key; None when the engine changed into one whose shape cannot be read, unnamed."""
+        shape = engine_shape(self.query_engine)
+        if shape.unread and not self.name:
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "llamaindex_valkey_cache: not caching the answers of an unnamed engine that cannot be "
+                    "read in full (%s): pass CachedQueryEngine(..., name=...)",
+                    "; ".join(shape.unread),
+                )
+            return None
         parts = {
             "name": self.name,
-            "shape": self._shape(),
+            "shape": shape.parts,
             "query": query.query_str,
             "embedding_strs": query.custom_embedding_strs,
             "image": query.image_path,
@@ -114,6 +127,8 @@ class CachedQueryEngine(BaseQueryEngine):
 
     def _query(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
         key = self._key(query_bundle)
+        if key is None:
+            return self.query_engine.query(query_bundle)
         answer, seen = self.cache.lookup(key, codec.decode_answer)
         if answer is not None:
             return self._replay(answer, asynchronous=False)
@@ -129,6 +144,8 @@ class CachedQueryEngine(BaseQueryEngine):
 
     async def _aquery(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
         key = self._key(query_bundle)
+        if key is None:
+            return await self.query_engine.aquery(query_bundle)
         answer, seen = await self.cache.alookup(key, codec.decode_answer)
         if answer is not None:
             return self._replay(answer, asynchronous=True)
@@ -152,7 +169,7 @@ class CachedQueryEngine(BaseQueryEngine):
         seen: Seen | None,
         tokens: list[str] | None,
     ) -> None:
-        self.cache.store(key, lambda: self._encode(response, tokens), self._sources(response, during), seen)
+        self.cache.store(key, self._encode(response, tokens), self._sources(response, during), seen)
 
     async def _astore(
         self,
@@ -162,12 +179,10 @@ class CachedQueryEngine(BaseQueryEngine):
         seen: Seen | None,
         tokens: list[str] | None,
     ) -> None:
-        await self.cache.astore(
-            key, lambda: self._encode(response, tokens), self._sources(response, during), seen
-        )
+        await self.cache.astore(key, self._encode(response, tokens), self._sources(response, during), seen)
 
     @staticmethod
-    def _encode(response: Any, tokens: list[str] | None) -> dict[str, Any]:
+    def _encode(response: Any, tokens: list[str] | None) -> dict[str, Any] | None:
         text = "".join(tokens) if tokens is not None else (response.response or "")
         return codec.encode_answer(text, response.source_nodes, response.metadata, tokens)
 

@@ -6,6 +6,7 @@ LlamaIndex calls, and checks that exactly their answers are recomputed while the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -299,3 +300,28 @@ def test_wrapped_stores_persist_and_reload(settings: Any, cache: ValkeyCache, tm
     assert len(cache.dependents("password.md")) == 1
     reloaded.delete_ref_doc("password.md")
     assert cache.dependents("password.md") == []
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_docstore_wrapper_alone_leaves_no_answer_on_a_deleted_document(
+    settings: Any, cache: ValkeyCache, asynchronous: bool
+) -> None:
+    """UPSERTS_AND_DELETE deletes from the docstore, then from the vector store: a query in between retrieves
+    the deleted document, and its answer must not be served once the run returned."""
+    p = Pipeline(cache, DocstoreStrategy.UPSERTS_AND_DELETE, "docstore")
+    store = SlowDeleteStore()
+    p.vector_store = p.pipeline.vector_store = store
+    p.index = VectorStoreIndex.from_vector_store(store)
+    p.pipeline.run(documents=documents())
+    mid_run: list[Any] = []
+    store.before_delete = lambda: mid_run.append(p.engine().query(QUERIES["shipping.md"]))
+    remaining = [d for d in documents() if d.id_ != "shipping.md"]
+    if asynchronous:
+        asyncio.run(p.pipeline.arun(documents=remaining))
+    else:
+        p.pipeline.run(documents=remaining)
+    store.before_delete = None
+    assert [n.node.ref_doc_id for n in mid_run[0].source_nodes] == ["shipping.md"]  # the old document
+    assert cache.dependents("shipping.md") == []
+    after = p.engine().query(QUERIES["shipping.md"])
+    assert "shipping.md" not in [n.node.ref_doc_id for n in after.source_nodes]

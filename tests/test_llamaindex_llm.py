@@ -32,7 +32,7 @@ from llama_index.core.tools import FunctionTool
 from pydantic import BaseModel, PrivateAttr
 from test_llamaindex_support import CountingLLM, KeywordEmbedding, scoped_settings
 
-from llamaindex_valkey_cache import CachedFunctionCallingLLM, CachedLLM, ValkeyCache
+from llamaindex_valkey_cache import CachedFunctionCallingLLM, CachedLLM, ValkeyCache, codec
 
 pytestmark = pytest.mark.standalone
 
@@ -356,6 +356,87 @@ def test_bad_stored_data_is_a_miss_and_is_discarded(cache: ValkeyCache, bad: Any
     assert cache.stats()["totals"]["bad"] == 1
     assert llm.chat(user("poisoned")).message.content == response.message.content  # rewritten, now a hit
     assert inner.calls == 1
+
+
+def media_entries(secret: str) -> dict[str, Any]:
+    """Crafted chat entries whose blocks would make whoever resolves them read a file or fetch a URL."""
+
+    def entry(*blocks: dict[str, Any], **message: Any) -> dict[str, Any]:
+        text = {"block_type": "text", "text": "see attachment"}
+        return {"chat": {"message": {"role": "assistant", "blocks": [text, *blocks], **message}}}
+
+    return {
+        "image path": entry({"block_type": "image", "path": secret, "image_mimetype": "image/png"}),
+        "image url": entry({"block_type": "image", "url": "http://169.254.169.254/latest/meta-data/"}),
+        "inline image": entry({"block_type": "image", "image": "aGVsbG8=", "image_mimetype": "image/png"}),
+        "audio path": entry({"block_type": "audio", "path": secret, "format": "mp3"}),
+        "video path": entry({"block_type": "video", "path": secret}),
+        "document path": entry({"block_type": "document", "path": secret}),
+        "citable": entry({"block_type": "citable", "title": "t", "source": "s", "content": []}),
+        "legacy images": entry(additional_kwargs={"images": [{"image_path": secret}]}),
+        "content list": entry(content=[{"block_type": "image", "path": secret}]),
+    }
+
+
+MEDIA = list(media_entries("/x"))
+
+
+@pytest.mark.parametrize("kind", MEDIA)
+def test_stored_media_blocks_are_bad_data_never_decoded(cache: ValkeyCache, tmp_path: Any, kind: str) -> None:
+    """Only text, thinking and tool-call blocks come back from the cache: nothing that points to a file."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("API_KEY=sk-live-123")
+    stored = media_entries(str(secret))[kind]
+    assert codec.decode_chat(stored) is None
+    inner = CountingLLM()
+    llm = CachedLLM(llm=inner, cache=cache)
+    key = llm._chat_key(user("show me"), {})
+    assert cache.core.store(key, stored)
+    response = llm.chat(user("show me"))
+    assert inner.calls == 1 and response.message.content.startswith("answer 1")
+    assert all(isinstance(b, TextBlock) for b in response.message.blocks)
+    assert cache.stats()["totals"]["bad"] == 1
+
+
+def test_a_response_with_media_blocks_is_returned_but_not_cached(
+    cache: ValkeyCache, caplog: pytest.LogCaptureFixture
+) -> None:
+    class PaintingLLM(CountingLLM):
+        @llm_chat_callback()
+        def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+            self._calls += 1
+            blocks = [
+                TextBlock(text="here"),
+                ImageBlock(image=b"\x89PNG\r\n\x1a\n", image_mimetype="image/png"),
+            ]
+            return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks))
+
+    inner = PaintingLLM()
+    llm = CachedLLM(llm=inner, cache=cache)
+    first = llm.chat(user("draw a cat"))
+    assert isinstance(first.message.blocks[1], ImageBlock)
+    llm.chat(user("draw a cat"))
+    assert inner.calls == 2 and "not caching" in caplog.text and "ImageBlock" in caplog.text
+
+
+def test_bad_data_costs_one_lookup_and_the_write_after_it_is_still_race_checked(cache: ValkeyCache) -> None:
+    class InvalidatingLLM(CountingLLM):
+        def _answer(self, prompt: str) -> str:
+            cache.invalidate_source("manual.md")  # lands between the lookup and the store
+            return super()._answer(prompt)
+
+    inner = InvalidatingLLM()
+    llm = CachedLLM(llm=inner, cache=cache)
+    key = llm._chat_key(user("poisoned"), {})
+    assert cache.core.store(key, {"chat": {"message": 5}})
+    with cache.sources(["manual.md"]):
+        llm.chat(user("poisoned"))
+    totals = cache.stats()["totals"]
+    assert totals["bad"] == 1 and totals["hits"] + totals["misses"] == 1  # looked up once
+    assert totals["refused"] == 1  # the answer the invalidation overtook was not stored
+    with cache.sources(["manual.md"]):
+        llm.chat(user("poisoned"))
+    assert inner.calls == 2
 
 
 # -- an LLM for Settings.llm --------------------------------------------------------------------------

@@ -6,11 +6,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from llama_index.core import PromptTemplate, Settings, VectorStoreIndex
+from llama_index.core import Document, PromptTemplate, QueryBundle, Settings, VectorStoreIndex
 from llama_index.core.base.response.schema import AsyncStreamingResponse, Response, StreamingResponse
-from llama_index.core.query_engine import CustomQueryEngine
+from llama_index.core.indices.vector_store.retrievers import VectorIndexRetriever
+from llama_index.core.postprocessor import SimilarityPostprocessor
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.query_engine import CustomQueryEngine, RetrieverQueryEngine
 from llama_index.core.retrievers import BaseRetriever
-from pydantic import PrivateAttr
+from llama_index.core.schema import ImageNode, NodeWithScore, TextNode
+from llama_index.core.vector_stores import ExactMatchFilter, MetadataFilters
+from llama_index.core.vector_stores.types import VectorStoreQueryMode
+from pydantic import BaseModel, PrivateAttr
 from test_llamaindex_support import CountingLLM, KeywordEmbedding, build_index, scoped_settings
 
 from llamaindex_valkey_cache import CachedQueryEngine, ValkeyCache
@@ -178,8 +184,6 @@ def test_engines_are_told_apart_by_name_and_shape(
 def test_bad_stored_answer_is_a_miss_and_discarded(
     settings: Any, index: VectorStoreIndex, cache: ValkeyCache
 ) -> None:
-    from llama_index.core import QueryBundle
-
     _, llm = settings
     engine = CachedQueryEngine(index.as_query_engine(similarity_top_k=1), cache=cache)
     key = engine._key(QueryBundle(BILLING))
@@ -203,7 +207,7 @@ def test_documents_retrieved_during_the_query_are_dependencies(
 ) -> None:
     _, llm = settings
     engine = CachedQueryEngine(
-        RetrieveThenAnswer(retriever=index.as_retriever(similarity_top_k=1)), cache=cache
+        RetrieveThenAnswer(retriever=index.as_retriever(similarity_top_k=1)), cache=cache, name="handbook"
     )
     first = engine.query(SHIPPING)
     assert first.source_nodes == []
@@ -217,6 +221,176 @@ def test_prompts_and_retrieval_pass_through(index: VectorStoreIndex, cache: Valk
     inner = index.as_query_engine(similarity_top_k=1)
     engine = CachedQueryEngine(inner, cache=cache)
     assert set(engine.get_prompts()) == {f"query_engine:{k}" for k in inner.get_prompts()}
-    from llama_index.core import QueryBundle
-
     assert [n.node.ref_doc_id for n in engine.retrieve(QueryBundle(SHIPPING))] == ["shipping.md"]
+
+
+# -- keys: everything that selects an engine's answers -----------------------------------------------
+
+
+def tenant_index(cache: ValkeyCache) -> VectorStoreIndex:
+    docs = [
+        Document(text="Billing refund for tenant A takes five days.", id_="a.md", metadata={"tenant": "a"}),
+        Document(text="Billing refund for tenant B takes thirty days.", id_="b.md", metadata={"tenant": "b"}),
+    ]
+    return build_index(cache, docs)
+
+
+def tenant(name: str) -> MetadataFilters:
+    return MetadataFilters(filters=[ExactMatchFilter(key="tenant", value=name)])
+
+
+def test_engines_with_different_filters_never_share_answers(settings: Any, cache: ValkeyCache) -> None:
+    """Per-tenant retrieval on one index: tenant B must never be served tenant A's answer."""
+    _, llm = settings
+    index = tenant_index(cache)
+
+    def ask(name: str) -> Any:
+        engine = index.as_query_engine(filters=tenant(name), similarity_top_k=1)
+        return CachedQueryEngine(engine, cache=cache).query(BILLING)
+
+    a, b = ask("a"), ask("b")
+    assert [n.node.ref_doc_id for n in a.source_nodes] == ["a.md"]
+    assert [n.node.ref_doc_id for n in b.source_nodes] == ["b.md"]
+    assert llm.calls == 2 and a.response != b.response
+    assert ask("a").response == a.response and ask("b").response == b.response  # each tenant's own hit
+    assert llm.calls == 2
+
+
+def test_each_retriever_and_engine_setting_is_part_of_the_key(settings: Any, cache: ValkeyCache) -> None:
+    index = tenant_index(cache)
+    bundle = QueryBundle(BILLING)
+
+    def key(**kwargs: Any) -> Any:
+        return CachedQueryEngine(index.as_query_engine(**kwargs), cache=cache)._key(bundle)
+
+    base = key(similarity_top_k=1)
+    variants = {
+        "filters": key(similarity_top_k=1, filters=tenant("a")),
+        "other filters": key(similarity_top_k=1, filters=tenant("b")),
+        "doc_ids": key(similarity_top_k=1, doc_ids=["a.md"]),
+        "node_ids": CachedQueryEngine(
+            RetrieverQueryEngine.from_args(VectorIndexRetriever(index, similarity_top_k=1, node_ids=["n1"])),
+            cache=cache,
+        )._key(bundle),
+        "query mode": key(similarity_top_k=1, vector_store_query_mode=VectorStoreQueryMode.MMR),
+        "alpha": key(similarity_top_k=1, alpha=0.3),
+        "vector store kwargs": key(similarity_top_k=1, vector_store_kwargs={"ef": 64}),
+        "postprocessor": key(
+            similarity_top_k=1, node_postprocessors=[SimilarityPostprocessor(similarity_cutoff=0.5)]
+        ),
+        "its setting": key(
+            similarity_top_k=1, node_postprocessors=[SimilarityPostprocessor(similarity_cutoff=0.9)]
+        ),
+        "output_cls": key(similarity_top_k=1, output_cls=Verdict),
+        "response mode": key(similarity_top_k=1, response_mode="tree_summarize"),
+    }
+    assert len({base, *variants.values()}) == len(variants) + 1
+    # The same settings, built again (another engine, another filters object), find the same answers.
+    assert key(similarity_top_k=1) == base
+    assert key(similarity_top_k=1, filters=tenant("a")) == variants["filters"]
+    assert (
+        key(similarity_top_k=1, node_postprocessors=[SimilarityPostprocessor(similarity_cutoff=0.5)])
+        == variants["postprocessor"]
+    )
+
+
+class Verdict(BaseModel):
+    answer: str
+
+
+class TenantRetriever(BaseRetriever):
+    """A retriever whose tenant lives where the cache cannot read it."""
+
+    def __init__(self, index: VectorStoreIndex, tenant: str) -> None:
+        super().__init__()
+        self._inner = index.as_retriever(similarity_top_k=1, filters=tenant_filters(tenant))
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        return self._inner.retrieve(query_bundle)
+
+
+def tenant_filters(name: str) -> MetadataFilters:
+    return tenant(name)
+
+
+class OwnPostprocessor(BaseNodePostprocessor):
+    """An application's own postprocessor: its settings could be anywhere (this one keeps every node)."""
+
+    def _postprocess_nodes(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None) -> Any:
+        return nodes
+
+
+def test_an_engine_whose_shape_cannot_be_read_needs_a_name(settings: Any, cache: ValkeyCache) -> None:
+    _, llm = settings
+    index = tenant_index(cache)
+    unreadable = {
+        "custom engine": lambda: RetrieveThenAnswer(retriever=index.as_retriever(similarity_top_k=1)),
+        "custom retriever": lambda: RetrieverQueryEngine.from_args(TenantRetriever(index, "a")),
+        "custom postprocessor": lambda: index.as_query_engine(node_postprocessors=[OwnPostprocessor()]),
+    }
+    for what, make in unreadable.items():
+        with pytest.raises(ValueError, match="pass name="):
+            CachedQueryEngine(make(), cache=cache)
+        assert CachedQueryEngine(make(), cache=cache, name=what).name == what
+    # Named by what they answer from, two tenants' engines keep their answers apart.
+    a = CachedQueryEngine(RetrieverQueryEngine.from_args(TenantRetriever(index, "a")), cache=cache, name="a")
+    b = CachedQueryEngine(RetrieverQueryEngine.from_args(TenantRetriever(index, "b")), cache=cache, name="b")
+    assert [n.node.ref_doc_id for n in a.query(BILLING).source_nodes] == ["a.md"]
+    assert [n.node.ref_doc_id for n in b.query(BILLING).source_nodes] == ["b.md"]
+    assert llm.calls == 2
+
+
+def test_an_engine_that_becomes_unreadable_is_not_cached(
+    settings: Any, index: VectorStoreIndex, cache: ValkeyCache, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, llm = settings
+    inner = index.as_query_engine(similarity_top_k=1)
+    engine = CachedQueryEngine(inner, cache=cache)
+    inner._node_postprocessors = [OwnPostprocessor()]  # changed after wrapping
+    engine.query(BILLING)
+    engine.query(BILLING)
+    assert llm.calls == 2 and cache.stats()["totals"]["writes"] == 0
+    assert "not caching" in caplog.text
+
+
+# -- source nodes: data only ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        {"class": "ImageNode", "node": {"text": "chart", "image_path": "/etc/passwd"}, "score": 1.0},
+        {"class": "ImageDocument", "node": {"text": "chart", "image_url": "http://169.254.169.254/"}},
+        {"class": "IndexNode", "node": {"text": "sub", "index_id": "i", "obj": {"id_": "x"}}, "score": 1.0},
+    ],
+)
+def test_stored_nodes_pointing_to_files_or_objects_are_bad_data(
+    settings: Any, index: VectorStoreIndex, cache: ValkeyCache, node: dict[str, Any]
+) -> None:
+    _, llm = settings
+    engine = CachedQueryEngine(index.as_query_engine(similarity_top_k=1), cache=cache)
+    cache.core.store(engine._key(QueryBundle(BILLING)), {"text": "stale", "nodes": [node], "metadata": None})
+    response = engine.query(BILLING)
+    assert response.response != "stale" and llm.calls == 1
+    assert all(type(n.node) is TextNode and not hasattr(n.node, "image_path") for n in response.source_nodes)
+    assert cache.stats()["totals"]["bad"] == 1
+
+
+def test_image_source_nodes_are_stored_as_the_text_they_read_as(
+    settings: Any, cache: ValkeyCache, tmp_path: Any
+) -> None:
+    _, llm = settings
+    picture = tmp_path / "parcel.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n")
+    node = ImageNode(id_="photo", text="A shipping parcel photo.", image_path=str(picture), metadata={"k": 1})
+    engine = CachedQueryEngine(
+        VectorStoreIndex(nodes=[node]).as_query_engine(similarity_top_k=1), cache=cache
+    )
+    live = engine.query(SHIPPING)
+    assert isinstance(live.source_nodes[0].node, ImageNode)
+    hit = engine.query(SHIPPING)
+    assert llm.calls == 1 and hit.response == live.response
+    (source,) = hit.source_nodes
+    assert type(source.node) is TextNode and source.node.text == "A shipping parcel photo."
+    assert source.node.node_id == "photo" and source.node.metadata == {"k": 1}
+    assert "parcel.png" not in source.node.model_dump_json()
