@@ -55,7 +55,7 @@ class Env:
 TIMEOUT = 5.0  # generous: on a loaded machine a 0.5 s default would turn slow hits into misses
 # Every client, ours and the baselines', gets the same socket options: with a timeout, valkey.asyncio wraps
 # each read in a timer, which a floor without one would not pay.
-CLIENT_OPTIONS = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT}
+CLIENT_OPTIONS: dict[str, Any] = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT}
 
 
 def hit(value: Any) -> Any:
@@ -260,7 +260,9 @@ def _anchor_cases(env: Env) -> list[Case | ACase]:
     import redis
     from langchain_community.cache import RedisCache
 
-    rc = RedisCache(redis.Redis.from_url(env.url.replace("valkey://", "redis://"), **CLIENT_OPTIONS), ttl=21600)
+    rc = RedisCache(
+        redis.Redis.from_url(env.url.replace("valkey://", "redis://"), **CLIENT_OPTIONS), ttl=21600
+    )
     recipe = RecipeCache(env.raw, prefix="bench:recipe")
     rpy = rc.redis
     gen, value, rng, n_hot = [chat_generation()], message_value(), env.rng, env.hot

@@ -220,7 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, help="folder for benchmarks.md and benchmarks.png (default: docs/)"
     )
-    parser.add_argument("--json", type=Path, help="also write rows and raw measurements as JSON here")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help="write rows and raw measurements as JSON here (a full run writes benchmarks/results.json)",
+    )
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--ops", type=int, help="ops per latency case per round")
     parser.add_argument("--big", type=int, help="entries of the large namespace/version run (default 1M)")
@@ -228,7 +232,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cases", help="comma-separated case-name prefixes (e.g. raw.get,core.hit), for profiling"
     )
+    parser.add_argument(
+        "--from-json", type=Path, help="measure nothing: render the page and plot from a saved run's JSON"
+    )
     args = parser.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        out = args.out or ROOT / "docs"
+        _write(out, saved["data"], saved["meta"], _notes(), None)
+        return 0
 
     cfg = QUICK if args.quick else Config()
     overrides: dict[str, Any] = {
@@ -240,13 +252,11 @@ def main(argv: list[str] | None = None) -> int:
         overrides["cases"] = tuple(c for c in args.cases.split(",") if c)
     cfg = replace(cfg, **overrides)
     out = args.out or (Path(tempfile.mkdtemp(prefix="vrc-bench-")) if args.quick else ROOT / "docs")
-    out.mkdir(parents=True, exist_ok=True)
 
     started, t0 = datetime.datetime.now(datetime.UTC), time.monotonic()
     load_before = os.getloadavg()[0]
     data, meta = measure(cfg)
     elapsed = time.monotonic() - t0
-    rows = report.build_rows(data, meta["reasons"])
     meta.update(
         date=started.strftime("%Y-%m-%d %H:%M UTC"),
         machine=f"{platform.machine()} Linux, {os.cpu_count()} cores (load average {load_before:.1f} at the "
@@ -255,22 +265,32 @@ def main(argv: list[str] | None = None) -> int:
         config=cfg.describe() + f"; {meta['server']}",
         versions=_versions(),
         method=METHOD,
+        settings=asdict(cfg),
     )
-    notes_file = HERE / "notes.md"
-    notes = notes_file.read_text() if notes_file.exists() and not args.quick else ""
-    (out / "benchmarks.md").write_text(report.markdown(rows, meta, notes, "benchmarks.png"))
-    report.plot(data, out / "benchmarks.png")
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"rows": [r.as_dict() for r in rows], "data": data, "meta": meta, "config": asdict(cfg)},
-                indent=1,
-                default=str,
-            )
-        )
+    saved = args.json or (None if args.quick or cfg.phases != PHASES or cfg.cases else HERE / "results.json")
+    rows = _write(out, data, meta, "" if args.quick else _notes(), saved)
     print(report.table([r for r in rows if r.target]))
     print(f"[bench] wrote {out / 'benchmarks.md'} and {out / 'benchmarks.png'} in {elapsed:.0f} s")
     return 0
+
+
+def _notes() -> str:
+    """Findings written by hand after a run (`benchmarks/notes.md`), appended to the page."""
+    notes_file = HERE / "notes.md"
+    return notes_file.read_text() if notes_file.exists() else ""
+
+
+def _write(
+    out: Path, data: dict[str, Any], meta: dict[str, Any], notes: str, saved: Path | None
+) -> list[Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    rows = report.build_rows(data, meta["reasons"])
+    (out / "benchmarks.md").write_text(report.markdown(rows, meta, notes, "benchmarks.png"))
+    report.plot(data, out / "benchmarks.png")
+    if saved is not None:
+        payload = {"rows": [r.as_dict() for r in rows], "data": data, "meta": meta}
+        saved.write_text(json.dumps(payload, indent=1, default=str))
+    return rows
 
 
 if __name__ == "__main__":
