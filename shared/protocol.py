@@ -178,9 +178,15 @@ class Context:
         return Lookup(hit, seen, HIT)
 
     def discard(self, key: EntryKey) -> Flow:
-        """Remove an entry whose value the adapter could not use, and count it as bad."""
-        yield Cmd(("UNLINK", self.schema.entry(key)))
-        yield from self._count(key.group, "bad:" + key.namespace)
+        """Remove an entry the caller could not decode after a hit: bad data and a miss, not a hit."""
+        calls: list[Eval | Cmd] = [Cmd(("UNLINK", self.schema.entry(key)))]
+        if self.count_stats:
+            stats, ns = self.schema.stats(key.group), key.namespace
+            calls += [
+                Cmd(("HINCRBY", stats, f"{name}:{ns}", n))
+                for name, n in (("bad", 1), ("hits", -1), ("misses", 1))
+            ]
+        yield FanOut(calls)  # one pipeline: every key shares the group's slot
 
     def _count(self, group: str, field_name: str) -> Flow:
         if self.count_stats:
