@@ -229,10 +229,11 @@ def build_rows(data: Data, reasons: dict[str, str] | None = None) -> list[Row]:
         t = upd if n == 5 else None
         key, case = (
             f"update{n}.li",
-            f"miss + store, {n} sources: LlamaIndex `CachedLLM.chat`, minus framework",
+            f"miss + store, {n} sources: LlamaIndex `CachedLLM.chat`, minus the framework's two call costs",
         )
         if b.has(f"li.miss_store{n}", "li.inner", "raw.get_set"):
-            share = [h - i for h, i in zip(d[f"li.miss_store{n}"], d["li.inner"], strict=False)]
+            # A miss runs LlamaIndex's call wrapper twice: around CachedLLM and around the wrapped LLM.
+            share = [h - 2 * i for h, i in zip(d[f"li.miss_store{n}"], d["li.inner"], strict=False)]
             b.add(
                 key,
                 s,
