@@ -42,6 +42,8 @@ class Row:
 
 def _us(seconds: float) -> str:
     us = seconds * 1e6
+    if us >= 1_000_000:
+        return f"{us / 1e6:,.1f} s"
     if us >= 10_000:
         return f"{us / 1000:,.0f} ms"
     if us >= 1000:

@@ -1,7 +1,8 @@
 """Interleaved rounds: every case runs N ops per round, cases rotate their order, medians are reported.
 
 A case times each op on its own (``perf_counter_ns``), so untimed set-up per op (a fresh key, the lookup
-that precedes an update) stays out of the figure. A round's figure is the median op; a case's figure is the
+that precedes an update) stays out of the figure. Rounds are cut into slices in which every case runs a few
+ops, so all cases are measured side by side. A round's figure is the median op; a case's figure is the
 median of its rounds, and a ratio is the median of the per-round ratios, so both sides of a ratio always
 come from the same stretch of time on a shared machine.
 
@@ -73,10 +74,17 @@ class ACase:
         return out
 
 
-def run_rounds(cases: Sequence[Case | ACase], rounds: int, ops: int, warmup: int | None = None) -> Rounds:
-    """Run every case `ops` times per round, rotating their order; returns per-round medians (seconds)."""
+def run_rounds(
+    cases: Sequence[Case | ACase], rounds: int, ops: int, warmup: int | None = None, slices: int = 8
+) -> Rounds:
+    """Run every case `ops` times per round, rotating their order; returns per-round medians (seconds).
+
+    A round is cut into `slices`: every case runs `ops / slices` ops in each slice, so the two sides of a
+    ratio are measured a few milliseconds apart, not a whole round apart, on a machine whose load drifts.
+    """
     warm = max(1, ops // 5) if warmup is None else warmup
     counters = {c.name: 0 for c in cases}
+    chunk = max(1, ops // max(1, slices))
 
     def one(case: Case | ACase, n: int) -> list[int]:
         # Each case runs in a clean context: what one case leaves in context variables (the core's record
@@ -95,10 +103,13 @@ def run_rounds(cases: Sequence[Case | ACase], rounds: int, ops: int, warmup: int
     out: Rounds = {c.name: [] for c in cases}
     for r in range(rounds):
         gc.collect()
-        shift = r % len(cases) if cases else 0
-        for case in [*cases[shift:], *cases[:shift]]:
-            samples = one(case, ops)
-            out[case.name].append(statistics.median(samples) / 1e9)
+        samples: dict[str, list[int]] = {c.name: [] for c in cases}
+        for sl in range(max(1, ops // chunk)):
+            shift = (r * slices + sl) % len(cases) if cases else 0
+            for case in [*cases[shift:], *cases[:shift]]:
+                samples[case.name] += one(case, chunk)
+        for name, values in samples.items():
+            out[name].append(statistics.median(values) / 1e9)
     return out
 
 
