@@ -24,6 +24,11 @@ log = logging.getLogger("valkey_rag_cache")
 
 __all__ = ["Eval", "Cmd", "FanOut", "Primaries", "NodeCmd", "Seen", "Lookup", "Context", "Flow"]
 
+# One write in this many also lengthens source tokens' TTLs and prunes dead dependency-set members: the
+# rest skip that upkeep (neither is needed for correctness; `purge()` does the rest).
+HOUSEKEEPING_EVERY = 8
+_WRITES = itertools.count()
+
 # Source tokens invalidated by one script call.
 INVALIDATE_BATCH = 500
 
@@ -234,6 +239,7 @@ class Context:
                 key.digest,
                 str(self.token_ttl),
                 "1" if self.count_stats else "0",
+                "1" if next(_WRITES) % HOUSEKEEPING_EVERY == 0 else "0",
                 *[source_digest(src.id) for src in sources],
             ]
         )
@@ -375,7 +381,9 @@ def _narrowest(policy: TTLPolicy, types: list[str | None]) -> str | None:
 
 
 def _index_key(rest: str) -> bool:
-    return rest in ("clock", "stats", "nss")
+    # The small per-group keys that live without a TTL on purpose: clock, counters, namespaces, and the
+    # version and namespace tokens (one per group and namespace).
+    return rest in ("clock", "stats", "nss", "t:a") or rest.startswith("t:n:")
 
 
 def untimed_keys(ctx: Context, sample: int = 2000) -> Flow:

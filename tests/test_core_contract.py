@@ -372,9 +372,9 @@ def test_writes_prune_dead_members_as_they_go(make_cache: Any, raw_client: Any, 
     for k in keys:
         raw_client.delete(entry_key(cache, k))
     deps = [n for n in keys_under(raw_client, prefix) if ":d:" in n][0]
-    for i in range(10, 30):
+    for i in range(10, 50):
         put(cache, i, i, ["doc"])
-    assert raw_client.scard(deps) < 30
+    assert raw_client.scard(deps) < 50
 
 
 # -- bad stored data ----

@@ -49,8 +49,12 @@ def test_doctor_names_noeviction_without_maxmemory(prefix: str) -> None:
 
 
 def test_doctor_names_untimed_keys_under_volatile_lru(small_server: Server, prefix: str) -> None:
-    cache = AnswerCache(small_server.url, prefix=prefix)
-    assert cache.doctor().ok
+    cache = AnswerCache(small_server.url, prefix=prefix, namespace="docs:technical")
+    key = cache.key("qa", 1)
+    cache.lookup(key)
+    cache.store(key, "a", ["doc"])
+    cache.invalidate_namespace("docs")
+    assert cache.doctor().ok  # the untimed version and namespace tokens are the cache's own small keys
     valkey.Valkey(port=small_server.port).set(f"{prefix}:stray", "no ttl")
     report = cache.doctor()
     assert any("no TTL" in p for p in report.problems)

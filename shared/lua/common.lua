@@ -16,11 +16,17 @@ local function clock_ensure(clock_key, fresh_era)
   return {fresh_era, 0, 0}
 end
 
--- Issue a new token: it differs from every token this key (or any key) ever held.
+-- Issue a new token: it differs from every token this key (or any key) ever held. Version and namespace
+-- tokens ('t:a', 't:n:..', one per group and namespace) live without a TTL, so writes need not keep them
+-- alive; source tokens expire (with `ttl`), since sources come and go.
 local function issue_token(clock_key, era, tok_key, ttl)
   local n = redis.call('HINCRBY', clock_key, 'c', 1)
   local tok = era .. '.' .. n
-  redis.call('SET', tok_key, tok, 'EX', ttl)
+  if string.find(tok_key, ':t:s:', 1, true) then
+    redis.call('SET', tok_key, tok, 'EX', ttl)
+  else
+    redis.call('SET', tok_key, tok)
+  end
   return tok
 end
 

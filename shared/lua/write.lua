@@ -4,7 +4,8 @@
 -- ARGV: 1 the small arguments, space-separated (every one is made of key-safe characters; one argument
 --         instead of a dozen keeps the client's encoding cheap): group base, escaped namespace, ttl, seen era
 --         ('-' = unchecked), seen counter, seen invalidations, fresh era, entry digest, token ttl, count stats
---         ('1'/'0'), then the source digests
+--         ('1'/'0'), housekeeping ('1'/'0': one write in several also lengthens source tokens' TTLs and prunes
+--         dead members of the dependency sets it touches), then the source digests
 --       2 stats namespace (any characters), 3 body
 -- The entry records the tokens of the version ('a'), of every level of its namespace ('n:..') and of its
 -- sources ('s:..'). Returns 1 when stored, 0 when refused because an invalidation happened since the lookup.
@@ -19,7 +20,8 @@ local ttl = tonumber(a[3])
 local seen_era = a[4] == '-' and '' or a[4]
 local tok_ttl = math.max(tonumber(a[9]), ttl)
 local digest = a[8]
-local first_source = 11
+local housekeeping = a[11] == '1'
+local first_source = 12
 local suffixes = {'a'}
 local level = nil
 for seg in string.gmatch(ns_esc, '[^:]+') do
@@ -62,7 +64,9 @@ for j, k in ipairs(tok_keys) do
       stat(stats_key, 'refused:' .. ns, 1)
       return 0
     end
-    extend_ttl(k, ttl)
+    -- A source token that expires before its dependents only turns their hits into misses once an
+    -- invalidation runs in the group, so lengthening it can wait for a housekeeping write.
+    if housekeeping then extend_ttl(k, ttl) end
   else
     if check and clock[3] > seen_i then
       stat(stats_key, 'refused:' .. ns, 1)
@@ -80,10 +84,11 @@ for i = first_source, #a do
   redis.call('SADD', dk, digest)
   local t = redis.call('TTL', dk)
   if t == -1 or (t >= 0 and t < ttl) then redis.call('EXPIRE', dk, ttl) end
-  -- Prune a couple of dead members on every write so sets of long-lived sources do not accumulate them.
-  local probe = redis.call('SRANDMEMBER', dk, 2)
-  for _, m in ipairs(probe) do
-    if m ~= digest and redis.call('EXISTS', entry_base .. m) == 0 then redis.call('SREM', dk, m) end
+  if housekeeping then
+    -- Prune a few dead members now and then, so sets of long-lived sources do not accumulate them.
+    for _, m in ipairs(redis.call('SRANDMEMBER', dk, 4)) do
+      if m ~= digest and redis.call('EXISTS', entry_base .. m) == 0 then redis.call('SREM', dk, m) end
+    end
   end
 end
 if #a >= first_source then redis.call('SADD', base .. 'nss', ns_esc) end
