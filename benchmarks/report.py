@@ -432,27 +432,40 @@ def build_rows(data: Data, reasons: dict[str, str] | None = None) -> list[Row]:
         b.missing("mem", s, "memory", "not measured")
 
     s = "Latency, 3-primary cluster (median per op)"
-    b.latency("cluster.hit.core", s, "hit: core", "cluster.core.hit", "cluster.raw.get", hit)
+    b.latency("cluster.hit.core", s, "cluster, hit: core", "cluster.core.hit", "cluster.raw.get", hit)
     b.latency(
-        "cluster.update5.core", s, "update, 5 sources: core", "cluster.core.update5", "cluster.raw.set", upd
+        "cluster.update5.core",
+        s,
+        "cluster, update, 5 sources: core",
+        "cluster.core.update5",
+        "cluster.raw.set",
+        upd,
     )
-    b.latency("cluster.hit.lc", s, "hit: LangChain", "cluster.lc.hit", "cluster.raw.get", hit, lc_why)
+    b.latency(
+        "cluster.hit.lc", s, "cluster, hit: LangChain", "cluster.lc.hit", "cluster.raw.get", hit, lc_why
+    )
     b.latency(
         "cluster.update5.lc",
         s,
-        "update, 5 sources: LangChain",
+        "cluster, update, 5 sources: LangChain",
         "cluster.lc.update5",
         "cluster.raw.set",
         upd,
         lc_why,
     )
     b.latency(
-        "cluster.hit.li", s, "hit: LlamaIndex, whole call", "cluster.li.hit", "cluster.raw.get", None, li_why
+        "cluster.hit.li",
+        s,
+        "cluster, hit: LlamaIndex, whole call",
+        "cluster.li.hit",
+        "cluster.raw.get",
+        None,
+        li_why,
     )
     b.latency(
         "cluster.update5.li",
         s,
-        "miss + store, 5 sources: LlamaIndex, whole call",
+        "cluster, miss + store, 5 sources: LlamaIndex, whole call",
         "cluster.li.miss_store5",
         "cluster.raw.get_set",
         None,
@@ -550,6 +563,7 @@ def plot(data: Data, path: Path) -> None:
         xs = [c for c in (1, 16, 64) if data.get(f"tp.{name}.c{c}")]
         ax.plot(xs, [1 / median(data[f"tp.{name}.c{c}"]) for c in xs], marker="o", label=label)
     ax.set_xscale("log", base=2)
+    ax.set_xticks([1, 16, 64], ["1", "16", "64"])
     ax.set_xlabel("concurrent tasks")
     ax.set_ylabel("lookups per second")
     ax.set_title("asyncio throughput (hits)")

