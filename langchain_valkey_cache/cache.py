@@ -67,27 +67,19 @@ class ValkeyCache(CacheOperations, BaseCache):
         timeout: float | None = None,
         core: AnswerCache | None = None,
     ) -> None:
-        if core is not None:
-            if url is not None or client is not None:
-                raise TypeError("pass either core= or url=/client=, not both")
-            self.core = core
-        else:
-            options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
-            self.core = AnswerCache(
-                url,
-                client=client,
-                prefix=prefix,
-                namespace=namespace,
-                ttl_policy=ttl_policy,
-                default_content_type=default_content_type,
-                **options,
-            )
+        self.core = self.make_core(
+            core,
+            url=url,
+            client=client,
+            prefix=prefix,
+            namespace=namespace,
+            ttl_policy=ttl_policy,
+            default_content_type=default_content_type,
+            timeout=timeout,
+        )
         self.source_id_key = source_id_key
         self.content_type_key = content_type_key
         self._capture = capture()
-
-    def __repr__(self) -> str:
-        return f"ValkeyCache(prefix={self.core.schema.prefix!r}, namespace={self.core.namespace!r})"
 
     @property
     def namespace(self) -> str:

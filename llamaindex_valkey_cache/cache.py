@@ -52,30 +52,22 @@ class ValkeyCache(CacheOperations):
         default_content_type: str | None = None,
         prefix: str = "llmcache",
         content_type_key: str = "content_type",
-        timeout: float = 1.0,
+        timeout: float | None = None,
         cluster: bool | None = None,
         core: AnswerCache | None = None,
     ) -> None:
-        if core is not None:
-            given = url is not None or client is not None or ttl_policy is not None or default_content_type
-            if given or namespace != "default" or prefix != "llmcache" or cluster is not None:
-                raise TypeError("pass either core= or the connection and cache options, not both")
-            self.core = core
-        else:
-            self.core = AnswerCache(
-                url,
-                client=client,
-                prefix=prefix,
-                namespace=namespace,
-                ttl_policy=ttl_policy,
-                default_content_type=default_content_type,
-                timeout=timeout,
-                cluster=cluster,
-            )
+        self.core = self.make_core(
+            core,
+            url=url,
+            client=client,
+            prefix=prefix,
+            namespace=namespace,
+            ttl_policy=ttl_policy,
+            default_content_type=default_content_type,
+            timeout=timeout,
+            cluster=cluster,
+        )
         self.content_type_key = content_type_key
-
-    def __repr__(self) -> str:
-        return f"ValkeyCache(prefix={self.core.schema.prefix!r}, namespace={self.core.namespace!r})"
 
     @property
     def namespace(self) -> str:

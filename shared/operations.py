@@ -21,6 +21,25 @@ class CacheOperations:
 
     core: AnswerCache
 
+    @staticmethod
+    def make_core(core: AnswerCache | None = None, /, **options: Any) -> AnswerCache:
+        """The given core, or a new `AnswerCache` from the options (None values mean the core's defaults).
+
+        >>> CacheOperations.make_core(url=None, namespace="docs", timeout=None)
+        AnswerCache(prefix='llmcache', namespace='docs')
+        """
+        given = {k: v for k, v in options.items() if v is not None}
+        if core is None:
+            return AnswerCache(given.pop("url", None), **given)
+        if any(
+            k not in ("namespace", "prefix") or v not in ("default", "llmcache") for k, v in given.items()
+        ):
+            raise TypeError("pass either core= or the connection and cache options, not both")
+        return core
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(prefix={self.core.schema.prefix!r}, namespace={self.core.namespace!r})"
+
     def invalidate_source(self, source_id: str) -> int:
         """Invalidate and delete every cached answer built on `source_id`; returns how many were deleted."""
         return self.core.invalidate_source(source_id)
