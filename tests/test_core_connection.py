@@ -161,6 +161,9 @@ def test_the_embedded_default_starts_a_real_valkey() -> None:
         "assert connection._embedded is None  # nothing started yet\n"
         "k = c.key('qa', 1); c.lookup(k); assert c.store(k, 'v', ['d']); assert c.lookup(k).value == 'v'\n"
         "c2 = AnswerCache(namespace='other'); c2.lookup(c2.key('qa', 1))\n"
+        "import valkey; r = valkey.Valkey.from_url(c.connector.url)\n"
+        "assert r.config_get('save')['save'] == ''  # no background snapshots\n"
+        "assert r.config_get('maxmemory-policy')['maxmemory-policy'] == 'volatile-lru'\n"
         "print(c.connector.url)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "VALKEY_URL"}
