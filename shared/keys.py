@@ -127,27 +127,15 @@ class KeySchema:
     def token_base(self, group: str) -> str:
         return self.group_base(group) + "t:"
 
-    def deps_base(self, group: str) -> str:
-        return self.group_base(group) + "d:"
-
     def clock(self, group: str) -> str:
         return self.group_base(group) + "clock"
 
     def stats(self, group: str) -> str:
         return self.group_base(group) + "stats"
 
-    def namespaces(self, group: str) -> str:
-        return self.group_base(group) + "nss"
-
     @cached_property
     def groups(self) -> str:
         return f"{self.prefix}:groups"
-
-    @staticmethod
-    def namespace_suffixes(namespace: str) -> list[str]:
-        """Token suffixes an entry of this namespace records: the version and every namespace level."""
-        segs = namespace.split(":")
-        return ["a"] + ["n:" + escape(":".join(segs[: i + 1])) for i in range(len(segs))]
 
     @staticmethod
     def source_suffix(source_id: str) -> str:
