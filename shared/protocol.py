@@ -176,9 +176,8 @@ class Context:
         value = res[2]
         sep = b"\n\n" if isinstance(value, bytes) else "\n\n"  # a client may decode responses to str
         hit = decode_body(value[value.find(sep) + 2 :])
-        if hit is None:
-            yield Cmd(("UNLINK", s.entry(key)))
-            yield from self._count(g, "bad:" + key.namespace)
+        if hit is None:  # the script counted a hit; discard() makes it a bad miss
+            yield from self.discard(key)
             return Lookup(None, seen, BAD)
         return Lookup(hit, seen, HIT)
 
