@@ -77,6 +77,11 @@ class Health:
         if first:
             log.error("valkey_rag_cache: a cache script failed; treated as a miss: %s", exc, exc_info=exc)
 
+    def dropped(self) -> None:
+        """A write not attempted because its lookup did not reach the backend."""
+        with self._lock:
+            self.dropped_writes += 1
+
     def succeeded(self) -> None:
         if self._down:
             with self._lock:
