@@ -134,8 +134,9 @@ class AnswerCache:
         self.schema = KeySchema(prefix)
         self.connector = Connector(url, client, timeout=timeout, cluster=cluster)
         self.health = Health(retry_after=retry_after)
-        self._sync = SyncDriver(self.connector)
-        self._async = AsyncDriver(self.connector)
+        # A call meeting a moving cluster slot is retried within the timeout, then fails as a backend error.
+        self._sync = SyncDriver(self.connector, settle_for=timeout)
+        self._async = AsyncDriver(self.connector, settle_for=timeout)
         self._ctx_base = Context(self.schema, self.policy)
         self._id = next(_instances)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from valkey.exceptions import DataError, NoScriptError, ResponseError, ValkeyError
 
 from .errors import CacheError
+from .resharding import is_resharding
 
 __all__ = ["Health", "is_backend_error"]
 
@@ -20,6 +21,8 @@ def is_backend_error(exc: BaseException) -> bool:
     """Errors of the server or the network, as opposed to bugs that must surface."""
     if isinstance(exc, DataError | NoScriptError):
         return False
+    if is_resharding(exc):  # a slot moving between shards: the cluster's state, not a bug of ours
+        return True
     if isinstance(exc, ResponseError):
         text = str(exc)
         # A failing script is a bug of ours; OOM, READONLY, CLUSTERDOWN, LOADING, NOAUTH... are the backend.
