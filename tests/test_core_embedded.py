@@ -272,3 +272,51 @@ def test_stop_embedded_shuts_the_shared_server_down(runtime: str) -> None:
     with pytest.raises(valkey.ConnectionError):
         valkey.Valkey(unix_socket_path=sock).ping()
     assert stop_embedded(runtime) is False
+
+
+# -- malformed URLs ----------------------------------------------------------------------------------------
+
+BAD_URLS = [
+    "valky://app:s3cret-pw@cache.internal:6379",  # a typo in the scheme
+    "localhost:6379",  # no scheme
+    "app:s3cret-pw@localhost:6379",  # no scheme, with credentials
+    "valkey://app:s3cret-pw@cache.internal:63a9",  # a port that is not a number
+    "valkey://cache.internal:99999",  # out of range
+    "valkey://cache.internal:6379/zero",  # a database that is not a number
+    "valkey://cache.internal:6379?socket_timeout=soon&password=s3cret-pw",
+    "unix://",  # no socket path
+]
+
+
+@pytest.mark.fake
+@pytest.mark.parametrize("make", _constructors(), ids=lambda c: c.__module__.split(".")[0])
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_a_malformed_url_is_refused_at_construction(make: Any, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VALKEY_URL", raising=False)
+    with pytest.raises(ValueError, match=r"^url= is not a Valkey URL") as given:
+        make(url=url)
+    monkeypatch.setenv("VALKEY_URL", url)
+    with pytest.raises(ValueError, match=r"^VALKEY_URL is not a Valkey URL") as from_env:
+        make()
+    for exc in (given.value, from_env.value):
+        assert "s3cret-pw" not in str(exc)
+
+
+@pytest.mark.fake
+@pytest.mark.parametrize(
+    "url",
+    [
+        "valkey://cache.internal:6379/0",
+        "valkeys://app:pw@cache.internal:6380?ssl_cert_reqs=none",
+        "redis://cache.internal",
+        "rediss://app:pw@cache.internal:6379/2",
+        "unix:///run/valkey/valkey.sock?db=1",
+        "valkey://[::1]:6379",
+    ],
+)
+def test_well_formed_urls_are_accepted(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from valkey_rag_cache import AnswerCache
+
+    AnswerCache(url)
+    monkeypatch.setenv("VALKEY_URL", url)
+    assert AnswerCache().connector.url == url

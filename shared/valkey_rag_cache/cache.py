@@ -354,6 +354,21 @@ class AnswerCache:
     async def ainvalidate_all(self) -> None:
         await self._arun(lambda ctx: ctx.invalidate_all(), strict=InvalidationError)
 
+    def register(self) -> bool:
+        """List this cache's tree in the index of groups, so that global invalidations reach it.
+
+        For the operator of trees that only confined caches use (they never write the index): run it with an
+        unconfined cache on the tree's namespace; a tree listed anew is retired. Unconfined caches list their
+        trees themselves. Returns whether the tree was new to the index.
+
+        >>> AnswerCache(operator_url, namespace="tenant-a").register()  # doctest: +SKIP
+        True
+        """
+        if self.confined_to is not None:
+            raise ValueError("a confined cache cannot write the index of groups: register with an unconfined one")
+        group = self.namespace.split(":", 1)[0]
+        return bool(self._run(lambda ctx: ctx.register(group), strict=CacheError))
+
     def dependents(self, source_id: str) -> list[str]:
         """Keys of the live entries built on `source_id`."""
         return list(self._run(lambda ctx: ctx.dependents(source_id), strict=CacheError))
@@ -402,9 +417,9 @@ class AnswerCache:
 def _infos(ctx: Context) -> Flow:
     try:
         return (yield from ctx.info())
-    except Exception as exc:  # INFO refused by an ACL: the report says it could not tell
+    except Exception as exc:  # INFO refused by an ACL: the report says what it could not read
         if is_backend_error(exc):
-            return [None]
+            return [exc]
         raise
 
 

@@ -303,6 +303,17 @@ class Context:
     def invalidate_all(self) -> Flow:
         yield from self._invalidate(["a"], "*")
 
+    def register(self, group: str) -> Flow:
+        """List a tree in the index of groups, so global invalidations reach it (for trees used confined).
+
+        A tree listed anew is retired: an invalidation may have skipped it while it was not listed.
+        """
+        s = self.schema
+        added = yield Cmd(("SADD", s.groups, s.group_base(group)))
+        if int(added):
+            yield Eval(script("register"), [s.clock(group)], [s.token_base(group), _fresh_era(), self.token_ttl, "1"])
+        return bool(int(added))
+
     def dependents(self, source_id: str) -> Flow:
         dig = source_digest(_check_id(source_id))
         bases = yield from self._groups()
