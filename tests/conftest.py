@@ -22,7 +22,7 @@ from servers import Cluster, Server, start_cluster, start_standalone
 
 _prefixes = itertools.count()
 
-# Caches with no URL fall back to the user's shared embedded Valkey, which outlives the process that starts it.
+# Caches with no URL fall back to the user's shared embedded Valkey, which outlives the process starting it.
 # The whole session (and every subprocess it starts: the demo, notebook kernels) uses a private runtime dir
 # instead, so tests never touch the real user's server; the server started there is shut down at the end.
 SESSION_RUNTIME_DIR = tempfile.mkdtemp(prefix="vrc-rt-", dir="/tmp" if os.path.isdir("/tmp") else None)

@@ -7,7 +7,6 @@ import logging
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator

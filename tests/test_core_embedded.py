@@ -44,7 +44,11 @@ def env_for(runtime: str, **extra: str) -> dict[str, str]:
 def run(code: str, runtime: str, **extra: str) -> subprocess.CompletedProcess[str]:
     script = "import logging; logging.basicConfig(level=logging.WARNING)\n" + textwrap.dedent(code)
     out = subprocess.run(
-        [sys.executable, "-c", script], env=env_for(runtime, **extra), capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script],
+        env=env_for(runtime, **extra),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 0, out.stderr
     return out
@@ -291,7 +295,9 @@ BAD_URLS = [
 @pytest.mark.fake
 @pytest.mark.parametrize("make", _constructors(), ids=lambda c: c.__module__.split(".")[0])
 @pytest.mark.parametrize("url", BAD_URLS)
-def test_a_malformed_url_is_refused_at_construction(make: Any, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_malformed_url_is_refused_at_construction(
+    make: Any, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("VALKEY_URL", raising=False)
     with pytest.raises(ValueError, match=r"^url= is not a Valkey URL") as given:
         make(url=url)

@@ -1,7 +1,7 @@
 """Restricted servers: the ACL users managed services hand out, and users confined to one tenant's keys.
 
 Every test creates real ACL users on the real standalone server and on every node of the real cluster, and
-checks the server's ACL LOG: a refused command or key shows up there even when the cache turned it into a miss.
+checks the server's ACL LOG: a refused command or key shows up there even when the cache made it a miss.
 """
 
 from __future__ import annotations
@@ -307,7 +307,9 @@ def test_an_operator_reaches_a_confined_tree_once_it_is_registered(
     key = app.key("qa", "refunds?")
     app.lookup(key)
     assert app.store(key, "30 days", ["kb/refunds.md"])
-    operator = AnswerCache(acl.user("operator", f"~{prefix}:*", *MANAGED), prefix=prefix, namespace="tenant-a")
+    operator = AnswerCache(
+        acl.user("operator", f"~{prefix}:*", *MANAGED), prefix=prefix, namespace="tenant-a"
+    )
     assert operator.invalidate_source("kb/refunds.md") == 0  # the index of groups does not list the tree
     assert app.lookup(key) is not None  # the documented limit: register confined trees with the operator
     assert operator.register() is True

@@ -162,11 +162,15 @@ class AnswerCache:
     def check_namespace(self, namespace: str) -> str:
         """`namespace` if this cache may use it (any, or one of its own tree when confined); else ValueError.
 
-        >>> AnswerCache(namespace="tenant-a:support", confined=True).check_namespace("tenant-b")  # doctest: +SKIP
+        >>> tenant = AnswerCache(namespace="tenant-a:support", confined=True)  # doctest: +SKIP
+        >>> tenant.check_namespace("tenant-b")  # doctest: +SKIP
         Traceback (most recent call last):
         ValueError: this cache is confined to the namespace tree 'tenant-a'; 'tenant-b' is outside it
         """
-        if self.confined_to is not None and validate_namespace(namespace).split(":", 1)[0] != self.confined_to:
+        if (
+            self.confined_to is not None
+            and validate_namespace(namespace).split(":", 1)[0] != self.confined_to
+        ):
             raise ValueError(
                 f"this cache is confined to the namespace tree {self.confined_to!r}; "
                 f"{namespace!r} is outside it"
@@ -199,7 +203,8 @@ class AnswerCache:
         return result
 
     def _failed(self, exc: Exception, default: Any, write: bool, strict: type[CacheError] | None) -> Any:
-        if isinstance(exc, EmbeddedUnavailable):  # said once, with what to install or set: no outage to wait out
+        # No URL and no embedded server: said once, with what to install or set; no outage to wait out.
+        if isinstance(exc, EmbeddedUnavailable):
             if strict:
                 raise strict(str(exc)) from exc
             self.health.not_configured(write)
@@ -365,7 +370,9 @@ class AnswerCache:
         True
         """
         if self.confined_to is not None:
-            raise ValueError("a confined cache cannot write the index of groups: register with an unconfined one")
+            raise ValueError(
+                "a confined cache cannot write the index of groups: register with an unconfined one"
+            )
         group = self.namespace.split(":", 1)[0]
         return bool(self._run(lambda ctx: ctx.register(group), strict=CacheError))
 

@@ -135,7 +135,8 @@ class Connector:
         elif not embedded_allowed(embedded):
             switch = "embedded=False" if embedded is not None else "VALKEY_RAG_CACHE_EMBEDDED=0"
             raise ValueError(
-                f"no Valkey configured: set VALKEY_URL or pass url=... (the embedded fallback is off: {switch})"
+                f"no Valkey configured: set VALKEY_URL or pass url=... (the embedded fallback is off: "
+                f"{switch})"
             )
 
     @property

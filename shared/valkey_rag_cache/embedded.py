@@ -91,7 +91,9 @@ def runtime_dir() -> str:
             f"no one else (set {ENV_DIR} to a private directory, or set VALKEY_URL)"
         )
     if len(os.fsencode(os.path.join(path, SOCKET))) >= _SUN_PATH_MAX:
-        raise EmbeddedUnavailable(f"{path} is too long for a unix socket path: set {ENV_DIR} to a shorter one")
+        raise EmbeddedUnavailable(
+            f"{path} is too long for a unix socket path: set {ENV_DIR} to a shorter one"
+        )
     return path
 
 

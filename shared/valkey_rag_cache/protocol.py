@@ -311,7 +311,9 @@ class Context:
         s = self.schema
         added = yield Cmd(("SADD", s.groups, s.group_base(group)))
         if int(added):
-            yield Eval(script("register"), [s.clock(group)], [s.token_base(group), _fresh_era(), self.token_ttl, "1"])
+            yield Eval(
+                script("register"), [s.clock(group)], [s.token_base(group), _fresh_era(), self.token_ttl, "1"]
+            )
         return bool(int(added))
 
     def dependents(self, source_id: str) -> Flow:
@@ -409,8 +411,10 @@ def _index_key(rest: str) -> bool:
 
 
 def scan_targets(ctx: Context) -> Flow:
-    """What to SCAN, as (pattern, node, anchor key): every primary under the prefix, or a confined cache's tree
-    on the primary that owns its slot."""
+    """What to SCAN, as (pattern, node, anchor key).
+
+    Every primary under the prefix, or a confined cache's tree on the primary that owns its slot.
+    """
     if ctx.confined_to is not None:
         base = ctx.schema.group_base(ctx.confined_to)
         return [(glob_escape(base) + "*", None, base + "clock")]
@@ -427,7 +431,9 @@ def untimed_keys(ctx: Context, sample: int = 2000) -> Flow:
         cursor: Any = 0
         seen = 0
         while True:
-            cursor, keys = yield NodeCmd(("SCAN", cursor, "MATCH", pattern, "COUNT", 500), node=node, key=anchor)
+            cursor, keys = yield NodeCmd(
+                ("SCAN", cursor, "MATCH", pattern, "COUNT", 500), node=node, key=anchor
+            )
             names = [_text(k) for k in keys]
             names = [
                 k for k in names if k != s.groups and not _index_key((s.parse_group_key(k) or ("", ""))[1])
