@@ -26,6 +26,11 @@ def _scan_reply(reply: Any) -> Any:
     return reply
 
 
+def _attempts(cluster_client: Any) -> int:
+    # The first try and the retries valkey-py's cluster client makes after a dropped connection or a timeout.
+    return 1 + int(getattr(cluster_client, "cluster_error_retry_attempts", 3))
+
+
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
 
@@ -90,16 +95,20 @@ class SyncDriver:
         # A script runs on the slot's owner only, never after an ASK redirect: on the importing node, a key
         # not migrated yet reads as missing, and a script would act on half a tree (an invalidation that
         # finds no token to replace). The owner refuses a script that touches a key it no longer holds.
-        node = client.get_node_from_key(op.keys[0])
-        try:
-            return self._eval(client.get_valkey_connection(node), op)
-        except MovedError:
-            client.nodes_manager.initialize()  # the slot map is out of date: read it anew, then retry
-            raise
-        except (ConnectionError, TimeoutError):
-            with contextlib.suppress(Exception):  # as valkey-py does: the node may have failed over
-                client.nodes_manager.initialize()
-            raise
+        # A dropped connection or a timeout is retried as valkey-py's cluster client retries it.
+        for attempt in range(_attempts(client)):
+            node = client.get_node_from_key(op.keys[0])
+            try:
+                return self._eval(client.get_valkey_connection(node), op)
+            except MovedError:
+                client.nodes_manager.initialize()  # the slot map is out of date: read it anew, then retry
+                raise
+            except (ConnectionError, TimeoutError):
+                with contextlib.suppress(Exception):  # the node may have failed over: learn the layout
+                    client.nodes_manager.initialize()
+                if attempt + 1 == _attempts(client):
+                    raise
+        raise AssertionError("unreachable")
 
     def _settled(self, client: Any, op: Eval | Cmd, deadline: float) -> Any:
         while True:
@@ -234,16 +243,19 @@ class AsyncDriver:
             return await self._eval(client, op)
         # On the slot's owner only, never after an ASK redirect (see `SyncDriver._single`).
         await client.initialize()  # the async cluster client reads its slot map on first use (once)
-        node = client.get_node_from_key(op.keys[0])
-        try:
-            return await self._node_eval(node, op)
-        except MovedError:
-            await client.nodes_manager.initialize()
-            raise
-        except (ConnectionError, TimeoutError):
-            with contextlib.suppress(Exception):
+        for attempt in range(_attempts(client)):
+            node = client.get_node_from_key(op.keys[0])
+            try:
+                return await self._node_eval(node, op)
+            except MovedError:
                 await client.nodes_manager.initialize()
-            raise
+                raise
+            except (ConnectionError, TimeoutError):
+                with contextlib.suppress(Exception):
+                    await client.nodes_manager.initialize()
+                if attempt + 1 == _attempts(client):
+                    raise
+        raise AssertionError("unreachable")
 
     @staticmethod
     async def _node_eval(node: Any, op: Eval) -> Any:
