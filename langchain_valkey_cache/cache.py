@@ -118,7 +118,7 @@ class ValkeyCache(CacheOperations, BaseCache):
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         # An entry that does not decode is a counted miss, removed by the core (which keeps the race check).
         hit = self.core.lookup(self._key(prompt, llm_string), decode=decode_generations)
-        return None if hit is None else hit.value  # type: ignore[no-any-return]
+        return None if hit is None else hit.value
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         key = self._key(prompt, llm_string)
@@ -133,7 +133,7 @@ class ValkeyCache(CacheOperations, BaseCache):
 
     async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         hit = await self.core.alookup(self._key(prompt, llm_string), decode=decode_generations)
-        return None if hit is None else hit.value  # type: ignore[no-any-return]
+        return None if hit is None else hit.value
 
     async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         key = self._key(prompt, llm_string)

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from valkey.exceptions import ValkeyError
 
@@ -29,7 +29,7 @@ from .envelope import Hit
 from .errors import CacheError, InvalidationError
 from .health import Health, is_backend_error
 from .keys import EntryKey, KeySchema, validate_namespace
-from .protocol import Context, Flow, Seen, untimed_keys
+from .protocol import Context, Flow, Lookup, Seen, untimed_keys
 from .sources import Source, SourceScope, as_sources, scoped_sources
 from .store import AsyncDriver, SyncDriver
 from .ttl import TTLPolicy, TTLValue
@@ -92,7 +92,7 @@ def _take(ident: tuple[int, str, str]) -> Seen | None:
 
 
 _instances = itertools.count()
-_BAD = object()  # a hit whose value the caller could not decode
+_BAD: Hit[Any] = Hit(None, (), None, 0.0)  # a hit whose value the caller could not decode
 log = logging.getLogger("valkey_rag_cache")
 
 
@@ -202,7 +202,11 @@ class AnswerCache:
 
     # -- lookups and writes ----------------------------------------------------------------------------
 
-    def lookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit | None:
+    @overload
+    def lookup(self, key: EntryKey, decode: None = None) -> Hit[Any] | None: ...
+    @overload
+    def lookup(self, key: EntryKey, decode: Callable[[Any], T | None]) -> Hit[T] | None: ...
+    def lookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit[Any] | None:
         """The cached value, or None. Never raises for a backend that is down or for bad stored data.
 
         `decode` turns the stored JSON into the caller's type; when it raises or returns None the entry is
@@ -212,16 +216,22 @@ class AnswerCache:
         if hit is _BAD:
             self.discard(key)
             return None
-        return hit  # type: ignore[return-value]
+        return hit
 
-    async def alookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit | None:
+    @overload
+    async def alookup(self, key: EntryKey, decode: None = None) -> Hit[Any] | None: ...
+    @overload
+    async def alookup(self, key: EntryKey, decode: Callable[[Any], T | None]) -> Hit[T] | None: ...
+    async def alookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit[Any] | None:
         hit = self._accept(key, await self._arun(lambda ctx: ctx.lookup(key)), decode)
         if hit is _BAD:
             await self.adiscard(key)
             return None
-        return hit  # type: ignore[return-value]
+        return hit
 
-    def _accept(self, key: EntryKey, result: Any, decode: Callable[[Any], Any] | None) -> Hit | None | object:
+    def _accept(
+        self, key: EntryKey, result: Lookup | None, decode: Callable[[Any], Any] | None
+    ) -> Hit[Any] | None:
         if result is None:
             return None
         hit = result.hit
