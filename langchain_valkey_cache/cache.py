@@ -38,15 +38,18 @@ class ValkeyCache(CacheOperations, BaseCache):
         url: ``valkey://host:port`` (also ``valkeys://``, ``redis://``, ``rediss://``, ``unix://``); default
             ``VALKEY_URL``, else an embedded Valkey.
         client: a ready-made valkey client (sync, asyncio or cluster) instead of `url`.
-        namespace: where this cache's entries live; ``clear()`` removes this namespace and those below it.
+        namespace: where this cache's entries live (default ``default``); ``clear()`` removes this namespace
+            and those below it.
         ttl_policy: content type -> TTL overrides (or a `TTLPolicy`).
         default_content_type: the content type (hence TTL) of answers built on no typed source.
         source_id_key: ``None`` (default): a document's source is its ``Document.id`` (``metadata["source"]``
             when the id is missing); a key name: ``metadata[source_id_key]`` (the id when missing).
         content_type_key: metadata key holding a document's content type (``static``, ``realtime``, ...).
-        prefix: every Valkey key of this cache starts with ``prefix:``.
+        prefix: every Valkey key of this cache starts with ``prefix:`` (default ``llmcache``).
         timeout: socket timeout in seconds (default: the core's); a slower backend turns lookups into misses.
-        core: an existing `AnswerCache` to share (then url, client and the rest are not accepted).
+        core: an existing `AnswerCache` to share (then url, client and the other core options are refused).
+
+    Options left at None take the core's defaults.
 
     Example:
         >>> cache = ValkeyCache("valkey://localhost:6379", namespace="support")  # doctest: +SKIP
@@ -58,12 +61,12 @@ class ValkeyCache(CacheOperations, BaseCache):
         url: str | None = None,
         *,
         client: Any = None,
-        namespace: str = "default",
+        namespace: str | None = None,
         ttl_policy: TTLPolicy | Mapping[str, TTLValue] | None = None,
         default_content_type: str | None = None,
         source_id_key: str | None = None,
         content_type_key: str | None = "content_type",
-        prefix: str = "llmcache",
+        prefix: str | None = None,
         timeout: float | None = None,
         core: AnswerCache | None = None,
     ) -> None:
@@ -80,10 +83,6 @@ class ValkeyCache(CacheOperations, BaseCache):
         self.source_id_key = source_id_key
         self.content_type_key = content_type_key
         self._capture = capture()
-
-    @property
-    def namespace(self) -> str:
-        return self.core.namespace
 
     def _key(self, prompt: str, llm_string: str) -> EntryKey:
         # All of llm_string: after its "---" come stop words, bound tools and structured-output settings.

@@ -20,7 +20,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
-from valkey_rag_cache import AnswerCache, CacheOperations
+from valkey_rag_cache.operations import Invalidates
 
 __all__ = ["InvalidatingVectorStore"]
 
@@ -35,7 +35,7 @@ class InvalidatingVectorStore(VectorStore):
 
     Args:
         vector_store: the store to wrap.
-        cache: a `ValkeyCache` (or any cache with the core's operations, such as an `AnswerCache`).
+        cache: what to invalidate: a `ValkeyCache` of either framework or an `AnswerCache` (`Invalidates`).
         source_id_key: the metadata key naming a document's source (``index``'s ``source_id_key``); ``None``
             to invalidate by document id only.
     """
@@ -43,7 +43,7 @@ class InvalidatingVectorStore(VectorStore):
     def __init__(
         self,
         vector_store: VectorStore,
-        cache: CacheOperations | AnswerCache,
+        cache: Invalidates,
         source_id_key: str | None = "source",
     ) -> None:
         self.vector_store = vector_store

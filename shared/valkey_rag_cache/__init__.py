@@ -12,7 +12,7 @@ from .doctor import DoctorReport
 from .envelope import Hit
 from .errors import CacheError, InvalidationError
 from .keys import EntryKey
-from .operations import CacheOperations
+from .operations import CacheOperations, Invalidates, Operations
 from .protocol import Seen
 from .sources import Source, SourceScope, as_sources, scoped_sources
 from .ttl import DEFAULT_TTLS, TTLPolicy
@@ -25,7 +25,9 @@ __all__ = [
     "DoctorReport",
     "EntryKey",
     "Hit",
+    "Invalidates",
     "InvalidationError",
+    "Operations",
     "Seen",
     "Source",
     "SourceScope",

@@ -371,13 +371,16 @@ class AnswerCache:
 
     def doctor(self) -> DoctorReport:
         """Read the eviction policy and memory (where allowed); name configurations that break the cache."""
+        return self._run(_doctor, strict=CacheError)  # type: ignore[no-any-return]
 
-        def flow(ctx: Context) -> Flow:
-            infos = yield from _infos(ctx)
-            untimed = yield from untimed_keys(ctx)
-            return diagnose(infos, ctx.cluster, untimed)
+    async def adoctor(self) -> DoctorReport:
+        return await self._arun(_doctor, strict=CacheError)  # type: ignore[no-any-return]
 
-        return self._run(flow, strict=CacheError)  # type: ignore[no-any-return]
+
+def _doctor(ctx: Context) -> Flow:
+    infos = yield from _infos(ctx)
+    untimed = yield from untimed_keys(ctx)
+    return diagnose(infos, ctx.cluster, untimed)
 
 
 def _infos(ctx: Context) -> Flow:
