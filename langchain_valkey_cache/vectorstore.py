@@ -231,6 +231,11 @@ class InvalidatingVectorStore(VectorStore):
     ) -> list[Document]:
         return self.vector_store.max_marginal_relevance_search_by_vector(embedding, *args, **kwargs)
 
+    async def amax_marginal_relevance_search_by_vector(
+        self, embedding: list[float], *args: Any, **kwargs: Any
+    ) -> list[Document]:
+        return await self.vector_store.amax_marginal_relevance_search_by_vector(embedding, *args, **kwargs)
+
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         return self.vector_store._select_relevance_score_fn()
 

@@ -1,13 +1,13 @@
 """`AnswerCache`: the framework-neutral cache with the five invalidation strategies, sync and async.
 
-Example:
-    >>> cache = AnswerCache("valkey://localhost:6379", namespace="docs:technical")  # doctest: +SKIP
-    >>> key = cache.key("qa", {"question": "How do I reset my password?"})  # doctest: +SKIP
-    >>> cache.lookup(key) is None  # doctest: +SKIP
+Example (``AnswerCache("valkey://localhost:6379", ...)`` for a server of yours; here an embedded one):
+    >>> cache = AnswerCache(namespace="docs:technical")
+    >>> key = cache.key("qa", {"question": "How do I reset my password?"})
+    >>> cache.lookup(key) is None
     True
-    >>> cache.store(key, {"answer": "..."}, [Source("kb/reset.md", "documentation")])  # doctest: +SKIP
+    >>> cache.store(key, {"answer": "..."}, [Source("kb/reset.md", "documentation")])
     True
-    >>> cache.invalidate_source("kb/reset.md")  # doctest: +SKIP
+    >>> cache.invalidate_source("kb/reset.md")
     1
 """
 
