@@ -23,6 +23,7 @@ OURS = ("valkey_rag_cache", "langchain_valkey_cache", "llamaindex_valkey_cache")
 
 # Sync-only on purpose: no I/O, or a framework hook the framework itself calls only in sync form.
 NO_IO = {"key", "seen", "sources", "scoped_sources", "source_of", "sources_of", "captured_sources"}
+NO_IO |= {"check_namespace"}
 NO_IO |= {"make_core", "class_name", "model_post_init"}  # LlamaIndex's class name, pydantic's generated hook
 SYNC_ONLY: dict[str, set[str]] = {
     "CachedRunnable": {"get_input_schema", "get_output_schema"},  # Runnable schema: sync in LangChain
