@@ -13,9 +13,33 @@ local function counter(text)
   return tonumber(text)
 end
 
--- A member of the index of groups as this code writes it: '<prefix>:{<escaped group>}:' (see keys.py: the
--- group is percent-encoded, never empty and holds no ':'). Nothing else is followed: a tampered member
--- could otherwise name keys outside the prefix.
+-- UTF-8 as Python's strict codec reads it: no overlong forms, no surrogates, nothing above U+10FFFF.
+local function utf8_valid(text)
+  local i = 1
+  while i <= #text do
+    local c, len = string.byte(text, i), 0
+    if c < 0x80 then len = 1
+    elseif c >= 0xC2 and c <= 0xDF then len = 2
+    elseif c >= 0xE0 and c <= 0xEF then len = 3
+    elseif c >= 0xF0 and c <= 0xF4 then len = 4
+    else return false end
+    for j = i + 1, i + len - 1 do
+      local b = string.byte(text, j)
+      if not b or b < 0x80 or b > 0xBF then return false end
+    end
+    local b2 = string.byte(text, i + 1)
+    if (c == 0xE0 and b2 < 0xA0) or (c == 0xED and b2 > 0x9F) or (c == 0xF0 and b2 < 0x90)
+        or (c == 0xF4 and b2 > 0x8F) then
+      return false
+    end
+    i = i + len
+  end
+  return true
+end
+
+-- A member of the index of groups exactly as keys.py writes it: '<prefix>:{<group>}:', the group (never
+-- empty, no ':') percent-encoded by escape(). Nothing else is followed: a tampered member could otherwise
+-- name keys outside the prefix.
 local function valid_base(prefix, base)
   local head = prefix .. ':{'
   if type(base) ~= 'string' or string.sub(base, 1, #head) ~= head or string.sub(base, -2) ~= '}:' then
@@ -23,7 +47,14 @@ local function valid_base(prefix, base)
   end
   local group = string.sub(base, #head + 1, -3)
   if group == '' or string.find(group, '[^A-Za-z0-9_.%%-]') then return false end
-  return not string.find((string.gsub(group, '%%[0-9A-F][0-9A-F]', '')), '%', 1, true)
+  if string.find((string.gsub(group, '%%[0-9A-F][0-9A-F]', '')), '%', 1, true) then return false end
+  local canonical = true
+  local text = string.gsub(group, '%%(%x%x)', function(hex)
+    local ch = string.char(tonumber(hex, 16))
+    if string.find(ch, '^[A-Za-z0-9_.:-]$') then canonical = false end  -- escape() leaves these as they are
+    return ch
+  end)
+  return canonical and utf8_valid(text)
 end
 
 -- The group's clock {era, counter, invalidations}, or nil when it is missing or holds anything this code did
