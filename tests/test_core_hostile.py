@@ -1,4 +1,4 @@
-"""Hostile or damaged data under the prefix: a miss and a repair, never an exception, never a foreign key touched.
+"""Hostile or damaged data under the prefix: a miss and a repair, never an exception or a foreign key.
 
 Each test plants the damage with a raw client, then checks that lookups raise nothing and serve nothing
 stale, that invalidations still reach every tree, that the damaged tree is repaired (or named in an
