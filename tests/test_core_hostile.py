@@ -120,6 +120,10 @@ DAMAGE: dict[str, Callable[[Any, AnswerCache], None]] = {
     "source-token-odd": lambda raw, c: raw.set(
         c.schema.group_base("docs") + "t:" + c.schema.source_suffix("doc"), "x.lots"
     ),
+    "source-token-counter-word": lambda raw, c: raw.set(
+        c.schema.group_base("docs") + "t:" + c.schema.source_suffix("doc"),
+        raw.hget(c.schema.clock("docs"), "e") + b".lots",  # the current era: the write compares its counter
+    ),
     "source-token-not-a-string": replace_with_hash(
         lambda c: c.schema.group_base("docs") + "t:" + c.schema.source_suffix("doc")
     ),
@@ -140,6 +144,8 @@ def test_damage_in_one_tree_is_a_miss_and_a_repair(
     by_version = [put(docs, "v", "d", ["x"])] + [put(c, "v", c.namespace, ["y"]) for c in others]
 
     DAMAGE[damage](raw_client, docs)
+    docs.dependents("doc")  # listings read the damaged keys without raising
+    docs.stats()
 
     # Invalidations reach every tree, the damaged one included, and raise nothing.
     docs.invalidate_source("doc")
@@ -193,6 +199,24 @@ def test_a_damaged_clock_is_made_anew_with_a_fresh_era(make_cache: Any, raw_clie
     assert raw_client.hget(clock, "e") != era  # no token it issues can equal an old one
     assert int(raw_client.hget(clock, "c")) < 10
     assert cache.lookup(key) is None
+
+
+def test_a_token_that_is_not_ours_is_replaced_never_compared(make_cache: Any, raw_client: Any) -> None:
+    cache = make_cache(namespace="docs")
+    put(cache, "q", "a", ["doc"])
+    token = cache.schema.group_base("docs") + "t:" + cache.schema.source_suffix("doc")
+    era = raw_client.hget(cache.schema.clock("docs"), "e")
+    for value in (era + b".lots", era + b".1.5", era + b"." + b"9" * 30, b"x.1e5", era):
+        raw_client.set(token, value)
+        key = cache.key("qa", value.decode())
+        assert cache.lookup(key) is None
+        cache.invalidate_source("other")  # between the lookup and the write: the write checks the tokens
+        assert not cache.store(key, "b", ["doc"])  # a token not ours counts as missing: refused, no error
+        assert cache.lookup(key) is None
+        assert cache.store(key, "b", ["doc"])  # then replaced with one of ours
+        assert cache.lookup(key).value == "b"  # type: ignore[union-attr]
+        assert raw_client.get(token) != value
+    no_errors(cache)
 
 
 def test_a_write_that_saw_a_clock_later_damaged_is_refused(make_cache: Any, raw_client: Any) -> None:
