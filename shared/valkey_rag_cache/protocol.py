@@ -343,7 +343,7 @@ class Context:
         return self._invalidated(replies)
 
     def _invalidated(self, replies: list[Any]) -> int:
-        deleted, failed = 0, set()
+        deleted, failed = 0, set[str]()
         for reply in replies:
             deleted += int(reply[0])
             failed.update(_text(base) for base in reply[1:])
