@@ -38,7 +38,8 @@ def read(raw: Any, name: str) -> Any:
         "set": lambda k: sorted(raw.smembers(k)),
         "none": lambda k: None,
     }[kind](name)
-    return kind, value, raw.ttl(name)
+    ttl = raw.ttl(name)
+    return kind, value, ttl if ttl < 0 else 9_000 < ttl <= 10_000  # planted with 10000 s; time passes
 
 
 def plant_foreign(raw: Any, prefix: str) -> dict[str, Any]:
