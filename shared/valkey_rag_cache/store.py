@@ -10,7 +10,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from valkey.exceptions import ConnectionError, MovedError, NoScriptError, TimeoutError
+from valkey.exceptions import ConnectionError, MovedError, NoPermissionError, NoScriptError, TimeoutError
 
 from .connection import Connector
 from .protocol import Cmd, Eval, FanOut, Flow, NodeCmd, Primaries
@@ -31,6 +31,14 @@ def _attempts(cluster_client: Any) -> int:
     return 1 + int(getattr(cluster_client, "cluster_error_retry_attempts", 3))
 
 
+def _queue_eval(pipe: Any, call: Eval, use_eval: bool) -> None:
+    # EVAL where an ACL refuses SCRIPT LOAD (it loads the script as it runs it), EVALSHA otherwise.
+    if use_eval:
+        pipe.eval(call.script.source, len(call.keys), *call.keys, *call.args)
+    else:
+        pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+
+
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
 
@@ -47,7 +55,8 @@ class SyncDriver:
     """Runs an operation with the sync client: one call (or one pipeline per shard) per yielded op.
 
     In a cluster, a call that meets a moving hash slot is retried for up to `settle_for` seconds (the cache's
-    timeout) through the cluster client, which follows MOVED and ASK and refreshes its slot map.
+    timeout): MOVED refreshes the slot map and goes to the new owner; a script waits while its slot is being
+    migrated (single commands follow ASK through the cluster client).
     """
 
     def __init__(self, connector: Connector, settle_for: float = 0.5) -> None:
@@ -128,7 +137,10 @@ class SyncDriver:
         try:
             return client.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
         except NoScriptError:
-            client.script_load(op.script.source)
+            try:
+                client.script_load(op.script.source)
+            except NoPermissionError:  # an ACL without SCRIPT LOAD: EVAL runs it (and caches it)
+                return client.eval(op.script.source, len(op.keys), *op.keys, *op.args)
             return client.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
 
     def _fanout(self, client: Any, calls: list[Eval | Cmd]) -> list[Any]:
@@ -165,25 +177,29 @@ class SyncDriver:
     def _pipeline(
         self, conn: Any, items: list[tuple[int, Eval | Cmd]], results: list[Any], cluster_client: Any = None
     ) -> list[Any]:
+        use_eval = False
         for attempt in range(2):
             pipe = conn.pipeline(transaction=False)
             for _, call in items:
                 if isinstance(call, Eval):
-                    pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+                    _queue_eval(pipe, call, use_eval)
                 else:
                     pipe.execute_command(*call.args)
             replies = pipe.execute(raise_on_error=False)
             if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
-                for script in {c.script for _, c in items if isinstance(c, Eval)}:
-                    conn.script_load(script.source)
+                try:
+                    for script in {c.script for _, c in items if isinstance(c, Eval)}:
+                        conn.script_load(script.source)
+                except NoPermissionError:
+                    use_eval = True
                 continue
             break
         deadline = time.monotonic() + self.settle_for
         first_error: Exception | None = None
         for (i, call), reply in zip(items, replies, strict=True):
             if cluster_client is not None and is_resharding(reply):
-                # Sent on a slot map that is out of date, or the slot is moving: the cluster client follows
-                # MOVED (refreshing its map, so the next fan-out goes to the right node) and ASK.
+                # Sent on a slot map that is out of date, or the slot is moving: retried on the owner after
+                # refreshing the map (so the next fan-out goes to the right node), or until the slot settles.
                 try:
                     reply = self._settled(cluster_client, call, deadline)
                 except Exception as exc:
@@ -263,7 +279,10 @@ class AsyncDriver:
         try:
             return await node.execute_command(*call)
         except NoScriptError:
-            await node.execute_command("SCRIPT", "LOAD", op.script.source)
+            try:
+                await node.execute_command("SCRIPT", "LOAD", op.script.source)
+            except NoPermissionError:  # an ACL without SCRIPT LOAD: EVAL runs it (and caches it)
+                return await node.execute_command("EVAL", op.script.source, len(op.keys), *op.keys, *op.args)
             return await node.execute_command(*call)
 
     async def _settled(self, client: Any, op: Eval | Cmd, deadline: float) -> Any:
@@ -284,7 +303,10 @@ class AsyncDriver:
         try:
             return await client.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
         except NoScriptError:
-            await client.script_load(op.script.source)
+            try:
+                await client.script_load(op.script.source)
+            except NoPermissionError:  # an ACL without SCRIPT LOAD: EVAL runs it (and caches it)
+                return await client.eval(op.script.source, len(op.keys), *op.keys, *op.args)
             return await client.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
 
     async def _fanout(self, client: Any, calls: list[Eval | Cmd]) -> list[Any]:
@@ -292,8 +314,8 @@ class AsyncDriver:
             return []
         if self.connector.cluster:
             # The async cluster client multiplexes over one connection per node: concurrent calls are sent
-            # back to back, so each shard sees one burst. Like the sync driver, each call follows MOVED/ASK
-            # and waits out a moving slot, and every call completes before the first error is raised.
+            # back to back, so each shard sees one burst. Like the sync driver, each call follows MOVED and
+            # waits out a moving slot, and every call completes before the first error is raised.
             deadline = time.monotonic() + self.settle_for
             replies = await asyncio.gather(
                 *(self._settled(client, c, deadline) for c in calls), return_exceptions=True
@@ -302,17 +324,21 @@ class AsyncDriver:
                 if isinstance(reply, BaseException):
                     raise reply
             return list(replies)
+        use_eval = False
         for attempt in range(2):
             async with client.pipeline(transaction=False) as pipe:
                 for call in calls:
                     if isinstance(call, Eval):
-                        pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+                        _queue_eval(pipe, call, use_eval)
                     else:
                         pipe.execute_command(*call.args)
                 replies = await pipe.execute(raise_on_error=False)
             if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
-                for script in {c.script for c in calls if isinstance(c, Eval)}:
-                    await client.script_load(script.source)
+                try:
+                    for script in {c.script for c in calls if isinstance(c, Eval)}:
+                        await client.script_load(script.source)
+                except NoPermissionError:
+                    use_eval = True
                 continue
             break
         for reply in replies:
