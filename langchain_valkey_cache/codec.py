@@ -37,6 +37,8 @@ from langchain_core.messages import (
 from langchain_core.outputs import ChatGeneration, Generation
 from langchain_core.runnables.utils import AddableDict
 
+from valkey_rag_cache.errors import DecodeError  # the core's rule: stored data we did not write is a miss
+
 __all__ = [
     "DecodeError",
     "UnsupportedValue",
@@ -47,10 +49,6 @@ __all__ = [
     "encode_message",
     "encode_value",
 ]
-
-
-class DecodeError(ValueError):
-    """Stored data that is not a value this codec wrote: the cache treats it as a miss and removes it."""
 
 
 class UnsupportedValue(TypeError):
