@@ -33,6 +33,7 @@ from pydantic import BaseModel, PrivateAttr
 
 from llamaindex_support import CountingLLM
 from llamaindex_valkey_cache import CachedFunctionCallingLLM, CachedLLM, LlamaIndexCache, codec
+from valkey_rag_cache import DecodeError
 
 pytestmark = pytest.mark.standalone
 
@@ -336,6 +337,8 @@ def test_completion_response_round_trips_exactly(cache: LlamaIndexCache) -> None
     ],
 )
 def test_bad_stored_data_is_a_miss_and_is_discarded(cache: LlamaIndexCache, bad: Any) -> None:
+    with pytest.raises(DecodeError):  # the one rule: bad data is a DecodeError, never None or another error
+        codec.decode_chat(bad)
     inner = CountingLLM()
     llm = CachedLLM(llm=inner, cache=cache)
     key = llm._chat_key(user("poisoned"), {})
@@ -378,7 +381,8 @@ def test_stored_media_blocks_are_bad_data_never_decoded(
     secret = tmp_path / "secret.txt"
     secret.write_text("API_KEY=sk-live-123")
     stored = media_entries(str(secret))[kind]
-    assert codec.decode_chat(stored) is None
+    with pytest.raises(DecodeError):
+        codec.decode_chat(stored)
     inner = CountingLLM()
     llm = CachedLLM(llm=inner, cache=cache)
     key = llm._chat_key(user("show me"), {})
