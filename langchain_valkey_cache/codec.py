@@ -55,20 +55,16 @@ class UnsupportedValue(TypeError):
     """A value this codec cannot store faithfully: the cache skips the write instead of storing a lie."""
 
 
-_MESSAGE_CLASSES: tuple[type[BaseMessage], ...] = (
-    AIMessage,
-    AIMessageChunk,
-    HumanMessage,
-    HumanMessageChunk,
-    SystemMessage,
-    SystemMessageChunk,
-    ToolMessage,
-    ToolMessageChunk,
-    ChatMessage,
-    ChatMessageChunk,
-    FunctionMessage,
-    FunctionMessageChunk,
+# Each message class with its chunk class (what a stream yields).
+_MESSAGE_PAIRS: tuple[tuple[type[BaseMessage], type[BaseMessage]], ...] = (
+    (AIMessage, AIMessageChunk),
+    (HumanMessage, HumanMessageChunk),
+    (SystemMessage, SystemMessageChunk),
+    (ToolMessage, ToolMessageChunk),
+    (ChatMessage, ChatMessageChunk),
+    (FunctionMessage, FunctionMessageChunk),
 )
+_MESSAGE_CLASSES = tuple(cls for pair in _MESSAGE_PAIRS for cls in pair)
 # The allowlist: a stored "type" can only ever build one of these classes.
 _BY_TYPE: dict[str, type[BaseMessage]] = {cls.model_fields["type"].default: cls for cls in _MESSAGE_CLASSES}
 _FIELDS: dict[type[BaseMessage], tuple[str, ...]] = {
