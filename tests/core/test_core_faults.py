@@ -23,8 +23,7 @@ from pydantic import PrivateAttr
 
 import valkey_rag_cache.protocol as protocol
 from langchain_valkey_cache import ValkeyCache as LangChainCache
-from llamaindex_valkey_cache import CachedLLM
-from llamaindex_valkey_cache import ValkeyCache as LlamaIndexCache
+from llamaindex_valkey_cache import CachedLLM, LlamaIndexCache
 from servers import Server, free_port
 from valkey_rag_cache import AnswerCache
 from valkey_rag_cache.scripts import Script
