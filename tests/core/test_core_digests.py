@@ -40,7 +40,9 @@ SHIFTS = [
 
 
 @pytest.mark.parametrize(("one", "other"), SHIFTS)
-def test_shifted_fields_never_share_an_encoding_or_a_digest(one: tuple[str, ...], other: tuple[str, ...]) -> None:
+def test_shifted_fields_never_share_an_encoding_or_a_digest(
+    one: tuple[str, ...], other: tuple[str, ...]
+) -> None:
     assert encode_fields(*one) != encode_fields(*other)
     assert parse_fields(encode_fields(*one)) == one
     assert parse_fields(encode_fields(*other)) == other

@@ -93,7 +93,8 @@ def test_values_round_trip_exactly(path: str, value: Any) -> None:
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 @pytest.mark.parametrize(
-    "where", [lambda x: x, lambda x: [1, x], lambda x: {"a": {"b": [x]}}, lambda x: (x,), lambda x: {"v": [[x]]}]
+    "where",
+    [lambda x: x, lambda x: [1, x], lambda x: {"a": {"b": [x]}}, lambda x: (x,), lambda x: {"v": [[x]]}],
 )
 def test_non_finite_floats_are_refused_as_by_json(path: str, bad: float, where: Any) -> None:
     with pytest.raises(ValueError):
@@ -209,7 +210,11 @@ def test_an_entry_body_round_trips_on_both_paths(path: str, value: Any) -> None:
     hit = decode_body(encode_body(value, ("kb/a.md", "kb/é.md"), "documentation", 1733.25))
     assert hit is not None
     assert repr(hit.value) == repr(json.loads(json.dumps(value, ensure_ascii=False)))
-    assert (hit.sources, hit.content_type, hit.created_at) == (("kb/a.md", "kb/é.md"), "documentation", 1733.25)
+    assert (hit.sources, hit.content_type, hit.created_at) == (
+        ("kb/a.md", "kb/é.md"),
+        "documentation",
+        1733.25,
+    )
 
 
 def test_bodies_of_either_path_read_on_the_other(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -299,7 +299,8 @@ def test_the_key_covers_the_whole_llm_string(cache: ValkeyCache) -> None:
 @pytest.mark.parametrize(
     ("stored", "other"),
     [
-        (("ab", "c"), ("a", "bc")),  # the text shifts from the prompt into the llm_string
+        (("c", "ab"), ("bc", "a")),  # the text shifts from the llm_string into the prompt
+        (("ab", "c"), ("a", "bc")),
         (("", "xy"), ("xy", "")),
         (("p", 'm"}---'), ('p"}---', "m")),
         (("p", "m"), ("p\x00", "m")),
