@@ -111,7 +111,7 @@ def _constructs_alike(cls: type[BaseModel], passed: frozenset[str]) -> bool:
         or any(f.alias or f.validation_alias for f in cls.__pydantic_fields__.values())
     ):
         return False
-    data = {name: f"value of {name}" for name in cls.__pydantic_fields__}
+    data: dict[str, Any] = {name: f"value of {name}" for name in cls.__pydantic_fields__}
     slow = cls.model_construct(**{name: data[name] for name in passed})
     slow_state = {name: data[name] if name in passed else getattr(slow, name) for name in data}
     fast = _construct(cls, slow_state, passed, _extra_allowed(cls))

@@ -1,4 +1,4 @@
-"""Digests of length-prefixed text fields: unambiguous by construction, and the cached state changes nothing."""
+"""Digests of length-prefixed text fields: unambiguous by construction, the cached state changing nothing."""
 
 from __future__ import annotations
 

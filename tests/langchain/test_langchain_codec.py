@@ -1,4 +1,4 @@
-"""The LangChain codec builds hits without pydantic's per-field loop, and they are what was stored, exactly."""
+"""The LangChain codec builds hits without pydantic's per-field loop; they are what was stored, exactly."""
 
 from __future__ import annotations
 
