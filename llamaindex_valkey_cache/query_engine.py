@@ -24,6 +24,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
 from llama_index.core.base.base_query_engine import BaseQueryEngine
+from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.base.response.schema import (
     RESPONSE_TYPE,
     AsyncStreamingResponse,
@@ -35,10 +36,13 @@ from llama_index.core.prompts.mixin import PromptMixinType
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from valkey_rag_cache import EntryKey, Seen, Source
+from valkey_rag_cache.semantic import LookalikeGuard, SemanticQuery, Verifier
+from valkey_rag_cache.semantic.cache import _DEFAULT_GUARD
 
 from . import codec
 from .cache import ValkeyCache
 from .keying import jsonable
+from .semantic import QueryMatcher
 from .shape import engine_shape
 from .tracking import Retrieved, install, ledger, retrieved
 
@@ -47,6 +51,8 @@ __all__ = ["CachedQueryEngine"]
 log = logging.getLogger("llamaindex_valkey_cache")
 
 QUERY = "llamaindex.query"
+SEMANTIC_QUERY = "llamaindex.query-semantic"
+Ticket = EntryKey | SemanticQuery
 
 
 class CachedQueryEngine(BaseQueryEngine):
@@ -58,6 +64,10 @@ class CachedQueryEngine(BaseQueryEngine):
         name: what the engine answers from (its data, tenant, filters), telling apart engines over
             different data that share a namespace; required when its shape cannot be read in full.
         namespace: store this engine's answers in another namespace than the cache's.
+        embed_model: a LlamaIndex embedding model: the query string is then also matched by similarity,
+            within the exact partition of everything else in the key (shape, name, custom embedding strings,
+            image); each candidate passes the look-alike guard and is validated like an exact hit.
+        similarity_threshold, guard, verifier, band, k, embed_timeout: see `SemanticCache`.
 
     Raises:
         ValueError: the engine's shape cannot be read in full and no `name` was given.
@@ -70,6 +80,13 @@ class CachedQueryEngine(BaseQueryEngine):
         *,
         name: str = "",
         namespace: str | None = None,
+        embed_model: BaseEmbedding | None = None,
+        similarity_threshold: float = 0.9,
+        guard: LookalikeGuard | None = _DEFAULT_GUARD,
+        verifier: Verifier | None = None,
+        band: float = 0.05,
+        k: int = 4,
+        embed_timeout: float | None = 10.0,
     ) -> None:
         if not isinstance(query_engine, BaseQueryEngine):
             raise TypeError(
@@ -87,6 +104,11 @@ class CachedQueryEngine(BaseQueryEngine):
         self.name = name
         self.namespace = namespace
         self._warned = False
+        self._matcher: QueryMatcher | None = None
+        if embed_model is not None:
+            self._matcher = QueryMatcher(
+                cache, embed_model, similarity_threshold, guard, verifier, band, k, embed_timeout
+            )
         install()
 
     def _get_prompt_modules(self) -> PromptMixinType:
@@ -94,7 +116,7 @@ class CachedQueryEngine(BaseQueryEngine):
 
     # -- keys ------------------------------------------------------------------------------------------
 
-    def _key(self, query: QueryBundle) -> EntryKey | None:
+    def _key(self, query: QueryBundle) -> Ticket | None:
         """The entry key; None when the engine changed into one whose shape cannot be read, unnamed."""
         shape = engine_shape(self.query_engine)
         if shape.unread and not self.name:
@@ -113,7 +135,22 @@ class CachedQueryEngine(BaseQueryEngine):
             "embedding_strs": query.custom_embedding_strs,
             "image": query.image_path,
         }
+        if self._matcher is not None and query.query_str.strip():
+            partition = jsonable({k: v for k, v in parts.items() if k != "query"})
+            return self._matcher.query(SEMANTIC_QUERY, query.query_str, partition, self.namespace)
         return self.cache.core.key(QUERY, jsonable(parts), namespace=self.namespace)
+
+    def _lookup(self, key: Ticket) -> tuple[codec.Answer | None, Seen | None]:
+        if self._matcher is not None:
+            return self._matcher.lookup(key, codec.decode_answer)
+        assert isinstance(key, EntryKey)
+        return self.cache.lookup(key, codec.decode_answer)
+
+    async def _alookup(self, key: Ticket) -> tuple[codec.Answer | None, Seen | None]:
+        if self._matcher is not None:
+            return await self._matcher.alookup(key, codec.decode_answer)
+        assert isinstance(key, EntryKey)
+        return await self.cache.alookup(key, codec.decode_answer)
 
     @property
     def _streaming(self) -> bool:
@@ -129,7 +166,7 @@ class CachedQueryEngine(BaseQueryEngine):
         key = self._key(query_bundle)
         if key is None:
             return self.query_engine.query(query_bundle)
-        answer, seen = self.cache.lookup(key, codec.decode_answer)
+        answer, seen = self._lookup(key)
         if answer is not None:
             return self._replay(answer, asynchronous=False)
         span = active_span_id.get()
@@ -146,7 +183,7 @@ class CachedQueryEngine(BaseQueryEngine):
         key = self._key(query_bundle)
         if key is None:
             return await self.query_engine.aquery(query_bundle)
-        answer, seen = await self.cache.alookup(key, codec.decode_answer)
+        answer, seen = await self._alookup(key)
         if answer is not None:
             return self._replay(answer, asynchronous=True)
         span = active_span_id.get()
@@ -163,23 +200,33 @@ class CachedQueryEngine(BaseQueryEngine):
 
     def _store(
         self,
-        key: EntryKey,
+        key: Ticket,
         response: Any,
         during: tuple[Retrieved, ...],
         seen: Seen | None,
         tokens: list[str] | None,
     ) -> None:
-        self.cache.store(key, self._encode(response, tokens), self._sources(response, during), seen)
+        value, sources = self._encode(response, tokens), self._sources(response, during)
+        if self._matcher is not None:
+            self._matcher.store(key, value, sources, seen)
+        else:
+            assert isinstance(key, EntryKey)
+            self.cache.store(key, value, sources, seen)
 
     async def _astore(
         self,
-        key: EntryKey,
+        key: Ticket,
         response: Any,
         during: tuple[Retrieved, ...],
         seen: Seen | None,
         tokens: list[str] | None,
     ) -> None:
-        await self.cache.astore(key, self._encode(response, tokens), self._sources(response, during), seen)
+        value, sources = self._encode(response, tokens), self._sources(response, during)
+        if self._matcher is not None:
+            await self._matcher.astore(key, value, sources, seen)
+        else:
+            assert isinstance(key, EntryKey)
+            await self.cache.astore(key, value, sources, seen)
 
     @staticmethod
     def _encode(response: Any, tokens: list[str] | None) -> dict[str, Any] | None:
@@ -201,7 +248,7 @@ class CachedQueryEngine(BaseQueryEngine):
         self,
         response: StreamingResponse | AsyncStreamingResponse,
         tokens: Iterator[str],
-        key: EntryKey,
+        key: Ticket,
         during: tuple[Retrieved, ...],
         seen: Seen | None,
     ) -> Generator[str, None, None]:
@@ -215,7 +262,7 @@ class CachedQueryEngine(BaseQueryEngine):
         self,
         response: AsyncStreamingResponse,
         tokens: AsyncIterator[str],
-        key: EntryKey,
+        key: Ticket,
         during: tuple[Retrieved, ...],
         seen: Seen | None,
     ) -> AsyncGenerator[str, None]:
