@@ -208,7 +208,11 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
         assert self.semantic is not None
         if isinstance(input, str):
             question, rest = input, None
-        elif isinstance(input, dict) and self.semantic_key is not None and isinstance(input.get(self.semantic_key), str):
+        elif (
+            isinstance(input, dict)
+            and self.semantic_key is not None
+            and isinstance(input.get(self.semantic_key), str)
+        ):
             question = input[self.semantic_key]
             rest = encode_value({k: v for k, v in input.items() if k != self.semantic_key})
         else:

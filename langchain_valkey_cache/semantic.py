@@ -40,7 +40,11 @@ def embedder_name(model: Any) -> str:
     """An embedding model's identity for the index: its class and model name (never its settings or keys)."""
     kind = type(model)
     name = next(
-        (v for a in ("model", "model_name", "model_id", "deployment") if isinstance(v := getattr(model, a, None), str)),
+        (
+            v
+            for a in ("model", "model_name", "model_id", "deployment")
+            if isinstance(v := getattr(model, a, None), str)
+        ),
         "",
     )
     size = getattr(model, "size", None)
@@ -113,7 +117,7 @@ class ValkeySemanticCache(ValkeyCache):
         The other arguments are `ValkeyCache`'s.
 
     Example:
-        >>> cache = ValkeySemanticCache(embeddings, similarity_threshold=0.88, namespace="support")  # doctest: +SKIP
+        >>> cache = ValkeySemanticCache(embeddings, 0.88, namespace="support")  # doctest: +SKIP
     """
 
     def __init__(

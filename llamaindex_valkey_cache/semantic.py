@@ -1,4 +1,4 @@
-"""Semantic matching for LlamaIndex: `CachedQueryEngine(..., embed_model=...)` matches the query by similarity.
+"""Semantic matching for LlamaIndex: `CachedQueryEngine(..., embed_model=...)` matches queries by similarity.
 
 The query string is the question; the engine's shape (retriever filters, ids, ``top_k``, synthesizer,
 prompts, LLM), its ``name`` and the query bundle's custom embedding strings and image are exact and make the
@@ -51,7 +51,9 @@ class QueryMatcher:
         embed_timeout: float | None,
     ) -> None:
         if not isinstance(embed_model, BaseEmbedding):
-            raise TypeError(f"embed_model must be a LlamaIndex BaseEmbedding, got {type(embed_model).__name__}")
+            raise TypeError(
+                f"embed_model must be a LlamaIndex BaseEmbedding, got {type(embed_model).__name__}"
+            )
         self.cache = cache
         self.semantic = SemanticCache(
             cache.core,
@@ -75,7 +77,9 @@ class QueryMatcher:
         hit = self.semantic.lookup(ticket, decode)
         return (hit.value, None) if hit is not None else (None, ticket.seen)
 
-    async def alookup(self, ticket: Ticket, decode: Callable[[Any], T | None]) -> tuple[T | None, Seen | None]:
+    async def alookup(
+        self, ticket: Ticket, decode: Callable[[Any], T | None]
+    ) -> tuple[T | None, Seen | None]:
         if isinstance(ticket, EntryKey):
             return await self.cache.alookup(ticket, decode)
         hit = await self.semantic.alookup(ticket, decode)

@@ -94,7 +94,9 @@ def test_a_vector_written_by_one_process_is_matched_by_another_on_its_next_looku
         {"model": "m-1", "tools": [], "filters": {"tenant": "b"}},  # another filter
     ],
 )
-def test_no_semantic_hit_across_partitions_even_for_the_very_same_question(make_cache: Any, other: Any) -> None:
+def test_no_semantic_hit_across_partitions_even_for_the_very_same_question(
+    make_cache: Any, other: Any
+) -> None:
     sem = semantic(make_cache())
     put(sem, REFUND, "30 days.")
     assert ask(sem, REFUND, other) is None  # similarity 1.0, another partition
@@ -356,7 +358,9 @@ def test_guard_examples() -> None:
     g = LookalikeGuard()
     assert g.compatible("How do I reset my password?", "How can I reset my password?")
     assert g.reason("Cancel my subscription", "Don't cancel my subscription") == "negation differs"
-    assert g.reason("How do I turn on two-factor authentication?", "How do I turn off two-factor authentication?")
+    assert g.reason(
+        "How do I turn on two-factor authentication?", "How do I turn off two-factor authentication?"
+    )
     assert g.reason("Is the clinic open on Sundays?", "Is the clinic open on Saturdays?")
     assert g.reason("Ship it in 2 days", "Ship it in 3 days") == "numbers or dates differ"
     assert g.reason("Does the iPhone 15 support it?", "Does the Pixel 8 support it?")

@@ -127,7 +127,7 @@ class KeySchema:
         return f"{self.group_base(namespace.split(':', 1)[0])}e:{escape(namespace)}:"
 
     def semantic_vectors(self, namespace: str, partition: str) -> str:
-        """The hash of one semantic partition's vectors (field: entry digest), in its namespace tree's slot."""
+        """The hash of one semantic partition's vectors (field: entry digest), in its tree's slot."""
         return f"{self.group_base(namespace.split(':', 1)[0])}v:{escape(namespace)}:{partition}"
 
     def semantic_log(self, namespace: str, partition: str) -> str:

@@ -3,8 +3,8 @@
 Example:
     >>> from valkey_rag_cache import AnswerCache
     >>> from valkey_rag_cache.semantic import SemanticCache
-    >>> sem = SemanticCache(AnswerCache(namespace="support"), embed=my_model.embed, threshold=0.85)  # doctest: +SKIP
-    >>> q = sem.query("qa", "How long do refunds take?", partition={"model": "gpt-x", "tenant": "acme"})  # doctest: +SKIP
+    >>> sem = SemanticCache(AnswerCache(namespace="support"), embed=model.embed)  # doctest: +SKIP
+    >>> q = sem.query("qa", "How long do refunds take?", partition={"model": "x"})  # doctest: +SKIP
     >>> sem.lookup(q) or sem.store(q, "5 days.", sources=["kb/refunds.md"])  # doctest: +SKIP
 """
 

@@ -17,7 +17,7 @@ The write after a miss is the core's write, checked against what the exact looku
 overtook the answer refuses it), then the vector is added to the index, in the namespace tree's slot.
 
 Example:
-    >>> sem = SemanticCache(AnswerCache(namespace="support"), embed=model.embed, threshold=0.85)  # doctest: +SKIP
+    >>> sem = SemanticCache(AnswerCache(namespace="support"), embed=model.embed)  # doctest: +SKIP
     >>> q = sem.query("qa", "How long is the refund window?", partition={"model": "m"})  # doctest: +SKIP
     >>> if (hit := sem.lookup(q)) is None:  # doctest: +SKIP
     ...     sem.store(q, "30 days.", sources=["kb/refunds.md"])
@@ -30,6 +30,7 @@ import inspect
 import logging
 import math
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +58,7 @@ log = logging.getLogger("valkey_rag_cache")
 Verifier = Callable[[str, str], "bool | Awaitable[bool]"]
 _DEFAULT_GUARD = LookalikeGuard()
 _SHARED_INDEX = MirrorIndex()  # one mirror per partition per process, whichever cache object asks
+_FAILURE_MEMORY = 30.0  # seconds a failed embedding is not retried for the same question (the write after)
 _embed_pool: ThreadPoolExecutor | None = None
 _embed_pool_lock = threading.Lock()
 
@@ -157,14 +159,18 @@ class SemanticCache:
         self.problems: dict[str, int] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()  # recent questions' embeddings
+        # Recent questions' embeddings (None: it failed, at that time), so the write after a lookup, which
+        # may come in another call (LangChain's lookup, then update), neither embeds again nor retries.
+        self._vectors: OrderedDict[str, tuple[np.ndarray | None, float]] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"SemanticCache({self.cache!r}, threshold={self.threshold}, embedder={self.embedder!r})"
 
     # -- queries ---------------------------------------------------------------------------------------
 
-    def query(self, kind: str, question: str, partition: Any = None, namespace: str | None = None) -> SemanticQuery:
+    def query(
+        self, kind: str, question: str, partition: Any = None, namespace: str | None = None
+    ) -> SemanticQuery:
         """The query of `question` in the exact partition `partition` (JSON: everything matched exactly)."""
         if not isinstance(question, str):
             raise TypeError(f"a question is a string, got {type(question).__name__}")
@@ -200,15 +206,17 @@ class SemanticCache:
     def _accept_vector(self, raw: Any) -> np.ndarray | None:
         vec, problem = as_unit_vector(raw, self.dimension)
         if problem is not None:
-            self._problem(f"embedding {problem}", f"expected {self.dimension} numbers" if problem == "dimension" else "")
+            self._problem(
+                f"embedding {problem}", f"expected {self.dimension} numbers" if problem == "dimension" else ""
+            )
             return None
         if self.dimension is None:
             self.dimension = int(vec.size)  # type: ignore[union-attr]
         return vec
 
-    def _remember_vector(self, question: str, vec: np.ndarray) -> None:
+    def _remember_vector(self, question: str, vec: np.ndarray | None) -> None:
         with self._lock:
-            self._vectors[question] = vec
+            self._vectors[question] = (vec, time.monotonic())
             self._vectors.move_to_end(question)
             while len(self._vectors) > 1024:
                 self._vectors.popitem(last=False)
@@ -217,9 +225,9 @@ class SemanticCache:
         if q.embedded:
             return True
         with self._lock:
-            vec = self._vectors.get(q.question)
-        if vec is not None:
-            q.vector, q.embedded = vec, True
+            known = self._vectors.get(q.question)
+        if known is not None and (known[0] is not None or time.monotonic() - known[1] < _FAILURE_MEMORY):
+            q.vector, q.embedded = known[0], True
         return q.embedded
 
     def _embed(self, q: SemanticQuery) -> np.ndarray | None:
@@ -233,13 +241,14 @@ class SemanticCache:
                 raw = _pool().submit(self.embed, q.question).result(timeout=self.embed_timeout)
         except FutureTimeout:
             self._problem("embedding timed out", f"after {self.embed_timeout} s")
+            self._remember_vector(q.question, None)
             return None
         except Exception as exc:  # any failure of the user's model is a miss, never an exception
             self._problem("embedding failed", type(exc).__name__)
+            self._remember_vector(q.question, None)
             return None
         q.vector = self._accept_vector(raw)
-        if q.vector is not None:
-            self._remember_vector(q.question, q.vector)
+        self._remember_vector(q.question, q.vector)
         return q.vector
 
     async def _aembed(self, q: SemanticQuery) -> np.ndarray | None:
@@ -247,17 +256,24 @@ class SemanticCache:
             return q.vector
         q.embedded = True
         try:
-            call = self.aembed(q.question) if self.aembed is not None else asyncio.to_thread(self.embed, q.question)
-            raw = await (asyncio.wait_for(call, self.embed_timeout) if self.embed_timeout is not None else call)
-        except (TimeoutError, asyncio.TimeoutError):
+            call = (
+                self.aembed(q.question)
+                if self.aembed is not None
+                else asyncio.to_thread(self.embed, q.question)
+            )
+            raw = await (
+                asyncio.wait_for(call, self.embed_timeout) if self.embed_timeout is not None else call
+            )
+        except TimeoutError:
             self._problem("embedding timed out", f"after {self.embed_timeout} s")
+            self._remember_vector(q.question, None)
             return None
         except Exception as exc:
             self._problem("embedding failed", type(exc).__name__)
+            self._remember_vector(q.question, None)
             return None
         q.vector = self._accept_vector(raw)
-        if q.vector is not None:
-            self._remember_vector(q.question, q.vector)
+        self._remember_vector(q.question, q.vector)
         return q.vector
 
     # -- candidates ------------------------------------------------------------------------------------
@@ -301,9 +317,7 @@ class SemanticCache:
             self._problem("verifier failed", type(exc).__name__)
             return False
 
-    def _accept(
-        self, result: Any, decode: Callable[[Any], Any] | None
-    ) -> tuple[Hit | None, bool, bool]:
+    def _accept(self, result: Any, decode: Callable[[Any], Any] | None) -> tuple[Hit | None, bool, bool]:
         """(hit, gone, bad): the validated candidate's hit; `gone` when its entry can no longer be served,
         `bad` when it was read but the caller could not decode it (the entry is then discarded)."""
         if result is None:
@@ -350,7 +364,9 @@ class SemanticCache:
                 self.cache._run(lambda ctx, d=c.digest: self.index.forget(ctx, q.part, d))
         return None
 
-    async def alookup(self, q: SemanticQuery, decode: Callable[[Any], Any] | None = None) -> SemanticHit | None:
+    async def alookup(
+        self, q: SemanticQuery, decode: Callable[[Any], Any] | None = None
+    ) -> SemanticHit | None:
         exact = await self.cache.alookup(q.key, decode)
         if exact is not None:
             return SemanticHit(exact, 1.0, q.question, True)
@@ -358,7 +374,9 @@ class SemanticCache:
         vec = await self._aembed(q)
         if vec is None:
             return None
-        candidates = await self.cache._arun(lambda ctx: self.index.search(ctx, q.part, vec, self.k, self._floor))
+        candidates = await self.cache._arun(
+            lambda ctx: self.index.search(ctx, q.part, vec, self.k, self._floor)
+        )
         for c in candidates or ():
             ok = self._screen(q, c)
             if ok is None:
@@ -366,7 +384,9 @@ class SemanticCache:
             if not ok:
                 continue
             key = self._candidate_key(q, c.question)
-            hit, gone, bad = self._accept(await self.cache._arun(lambda ctx, key=key: ctx.lookup(key)), decode)
+            hit, gone, bad = self._accept(
+                await self.cache._arun(lambda ctx, key=key: ctx.lookup(key)), decode
+            )
             if hit is not None:
                 return SemanticHit(hit, c.similarity, c.question, False)
             if bad:
@@ -387,14 +407,21 @@ class SemanticCache:
         content_type: str | None = None,
         seen: Seen | None = None,
     ) -> bool:
-        """Store the answer to `q` (checked against its lookup's view), then make it findable by similarity."""
+        """Store the answer to `q` (checked against its lookup's view), then make it findable by meaning."""
         stored = self.cache.store(
-            q.key, value, sources, ttl=ttl, content_type=content_type, seen=seen if seen is not None else q.seen
+            q.key,
+            value,
+            sources,
+            ttl=ttl,
+            content_type=content_type,
+            seen=seen if seen is not None else q.seen,
         )
         if stored:
             vec = self._embed(q)
             if vec is not None:
-                self.cache._run(lambda ctx: self.index.add(ctx, q.part, q.key.digest, q.question, vec), write=True)
+                self.cache._run(
+                    lambda ctx: self.index.add(ctx, q.part, q.key.digest, q.question, vec), write=True
+                )
         return stored
 
     async def astore(
@@ -408,7 +435,12 @@ class SemanticCache:
         seen: Seen | None = None,
     ) -> bool:
         stored = await self.cache.astore(
-            q.key, value, sources, ttl=ttl, content_type=content_type, seen=seen if seen is not None else q.seen
+            q.key,
+            value,
+            sources,
+            ttl=ttl,
+            content_type=content_type,
+            seen=seen if seen is not None else q.seen,
         )
         if stored:
             vec = await self._aembed(q)

@@ -81,7 +81,12 @@ def pair_scores(
     out = []
     for cached, new in pairs:
         a, b = unit(cached), unit(new)
-        if a is None or b is None or a.size != b.size or (guard is not None and not guard.compatible(new, cached)):
+        if (
+            a is None
+            or b is None
+            or a.size != b.size
+            or (guard is not None and not guard.compatible(new, cached))
+        ):
             out.append(-math.inf)
         else:
             out.append(float(a @ b))

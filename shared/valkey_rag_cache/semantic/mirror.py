@@ -37,7 +37,7 @@ def _text(value: Any) -> str:
 
 
 class PartitionMirror:
-    """The vectors of one partition in a float32 matrix (one row per cached question), searched by dot product."""
+    """One partition's vectors in a float32 matrix (a row per cached question), searched by dot product."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -97,13 +97,12 @@ class PartitionMirror:
             return []
         scores = self._matrix[: self._n] @ vec
         scores[~self._alive[: self._n]] = -2.0
-        if k < self._n:
-            top = np.argpartition(-scores, k)[:k]
-        else:
-            top = np.arange(self._n)
+        top = np.argpartition(-scores, k)[:k] if k < self._n else np.arange(self._n)
         top = top[np.argsort(-scores[top], kind="stable")]
         return [
-            Candidate(self._questions[i], float(scores[i]), self._digests[i]) for i in top if scores[i] >= floor
+            Candidate(self._questions[i], float(scores[i]), self._digests[i])
+            for i in top
+            if scores[i] >= floor
         ]
 
     def _grow(self) -> None:
@@ -201,7 +200,9 @@ class MirrorIndex(SemanticIndex):
         first = start != _START  # the first reply must start with the item applied last
         last = start
         while True:
-            items = yield Cmd(("XRANGE", part.log_key, last if last != _START else "-", "+", "COUNT", self.page))
+            items = yield Cmd(
+                ("XRANGE", part.log_key, last if last != _START else "-", "+", "COUNT", self.page)
+            )
             items = list(items or [])
             if first:
                 if not items or _text(items[0][0]) != start:
@@ -248,7 +249,9 @@ class MirrorIndex(SemanticIndex):
         cursor: Any = 0
         while True:
             cursor, fields = yield Cmd(("HSCAN", part.vectors_key, cursor, "COUNT", self.page))
-            items = fields.items() if isinstance(fields, dict) else zip(fields[::2], fields[1::2], strict=True)
+            items = (
+                fields.items() if isinstance(fields, dict) else zip(fields[::2], fields[1::2], strict=True)
+            )
             for digest, raw in items:
                 decoded = decode_record(raw)
                 if decoded is not None:

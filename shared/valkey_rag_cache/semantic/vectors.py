@@ -28,7 +28,7 @@ Vector = np.ndarray
 
 
 def as_unit_vector(raw: Any, dimension: int | None) -> tuple[Vector | None, str | None]:
-    """(unit float32 vector, None), or (None, the kind of problem): 'shape', 'dimension', 'not finite', 'zero'."""
+    """(unit float32 vector, None), or (None, the problem: 'shape', 'dimension', 'not finite', 'zero')."""
     try:
         vec = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError):
