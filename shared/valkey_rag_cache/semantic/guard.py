@@ -30,16 +30,16 @@ from dataclasses import dataclass, field
 
 __all__ = ["LookalikeGuard"]
 
-_WORD = re.compile(r"[A-Za-z][A-Za-z0-9'’\-]*|\$?\d[\d,]*(?:\.\d+)?%?")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9'’\-]*|\d+[A-Za-z][A-Za-z0-9\-]*|\$?\d[\d,]*(?:\.\d+)?%?")
 _NUMBER = re.compile(r"\$?\d[\d,]*(?:\.\d+)?%?")
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n)[\"'(]*([A-Za-z][\w'’\-]*)")
 
+# "one", "second" and "once" are left out: far more often words ("quick one", "a second") than numbers.
 _NUMBER_WORDS = {
-    "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
+    "zero": "0", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
     "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "twenty": "20", "thirty": "30",
     "forty": "40", "fifty": "50", "hundred": "100", "thousand": "1000", "million": "1e6", "billion": "1e9",
-    "first": "1st", "second": "2nd", "third": "3rd", "fourth": "4th", "fifth": "5th", "half": "0.5",
-    "double": "x2", "twice": "x2", "single": "1", "once": "x1",
+    "first": "1st", "third": "3rd", "fourth": "4th", "fifth": "5th", "half": "0.5", "twice": "x2",
 }  # fmt: skip
 _TIME_WORDS = {
     "january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
@@ -47,10 +47,14 @@ _TIME_WORDS = {
     "today", "tomorrow", "yesterday", "tonight", "weekend", "weekday", "weekdays", "weekends", "morning",
     "evening", "night", "daily", "weekly", "monthly", "yearly", "annual", "annually", "quarterly", "hourly",
 }  # fmt: skip
+_COLOURS = {
+    "red", "blue", "green", "yellow", "orange", "purple", "pink", "black", "white", "grey", "gray", "brown",
+    "silver", "gold",
+}  # fmt: skip
 _NEGATIONS = {
     "not", "no", "never", "none", "nothing", "nobody", "neither", "nor", "without", "cannot", "can't",
     "won't", "don't", "doesn't", "didn't", "isn't", "aren't", "wasn't", "weren't", "shouldn't", "wouldn't",
-    "couldn't", "mustn't", "haven't", "hasn't", "hadn't", "except", "unless", "stop", "avoid",
+    "couldn't", "mustn't", "haven't", "hasn't", "hadn't", "except", "unless",
 }  # fmt: skip
 # Words whose swap flips the question; each maps to the name of its pair.
 _OPPOSITES = [
@@ -67,20 +71,32 @@ _OPPOSITES = [
     ("eat", "avoid"), ("do", "avoid"), ("yes", "no"), ("true", "false"), ("pass", "fail"), ("win", "lose"),
     ("arrive", "depart"), ("arrival", "departure"), ("import", "export"), ("inbound", "outbound"),
     ("hot", "cold"), ("positive", "negative"), ("above", "below"), ("over", "under"), ("up", "down"),
+    ("accept", "decline"), ("best", "worst"), ("benefit", "drawback"), ("benefits", "drawbacks"),
+    ("pros", "cons"), ("advantages", "disadvantages"), ("good", "bad"), ("cheap", "expensive"),
+    ("men", "women"), ("male", "female"), ("boy", "girl"), ("cover", "exclude"), ("covers", "excludes"),
+    ("deposit", "withdraw"), ("credit", "debit"), ("early", "late"), ("new", "old"), ("light", "dark"),
 ]  # fmt: skip
+# Prefixes that negate the word they precede: "mute" and "unmute", "agree" and "disagree".
+_NEGATING_PREFIXES = ("un", "dis", "non-", "non", "in", "im", "il", "ir")
 _STOP_CAPS = {
     "i", "i'm", "i've", "i'd", "i'll", "ok", "okay", "please", "hi", "hello", "hey", "thanks", "thank",
 }  # fmt: skip
 
 
 def _norm(word: str) -> str:
-    return word.lower().replace("’", "'")
+    """Lower case, without a possessive (``Australia's``) or a plural ``s`` on time words (``Sundays``)."""
+    w = word.lower().replace("’", "'")
+    if w.endswith("'s"):
+        w = w[:-2]
+    if w.endswith("s") and w[:-1] in _TIME_WORDS:
+        w = w[:-1]
+    return w
 
 
 @dataclass(frozen=True)
 class Facts:
     numbers: frozenset[str]
-    times: frozenset[str]
+    times: frozenset[str]  # and colours: a swap of one for another changes the question
     negations: int
     opposites: frozenset[str]
     names: frozenset[str]
@@ -112,8 +128,8 @@ class LookalikeGuard:
         words = [_norm(t) for t in tokens]
         numbers = {t.replace(",", "").replace("$", "") for t in tokens if _NUMBER.fullmatch(t)}
         numbers |= {_NUMBER_WORDS[w] for w in words if w in _NUMBER_WORDS}
-        times = {w for w in words if w in _TIME_WORDS}
-        negations = sum(1 for w in words if w in _NEGATIONS or w.endswith("n't"))
+        times = {w for w in words if w in _TIME_WORDS or w in _COLOURS}
+        negations = sum(1 for w in words if w in _NEGATIONS or w.endswith("n't") or w.startswith("non-"))
         starts = {m.group(1) for m in _SENTENCE_START.finditer(text)}
         names = set()
         for t in tokens:
@@ -134,7 +150,10 @@ class LookalikeGuard:
     def reason(self, new: str, cached: str) -> str | None:
         """Why the two questions must not share an answer, or None when the guard sees no difference."""
         a, b = self.facts(new), self.facts(cached)
-        if self.numbers and (a.numbers != b.numbers or a.times != b.times):
+        if self.numbers and a.numbers != b.numbers:
+            return "numbers or dates differ"
+        if self.numbers and a.times - b.times and b.times - a.times:
+            # Dates, weekdays, colours: a swap, one for another (one more on one side is often a detail).
             return "numbers or dates differ"
         if self.negations:
             if (a.negations % 2) != (b.negations % 2):
@@ -142,6 +161,8 @@ class LookalikeGuard:
             for w in a.opposites - b.opposites:
                 if self._opposite_of[w] & (b.opposites - a.opposites):
                     return "opposite words"
+            if _prefix_negated(a.words - b.words, b.words - a.words):
+                return "negation differs"
         if self.names and (a.names - b.words or b.names - a.words):
             # A named thing on one side that the other does not mention at all (in any case).
             return "named things differ"
@@ -149,3 +170,13 @@ class LookalikeGuard:
 
     def compatible(self, new: str, cached: str) -> bool:
         return self.reason(new, cached) is None
+
+
+def _prefix_negated(only_a: frozenset[str], only_b: frozenset[str]) -> bool:
+    """A word on one side is the other side's word with a negating prefix ("unmute" and "mute")."""
+    for x, y in ((only_a, only_b), (only_b, only_a)):
+        for w in x:
+            for prefix in _NEGATING_PREFIXES:
+                if w.startswith(prefix) and len(w) - len(prefix) >= 3 and w[len(prefix) :] in y:
+                    return True
+    return False
