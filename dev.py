@@ -37,7 +37,7 @@ def ensure_venv(extras: str) -> None:
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("demo", "test", "bench"):
-        print("usage: python3 dev.py demo | test [pytest args] | bench [harness args]")
+        print("usage: python3 dev.py demo | test [pytest args] | bench [--semantic] [harness args]")
         return 2
     cmd, rest = argv[0], argv[1:]
     if cmd == "demo":

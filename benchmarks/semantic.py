@@ -269,7 +269,7 @@ def speed(url: str, sizes: tuple[int, ...], lookups: int, model: MiniLM | None) 
             incl = []
             for j in range(max(20, lookups // 3)):
                 target = int(rng.integers(n))
-                text = f"How long is the refund window for order {_letters(j)} of customer {_letters(target)}?"
+                text = f"How long is the refund window for order {_letters(j)}, customer {_letters(target)}?"
                 table[text] = _near(rng, vecs[target], 0.95)
                 t0 = time.perf_counter()
                 model.embed(text)  # the cost of embedding; the vector used is the planted one

@@ -399,3 +399,33 @@ def test_a_vector_written_by_a_subprocess_is_matched_here(standalone_url: str, p
     assert hit is not None and hit.value == "written by another process" and not hit.exact
     cache.invalidate_source("kb/refunds.md")
     assert ask(sem, REFUND_PARAPHRASE) is None
+
+
+# -- the mirror's coarse lists (large partitions) ----
+
+
+def test_large_partitions_search_a_few_lists_and_still_find_near_duplicates() -> None:
+    import numpy as np
+
+    from valkey_rag_cache.semantic.mirror import PartitionMirror
+
+    rng = np.random.default_rng(3)
+    vecs = rng.standard_normal((3000, 32)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    mirror = PartitionMirror(coarse_from=1000)
+    for i, v in enumerate(vecs):
+        mirror.upsert(f"d{i}", f"q{i}", v)
+    assert mirror._centroids is not None and mirror._sorted > 0  # the lists are in use
+
+    def near(i: int) -> np.ndarray:
+        noise = rng.standard_normal(32).astype(np.float32) * 0.05
+        out = vecs[i] + noise
+        return (out / np.linalg.norm(out)).astype(np.float32)
+
+    found = [mirror.search(near(i), 4, 0.9) for i in range(0, 3000, 30)]
+    assert all(f and f[0].digest == f"d{i}" for f, i in zip(found, range(0, 3000, 30), strict=True))
+    for i in range(0, 3000, 2):
+        mirror.remove(f"d{i}")  # half removed: compacted and trained again
+    assert len(mirror) == 1500
+    assert mirror.search(near(4), 4, 0.9) == [] or mirror.search(near(4), 4, 0.9)[0].digest != "d4"
+    assert mirror.search(near(5), 4, 0.9)[0].digest == "d5"
