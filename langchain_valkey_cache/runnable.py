@@ -225,7 +225,7 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
         }
         return self.semantic.query(SEMANTIC_KIND, question, partition)
 
-    def _lookup(self, ticket: _Ticket, decode: Any) -> Hit | None:
+    def _lookup(self, ticket: _Ticket, decode: Any) -> Hit[Any] | None:
         if ticket.query is not None and self.semantic is not None:
             found = self.semantic.lookup(ticket.query, decode=decode)
             ticket.seen = ticket.query.seen
@@ -234,7 +234,7 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
         ticket.seen = self.core.seen(ticket.key)
         return hit
 
-    async def _alookup(self, ticket: _Ticket, decode: Any) -> Hit | None:
+    async def _alookup(self, ticket: _Ticket, decode: Any) -> Hit[Any] | None:
         if ticket.query is not None and self.semantic is not None:
             found = await self.semantic.alookup(ticket.query, decode=decode)
             ticket.seen = ticket.query.seen

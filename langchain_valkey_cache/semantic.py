@@ -168,7 +168,7 @@ class ValkeySemanticCache(ValkeyCache):
         if q is None:
             return super().lookup(prompt, llm_string)
         hit = self.semantic.lookup(q, decode=decode_generations)
-        return None if hit is None else hit.value  # type: ignore[no-any-return]
+        return None if hit is None else hit.value
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         q = self._query(prompt, llm_string)
@@ -184,7 +184,7 @@ class ValkeySemanticCache(ValkeyCache):
         if q is None:
             return await super().alookup(prompt, llm_string)
         hit = await self.semantic.alookup(q, decode=decode_generations)
-        return None if hit is None else hit.value  # type: ignore[no-any-return]
+        return None if hit is None else hit.value
 
     async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         q = self._query(prompt, llm_string)

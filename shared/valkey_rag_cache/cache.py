@@ -1,13 +1,13 @@
 """`AnswerCache`: the framework-neutral cache with the five invalidation strategies, sync and async.
 
-Example:
-    >>> cache = AnswerCache("valkey://localhost:6379", namespace="docs:technical")  # doctest: +SKIP
-    >>> key = cache.key("qa", {"question": "How do I reset my password?"})  # doctest: +SKIP
-    >>> cache.lookup(key) is None  # doctest: +SKIP
+Example (``AnswerCache("valkey://localhost:6379", ...)`` for a server of yours; here an embedded one):
+    >>> cache = AnswerCache(namespace="docs:technical")
+    >>> key = cache.key("qa", {"question": "How do I reset my password?"})
+    >>> cache.lookup(key) is None
     True
-    >>> cache.store(key, {"answer": "..."}, [Source("kb/reset.md", "documentation")])  # doctest: +SKIP
+    >>> cache.store(key, {"answer": "..."}, [Source("kb/reset.md", "documentation")])
     True
-    >>> cache.invalidate_source("kb/reset.md")  # doctest: +SKIP
+    >>> cache.invalidate_source("kb/reset.md")
     1
 """
 
@@ -19,17 +19,18 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from valkey.exceptions import ValkeyError
 
 from .connection import Connector
 from .doctor import DoctorReport, diagnose
+from .embedded import EmbeddedUnavailable
 from .envelope import Hit
 from .errors import CacheError, InvalidationError
 from .health import Health, is_backend_error
 from .keys import EntryKey, KeySchema, validate_namespace
-from .protocol import Context, Flow, Seen, untimed_keys
+from .protocol import Context, Flow, Lookup, Seen, untimed_keys
 from .sources import Source, SourceScope, as_sources, scoped_sources
 from .store import AsyncDriver, SyncDriver
 from .ttl import TTLPolicy, TTLValue
@@ -92,7 +93,7 @@ def _take(ident: tuple[int, str, str]) -> Seen | None:
 
 
 _instances = itertools.count()
-_BAD = object()  # a hit whose value the caller could not decode
+_BAD: Hit[Any] = Hit(None, (), None, 0.0)  # a hit whose value the caller could not decode
 log = logging.getLogger("valkey_rag_cache")
 
 
@@ -108,7 +109,13 @@ class AnswerCache:
         ttl_policy: a `TTLPolicy`, or a mapping of content type to TTL that overrides the defaults.
         default_content_type: content type of answers whose sources carry none.
         timeout: socket timeout in seconds; a slower backend turns lookups into misses.
-        cluster: force cluster mode on or off; by default it is detected on first use.
+        cluster: force cluster mode on or off; by default it is detected on first use (``HELLO``).
+        embedded: with no URL, may the cache fall back to this user's shared embedded Valkey? Default: yes,
+            unless ``VALKEY_RAG_CACHE_EMBEDDED=0``; ``False`` makes a missing URL an error here.
+        confined: keep to this namespace's tree (its top-level namespace, ``tenant-a`` for
+            ``tenant-a:support``), for an ACL user limited to ``~prefix:{tenant-a}*``: the cache never touches
+            the index of groups nor another tree, and its invalidations, `dependents`, `stats` and `purge`
+            cover this tree only.
     """
 
     def __init__(
@@ -123,15 +130,18 @@ class AnswerCache:
         timeout: float = 0.5,
         cluster: bool | None = None,
         retry_after: float = 1.0,
+        embedded: bool | None = None,
+        confined: bool = False,
     ) -> None:
         self.namespace = validate_namespace(namespace)
         self.policy = _policy(ttl_policy, default_content_type)
         self.schema = KeySchema(prefix)
-        self.connector = Connector(url, client, timeout=timeout, cluster=cluster)
+        self.connector = Connector(url, client, timeout=timeout, cluster=cluster, embedded=embedded)
         self.health = Health(retry_after=retry_after)
         self._sync = SyncDriver(self.connector)
         self._async = AsyncDriver(self.connector)
-        self._ctx_base = Context(self.schema, self.policy)
+        self.confined_to = self.namespace.split(":", 1)[0] if confined else None
+        self._ctx_base = Context(self.schema, self.policy, confined_to=self.confined_to)
         self._id = next(_instances)
 
     def __repr__(self) -> str:
@@ -147,7 +157,25 @@ class AnswerCache:
 
     def key(self, kind: str, parts: object, namespace: str | None = None) -> EntryKey:
         """The entry key of everything that changes an answer (JSON-serializable `parts`)."""
-        return self.schema.entry_key(kind, parts, namespace or self.namespace)
+        return self.schema.entry_key(kind, parts, self.check_namespace(namespace or self.namespace))
+
+    def check_namespace(self, namespace: str) -> str:
+        """`namespace` if this cache may use it (any, or one of its own tree when confined); else ValueError.
+
+        >>> tenant = AnswerCache(namespace="tenant-a:support", confined=True)  # doctest: +SKIP
+        >>> tenant.check_namespace("tenant-b")  # doctest: +SKIP
+        Traceback (most recent call last):
+        ValueError: this cache is confined to the namespace tree 'tenant-a'; 'tenant-b' is outside it
+        """
+        if (
+            self.confined_to is not None
+            and validate_namespace(namespace).split(":", 1)[0] != self.confined_to
+        ):
+            raise ValueError(
+                f"this cache is confined to the namespace tree {self.confined_to!r}; "
+                f"{namespace!r} is outside it"
+            )
+        return namespace
 
     def sources(
         self, ids: Iterable[Source | str] | Source | str, content_type: str | None = None
@@ -175,6 +203,12 @@ class AnswerCache:
         return result
 
     def _failed(self, exc: Exception, default: Any, write: bool, strict: type[CacheError] | None) -> Any:
+        # No URL and no embedded server: said once, with what to install or set; no outage to wait out.
+        if isinstance(exc, EmbeddedUnavailable):
+            if strict:
+                raise strict(str(exc)) from exc
+            self.health.not_configured(write)
+            return default
         if is_backend_error(exc):
             if strict:
                 raise strict(f"Valkey did not carry out the operation: {type(exc).__name__}: {exc}") from exc
@@ -202,7 +236,11 @@ class AnswerCache:
 
     # -- lookups and writes ----------------------------------------------------------------------------
 
-    def lookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit | None:
+    @overload
+    def lookup(self, key: EntryKey, decode: None = None) -> Hit[Any] | None: ...
+    @overload
+    def lookup(self, key: EntryKey, decode: Callable[[Any], T | None]) -> Hit[T] | None: ...
+    def lookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit[Any] | None:
         """The cached value, or None. Never raises for a backend that is down or for bad stored data.
 
         `decode` turns the stored JSON into the caller's type; when it raises or returns None the entry is
@@ -212,16 +250,22 @@ class AnswerCache:
         if hit is _BAD:
             self.discard(key)
             return None
-        return hit  # type: ignore[return-value]
+        return hit
 
-    async def alookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit | None:
+    @overload
+    async def alookup(self, key: EntryKey, decode: None = None) -> Hit[Any] | None: ...
+    @overload
+    async def alookup(self, key: EntryKey, decode: Callable[[Any], T | None]) -> Hit[T] | None: ...
+    async def alookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit[Any] | None:
         hit = self._accept(key, await self._arun(lambda ctx: ctx.lookup(key)), decode)
         if hit is _BAD:
             await self.adiscard(key)
             return None
-        return hit  # type: ignore[return-value]
+        return hit
 
-    def _accept(self, key: EntryKey, result: Any, decode: Callable[[Any], Any] | None) -> Hit | None | object:
+    def _accept(
+        self, key: EntryKey, result: Lookup | None, decode: Callable[[Any], Any] | None
+    ) -> Hit[Any] | None:
         if result is None:
             return None
         hit = result.hit
@@ -311,11 +355,11 @@ class AnswerCache:
 
     def invalidate_namespace(self, namespace: str | None = None) -> None:
         """Invalidate a namespace and all below it (``docs`` covers ``docs:technical``), in O(1)."""
-        ns = namespace or self.namespace
+        ns = self.check_namespace(namespace or self.namespace)
         self._run(lambda ctx: ctx.invalidate_namespace(ns), strict=InvalidationError)
 
     async def ainvalidate_namespace(self, namespace: str | None = None) -> None:
-        ns = namespace or self.namespace
+        ns = self.check_namespace(namespace or self.namespace)
         await self._arun(lambda ctx: ctx.invalidate_namespace(ns), strict=InvalidationError)
 
     def invalidate_all(self) -> None:
@@ -324,6 +368,30 @@ class AnswerCache:
 
     async def ainvalidate_all(self) -> None:
         await self._arun(lambda ctx: ctx.invalidate_all(), strict=InvalidationError)
+
+    def register(self) -> bool:
+        """List this cache's tree in the index of groups, so that global invalidations reach it.
+
+        For the operator of trees that only confined caches use (they never write the index): run it with an
+        unconfined cache on the tree's namespace; a tree listed anew is retired. Unconfined caches list their
+        trees themselves. Returns whether the tree was new to the index.
+
+        >>> AnswerCache(operator_url, namespace="tenant-a").register()  # doctest: +SKIP
+        True
+        """
+        group = self._registrable_group()
+        return bool(self._run(lambda ctx: ctx.register(group), strict=CacheError))
+
+    async def aregister(self) -> bool:
+        group = self._registrable_group()
+        return bool(await self._arun(lambda ctx: ctx.register(group), strict=CacheError))
+
+    def _registrable_group(self) -> str:
+        if self.confined_to is not None:
+            raise ValueError(
+                "a confined cache cannot write the index of groups: register with an unconfined one"
+            )
+        return self.namespace.split(":", 1)[0]
 
     def dependents(self, source_id: str) -> list[str]:
         """Keys of the live entries built on `source_id`."""
@@ -334,11 +402,11 @@ class AnswerCache:
 
     def clear(self, namespace: str | None = None) -> int:
         """Remove this cache's namespace (and those below it), nothing else; returns the keys deleted."""
-        ns = namespace or self.namespace
+        ns = self.check_namespace(namespace or self.namespace)
         return int(self._run(lambda ctx: ctx.clear(ns), strict=InvalidationError))
 
     async def aclear(self, namespace: str | None = None) -> int:
-        ns = namespace or self.namespace
+        ns = self.check_namespace(namespace or self.namespace)
         return int(await self._arun(lambda ctx: ctx.clear(ns), strict=InvalidationError))
 
     # -- housekeeping ----------------------------------------------------------------------------------
@@ -361,21 +429,24 @@ class AnswerCache:
 
     def doctor(self) -> DoctorReport:
         """Read the eviction policy and memory (where allowed); name configurations that break the cache."""
+        return self._run(_doctor, strict=CacheError)  # type: ignore[no-any-return]
 
-        def flow(ctx: Context) -> Flow:
-            infos = yield from _infos(ctx)
-            untimed = yield from untimed_keys(ctx)
-            return diagnose(infos, ctx.cluster, untimed)
+    async def adoctor(self) -> DoctorReport:
+        return await self._arun(_doctor, strict=CacheError)  # type: ignore[no-any-return]
 
-        return self._run(flow, strict=CacheError)  # type: ignore[no-any-return]
+
+def _doctor(ctx: Context) -> Flow:
+    infos = yield from _infos(ctx)
+    untimed = yield from untimed_keys(ctx)
+    return diagnose(infos, ctx.cluster, untimed)
 
 
 def _infos(ctx: Context) -> Flow:
     try:
         return (yield from ctx.info())
-    except Exception as exc:  # INFO refused by an ACL: the report says it could not tell
+    except Exception as exc:  # INFO refused by an ACL: the report says what it could not read
         if is_backend_error(exc):
-            return [None]
+            return [exc]
         raise
 
 

@@ -75,7 +75,7 @@ def _pool() -> ThreadPoolExecutor:
 class SemanticHit:
     """A hit: the core's `Hit`, how similar its question was (1.0 for an exact match) and that question."""
 
-    hit: Hit
+    hit: Hit[Any]
     similarity: float
     question: str
     exact: bool
@@ -317,7 +317,7 @@ class SemanticCache:
             self._problem("verifier failed", type(exc).__name__)
             return False
 
-    def _accept(self, result: Any, decode: Callable[[Any], Any] | None) -> tuple[Hit | None, bool, bool]:
+    def _accept(self, result: Any, decode: Callable[[Any], Any] | None) -> tuple[Hit[Any] | None, bool, bool]:
         """(hit, gone, bad): the validated candidate's hit; `gone` when its entry can no longer be served,
         `bad` when it was read but the caller could not decode it (the entry is then discarded)."""
         if result is None:

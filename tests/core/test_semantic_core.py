@@ -392,7 +392,7 @@ def test_a_vector_written_by_a_subprocess_is_matched_here(standalone_url: str, p
     sem = semantic(cache)
     assert ask(sem, REFUND_PARAPHRASE) is None  # this process's mirror exists before the write
     code = _WRITER.format(
-        tests=str(Path(__file__).parent), url=standalone_url, prefix=prefix, question=REFUND, part=PART
+        tests=str(Path(__file__).parents[1]), url=standalone_url, prefix=prefix, question=REFUND, part=PART
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     hit = ask(sem, REFUND_PARAPHRASE)

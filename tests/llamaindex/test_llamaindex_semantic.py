@@ -9,8 +9,8 @@ import pytest
 from llama_index.core import VectorStoreIndex
 from llama_index.core.vector_stores import ExactMatchFilter, MetadataFilters
 from semantic_fakes import REFUND, REFUND_NEGATED, REFUND_PARAPHRASE, UNRELATED, llamaindex_embedding
-from test_llamaindex_support import CountingLLM, KeywordEmbedding, build_index, scoped_settings
 
+from llamaindex_support import CountingLLM, KeywordEmbedding, build_index, scoped_settings
 from llamaindex_valkey_cache import CachedQueryEngine, ValkeyCache
 
 pytestmark = pytest.mark.standalone
