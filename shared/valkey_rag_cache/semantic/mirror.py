@@ -33,7 +33,7 @@ _START = "0-0"
 # Below this many rows a search reads every vector (0.04 ms at 1k, ~0.3 ms at 10k on an idle machine); from
 # it on, a coarse quantizer (spherical k-means over a sample, about sqrt(n) lists, the matrix reordered so
 # each list is one contiguous block) sends each search to the few lists whose centroids are nearest, plus
-# the rows added since training (trained again when they pass a quarter): a tenth to a third of the vectors.
+# the rows added since training (trained again when they pass an eighth): a tenth to a fifth of the vectors.
 # It is approximate: the nearest cached question can sit in a list that was not probed, which costs a miss,
 # never a wrong hit.
 COARSE_FROM = 20_000
@@ -93,7 +93,13 @@ class PartitionMirror:
         self._matrix[row] = vec
         self._alive[row] = True
         # (A row rewritten in place keeps its list: a changed vector may then be missed, never misread.)
-        if self._n >= self.coarse_from and self._n - self._sorted > max(self.coarse_from // 4, self._n // 4):
+        if self._n >= self.coarse_from and self._n - self._sorted > max(self.coarse_from // 4, self._n // 8):
+            self._train()
+
+    def loaded(self, coarse_from: int) -> None:
+        """After a bulk load with lists off (``coarse_from`` huge): train them once, over every row."""
+        self.coarse_from = coarse_from
+        if self._n >= coarse_from:
             self._train()
 
     def remove(self, digest: str) -> None:
@@ -300,7 +306,7 @@ class MirrorIndex(SemanticIndex):
     def _rebuild(self, part: Partition, m: PartitionMirror) -> Flow:
         tail = yield Cmd(("XREVRANGE", part.log_key, "+", "-", "COUNT", 1))
         last = _text(tail[0][0]) if tail else _START
-        fresh = PartitionMirror()
+        fresh = PartitionMirror(coarse_from=1 << 62)  # lists trained once, after the load
         cursor: Any = 0
         while True:
             cursor, fields = yield Cmd(("HSCAN", part.vectors_key, cursor, "COUNT", self.page))
@@ -313,6 +319,7 @@ class MirrorIndex(SemanticIndex):
                     fresh.upsert(_text(digest), *decoded)
             if int(cursor) == 0:
                 break
+        fresh.loaded(m.coarse_from)
         with m.lock:
             m.__dict__.update({k: v for k, v in fresh.__dict__.items() if k != "lock"})
             # An empty log ("0-0"): read it from its beginning next time (items written meanwhile replay).
