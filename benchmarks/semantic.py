@@ -472,7 +472,7 @@ def markdown(res: dict[str, Any]) -> str:
             lines.append(
                 f"| {r['entries']:,} | {r['hit_p50']:.2f} / {r['hit_p99']:.2f} ms | {r['miss_p50']:.2f} / "
                 f"{r['miss_p99']:.2f} ms | {incl} | {r.get('get_p50', math.nan):.2f} ms | "
-                f"{pct(r.get('recall', math.nan))} | {r['rebuild_s']:.2f} s | "
+                f"{100 * r.get('recall', math.nan):.1f}% | {r['rebuild_s']:.2f} s | "
                 f"{r['valkey_bytes_per_vector']:,.0f} | {r['mirror_bytes_per_entry']:,.0f} |"
             )
         lines += [
@@ -562,9 +562,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", default="quality,speed,freshness")
     parser.add_argument("--out", type=Path, help="folder for semantic.md and semantic.png (default: docs/)")
     parser.add_argument("--url", help="a Valkey to use (default: an embedded one)")
+    parser.add_argument("--render", action="store_true", help="measure nothing: redo the page from the JSON")
     args = parser.parse_args(argv)
     parts = set(args.parts.split(","))
     out = args.out or ROOT / "docs"
+    if args.render:
+        res = json.loads((out / "semantic-results.json").read_text())
+        section = markdown(res)
+        (out / "semantic.md").write_text(section + "\n")
+        insert_section(ROOT / "docs" / "benchmarks.md", section)
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     seeds = 5 if args.quick else 20
     model = MiniLM()
