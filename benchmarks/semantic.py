@@ -446,7 +446,10 @@ def markdown(res: dict[str, Any]) -> str:
             "",
             "Share of pairs the guard refuses, by category: "
             + ", ".join(f"{c} {pct(v)}" for c, v in q["guard_refusals"].items())
-            + " (a refused should-hit pair is a lost hit, a refused trap a wrong answer avoided).",
+            + " (a refused should-hit pair is a lost hit, a refused trap a wrong answer avoided). The "
+            "guard's word lists (opposites, negating prefixes, time and colour words) were extended while "
+            "reading the failures on these pairs: the threshold is held out, the guard is not, so its share "
+            "is optimistic.",
             "",
             f"![served and wrong answers against the threshold]({res['plot']})",
             "",
