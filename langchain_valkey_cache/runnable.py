@@ -186,7 +186,12 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
 
     # -- keys, sources, entries ------------------------------------------------------------------------
 
-    def _entry_key(self, input: Any, config: RunnableConfig) -> _Ticket | None:
+    def _entry_key(self, input: Any, config: RunnableConfig) -> EntryKey | None:
+        """The entry key of `input` (None: not cacheable); the exact key of its semantic query, if any."""
+        ticket = self._ticket(input, config)
+        return None if ticket is None else ticket.key
+
+    def _ticket(self, input: Any, config: RunnableConfig) -> _Ticket | None:
         configurable = {k: v for k, v in (config.get("configurable") or {}).items() if not k.startswith("__")}
         try:
             if self.semantic is not None:
@@ -287,7 +292,7 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
     def _invoke(
         self, input: Input, run_manager: CallbackManagerForChainRun, config: RunnableConfig, **kwargs: Any
     ) -> Output:
-        key = self._entry_key(input, config)
+        key = self._ticket(input, config)
         if key is None:
             return self.runnable.invoke(input, config, **kwargs)
         hit = self._lookup(key, decode_output)
@@ -307,7 +312,7 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
         config: RunnableConfig,
         **kwargs: Any,
     ) -> Output:
-        key = self._entry_key(input, config)
+        key = self._ticket(input, config)
         if key is None:
             return await self.runnable.ainvoke(input, config, **kwargs)
         hit = await self._alookup(key, decode_output)
@@ -327,7 +332,7 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
         child = patch_config(config, callbacks=run_manager.get_child())
         chunks: list[Any] = []
         try:
-            key = self._entry_key(input, config)
+            key = self._ticket(input, config)
             if key is None:
                 for chunk in self.runnable.stream(input, child, **kwargs):
                     chunks.append(chunk)
@@ -361,7 +366,7 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
         child = patch_config(config, callbacks=run_manager.get_child())
         chunks: list[Any] = []
         try:
-            key = self._entry_key(input, config)
+            key = self._ticket(input, config)
             if key is None:
                 async for chunk in self.runnable.astream(input, child, **kwargs):
                     chunks.append(chunk)
