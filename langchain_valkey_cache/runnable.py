@@ -36,9 +36,10 @@ from valkey_rag_cache import AnswerCache, EntryKey, Hit, Seen, Source
 from valkey_rag_cache.keys import digest
 from valkey_rag_cache.semantic import LookalikeGuard, SemanticCache, SemanticQuery, Verifier
 from valkey_rag_cache.semantic.cache import _DEFAULT_GUARD
+from valkey_rag_cache.streams import arecorded, recorded
 
 from .cache import ValkeyCache
-from .capture import Captured, capture, document_sources
+from .capture import Captured, capture
 from .codec import DecodeError, UnsupportedValue, decode_value, encode_value
 from .semantic import semantic_matcher
 
@@ -74,16 +75,18 @@ def decode_entry(value: Any) -> tuple[Any, list[Any] | None]:
     return output, ([decode_value(c) for c in chunks] if chunks is not None else None)
 
 
-def decode_output(value: Any) -> tuple[Any] | None:
+def decode_output(value: Any) -> tuple[Any]:
     """``(output,)`` for ``invoke``: the stored output, or the stored chunks added up.
 
-    None (the core then removes the entry, keeping the race check for the recomputed answer) when the
-    chunks of a stream do not add up to one output.
+    `DecodeError` (the core then removes the entry, keeping the race check for the recomputed answer) when
+    the chunks of a stream do not add up to one output.
     """
     output, chunks = decode_entry(value)
     if output is _MISS:
         output = _aggregate(chunks or [])
-    return None if output is _MISS else (output,)
+    if output is _MISS:
+        raise DecodeError("the stored chunks do not add up to one output")
+    return (output,)
 
 
 def _aggregate(chunks: list[Any]) -> Any:
@@ -252,9 +255,7 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
         captured: Captured = self._capture.run_sources(run_id, config.get("metadata"))
         if self.cache is not None:
             return self.cache.captured_sources(captured)
-        sources = document_sources(captured.documents, None, "content_type")
-        sources.extend(s if isinstance(s, Source) else Source(s) for s in captured.extra)
-        return sources
+        return captured.sources(None, "content_type")  # an AnswerCache: ValkeyCache's defaults
 
     def _entry(self, output: Any = _MISS, chunks: list[Any] | None = None) -> dict[str, Any] | None:
         try:
@@ -267,6 +268,10 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
         except UnsupportedValue as exc:
             log.warning("langchain_valkey_cache: not caching this answer: %s", exc)
             return None
+
+    def _stream_entry(self, chunks: list[Any]) -> dict[str, Any] | None:
+        """A whole stream's entry: its chunks (replayed on a hit) and their sum (for ``invoke``)."""
+        return self._entry(_aggregate(chunks), chunks)
 
     def _store(self, ticket: _Ticket, entry: dict[str, Any] | None, sources: list[Source]) -> None:
         if entry is None:  # values JSON cannot hold: the core logs and skips the write
@@ -345,11 +350,11 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
                     chunks = stored if stored is not None else [output]
                     yield from chunks
                 else:
-                    for chunk in self.runnable.stream(input, child, **kwargs):
-                        chunks.append(chunk)
-                        yield chunk
-                    output = _aggregate(chunks)
-                    self._store(key, self._entry(output, chunks), self._sources(run_manager.run_id, config))
+                    # The generator may resume in another context: the ticket keeps what the lookup saw.
+                    def complete(got: list[Any]) -> None:
+                        self._store(key, self._stream_entry(got), self._sources(run_manager.run_id, config))
+
+                    yield from recorded(self.runnable.stream(input, child, **kwargs), complete, chunks)
         except BaseException as exc:  # GeneratorExit too: an abandoned stream is never stored
             run_manager.on_chain_error(exc)
             raise
@@ -379,12 +384,15 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
                     for chunk in chunks:
                         yield chunk
                 else:
-                    async for chunk in self.runnable.astream(input, child, **kwargs):
-                        chunks.append(chunk)
+
+                    async def acomplete(got: list[Any]) -> None:
+                        entry = self._stream_entry(got)
+                        await self._astore(key, entry, self._sources(run_manager.run_id, config))
+
+                    async for chunk in arecorded(
+                        self.runnable.astream(input, child, **kwargs), acomplete, chunks
+                    ):
                         yield chunk
-                    output = _aggregate(chunks)
-                    entry = self._entry(output, chunks)
-                    await self._astore(key, entry, self._sources(run_manager.run_id, config))
         except BaseException as exc:
             await run_manager.on_chain_error(exc)
             raise

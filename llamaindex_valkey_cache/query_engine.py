@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from collections.abc import AsyncGenerator, Generator
 from typing import Any
 
 from llama_index.core.base.base_query_engine import BaseQueryEngine
@@ -38,9 +38,10 @@ from llama_index.core.schema import NodeWithScore, QueryBundle
 from valkey_rag_cache import EntryKey, Seen, Source
 from valkey_rag_cache.semantic import LookalikeGuard, SemanticQuery, Verifier
 from valkey_rag_cache.semantic.cache import _DEFAULT_GUARD
+from valkey_rag_cache.streams import arecorded, recorded
 
 from . import codec
-from .cache import ValkeyCache
+from .cache import LlamaIndexCache
 from .keying import jsonable
 from .semantic import QueryMatcher
 from .shape import engine_shape
@@ -60,7 +61,7 @@ class CachedQueryEngine(BaseQueryEngine):
 
     Args:
         query_engine: any LlamaIndex query engine (``index.as_query_engine(...)``, streaming or not).
-        cache: the `ValkeyCache` holding the answers.
+        cache: the `LlamaIndexCache` holding the answers.
         name: what the engine answers from (its data, tenant, filters), telling apart engines over
             different data that share a namespace; required when its shape cannot be read in full.
         namespace: store this engine's answers in another namespace than the cache's.
@@ -76,7 +77,7 @@ class CachedQueryEngine(BaseQueryEngine):
     def __init__(
         self,
         query_engine: BaseQueryEngine,
-        cache: ValkeyCache,
+        cache: LlamaIndexCache,
         *,
         name: str = "",
         namespace: str | None = None,
@@ -146,13 +147,16 @@ class CachedQueryEngine(BaseQueryEngine):
         if self._matcher is not None:
             return self._matcher.lookup(key, codec.decode_answer)
         assert isinstance(key, EntryKey)
-        return self.cache.lookup(key, codec.decode_answer)
+        hit = self.cache.core.lookup(key, codec.decode_answer)
+        # What the lookup saw, for the write, which a stream makes later, maybe elsewhere.
+        return (hit.value, None) if hit is not None else (None, self.cache.core.seen(key))
 
     async def _alookup(self, key: Ticket) -> tuple[codec.Answer | None, Seen | None]:
         if self._matcher is not None:
             return await self._matcher.alookup(key, codec.decode_answer)
         assert isinstance(key, EntryKey)
-        return await self.cache.alookup(key, codec.decode_answer)
+        hit = await self.cache.core.alookup(key, codec.decode_answer)
+        return (hit.value, None) if hit is not None else (None, self.cache.core.seen(key))
 
     @property
     def _streaming(self) -> bool:
@@ -176,7 +180,9 @@ class CachedQueryEngine(BaseQueryEngine):
         response = self.query_engine.query(query_bundle)
         during = ledger().under(span, start)
         if isinstance(response, StreamingResponse):
-            response.response_gen = self._recorded(response, response.response_gen, key, during, seen)
+            response.response_gen = recorded(
+                response.response_gen, lambda tokens: self._store(key, response, during, seen, tokens)
+            )
         elif isinstance(response, Response):
             self._store(key, response, during, seen, None)
         return response
@@ -193,9 +199,13 @@ class CachedQueryEngine(BaseQueryEngine):
         response = await self.query_engine.aquery(query_bundle)
         during = ledger().under(span, start)
         if isinstance(response, AsyncStreamingResponse):
-            response.response_gen = self._arecorded(response, response.response_gen, key, during, seen)
+            response.response_gen = arecorded(
+                response.response_gen, lambda tokens: self._astore(key, response, during, seen, tokens)
+            )
         elif isinstance(response, StreamingResponse):
-            response.response_gen = self._recorded(response, response.response_gen, key, during, seen)
+            response.response_gen = recorded(
+                response.response_gen, lambda tokens: self._store(key, response, during, seen, tokens)
+            )
         elif isinstance(response, Response):
             await self._astore(key, response, during, seen, None)
         return response
@@ -208,12 +218,15 @@ class CachedQueryEngine(BaseQueryEngine):
         seen: Seen | None,
         tokens: list[str] | None,
     ) -> None:
-        value, sources = self._encode(response, tokens), self._sources(response, during)
+        value = self._encode(response, tokens)
+        if value is None:  # source nodes JSON cannot hold: the answer is returned, not cached
+            return
+        sources = self._sources(response, during)
         if self._matcher is not None:
             self._matcher.store(key, value, sources, seen)
         else:
             assert isinstance(key, EntryKey)
-            self.cache.store(key, value, sources, seen)
+            self.cache.core.store(key, value, sources, seen=seen)
 
     async def _astore(
         self,
@@ -223,12 +236,15 @@ class CachedQueryEngine(BaseQueryEngine):
         seen: Seen | None,
         tokens: list[str] | None,
     ) -> None:
-        value, sources = self._encode(response, tokens), self._sources(response, during)
+        value = self._encode(response, tokens)
+        if value is None:
+            return
+        sources = self._sources(response, during)
         if self._matcher is not None:
             await self._matcher.astore(key, value, sources, seen)
         else:
             assert isinstance(key, EntryKey)
-            await self.cache.astore(key, value, sources, seen)
+            await self.cache.core.astore(key, value, sources, seen=seen)
 
     @staticmethod
     def _encode(response: Any, tokens: list[str] | None) -> dict[str, Any] | None:
@@ -243,36 +259,6 @@ class CachedQueryEngine(BaseQueryEngine):
         if asynchronous:
             return AsyncStreamingResponse(_atokens(tokens), source_nodes=nodes, metadata=answer.metadata)
         return StreamingResponse(_tokens(tokens), source_nodes=nodes, metadata=answer.metadata)
-
-    # -- streams: stored once read to the end ----------------------------------------------------------
-
-    def _recorded(
-        self,
-        response: StreamingResponse | AsyncStreamingResponse,
-        tokens: Iterator[str],
-        key: Ticket,
-        during: tuple[Retrieved, ...],
-        seen: Seen | None,
-    ) -> Generator[str, None, None]:
-        seen_tokens: list[str] = []
-        for token in tokens:
-            seen_tokens.append(token)
-            yield token
-        self._store(key, response, during, seen, seen_tokens)
-
-    async def _arecorded(
-        self,
-        response: AsyncStreamingResponse,
-        tokens: AsyncIterator[str],
-        key: Ticket,
-        during: tuple[Retrieved, ...],
-        seen: Seen | None,
-    ) -> AsyncGenerator[str, None]:
-        seen_tokens: list[str] = []
-        async for token in tokens:
-            seen_tokens.append(token)
-            yield token
-        await self._astore(key, response, during, seen, seen_tokens)
 
     # -- the rest is the inner engine's ----------------------------------------------------------------
 

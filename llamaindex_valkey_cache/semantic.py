@@ -20,7 +20,7 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from valkey_rag_cache import EntryKey, Seen, Source
 from valkey_rag_cache.semantic import LookalikeGuard, SemanticCache, SemanticQuery, Verifier
 
-from .cache import ValkeyCache
+from .cache import LlamaIndexCache
 
 __all__ = ["QueryMatcher", "embedder_name"]
 
@@ -41,7 +41,7 @@ class QueryMatcher:
 
     def __init__(
         self,
-        cache: ValkeyCache,
+        cache: LlamaIndexCache,
         embed_model: BaseEmbedding,
         similarity_threshold: float,
         guard: LookalikeGuard | None,
@@ -72,27 +72,32 @@ class QueryMatcher:
         return self.semantic.query(kind, question, partition, namespace)
 
     def lookup(self, ticket: Ticket, decode: Callable[[Any], T | None]) -> tuple[T | None, Seen | None]:
+        """A decoded hit, or None and what the lookup saw (for the write, which may come later)."""
+        core = self.cache.core
         if isinstance(ticket, EntryKey):
-            return self.cache.lookup(ticket, decode)
-        hit = self.semantic.lookup(ticket, decode)
-        return (hit.value, None) if hit is not None else (None, ticket.seen)
+            hit = core.lookup(ticket, decode)
+            return (hit.value, None) if hit is not None else (None, core.seen(ticket))
+        found = self.semantic.lookup(ticket, decode)
+        return (found.value, None) if found is not None else (None, ticket.seen)
 
     async def alookup(
         self, ticket: Ticket, decode: Callable[[Any], T | None]
     ) -> tuple[T | None, Seen | None]:
+        core = self.cache.core
         if isinstance(ticket, EntryKey):
-            return await self.cache.alookup(ticket, decode)
-        hit = await self.semantic.alookup(ticket, decode)
-        return (hit.value, None) if hit is not None else (None, ticket.seen)
+            hit = await core.alookup(ticket, decode)
+            return (hit.value, None) if hit is not None else (None, core.seen(ticket))
+        found = await self.semantic.alookup(ticket, decode)
+        return (found.value, None) if found is not None else (None, ticket.seen)
 
     def store(self, ticket: Ticket, value: Any, sources: list[Source], seen: Seen | None) -> None:
         if isinstance(ticket, EntryKey):
-            self.cache.store(ticket, value, sources, seen)
-        elif value is not None:
+            self.cache.core.store(ticket, value, sources, seen=seen)
+        else:
             self.semantic.store(ticket, value, sources, seen=seen)
 
     async def astore(self, ticket: Ticket, value: Any, sources: list[Source], seen: Seen | None) -> None:
         if isinstance(ticket, EntryKey):
-            await self.cache.astore(ticket, value, sources, seen)
-        elif value is not None:
+            await self.cache.core.astore(ticket, value, sources, seen=seen)
+        else:
             await self.semantic.astore(ticket, value, sources, seen=seen)

@@ -24,6 +24,7 @@ from typing import Any, TypeVar, overload
 from valkey.exceptions import ValkeyError
 
 from .connection import Connector
+from .decoding import decoded
 from .doctor import DoctorReport, diagnose
 from .embedded import EmbeddedUnavailable
 from .envelope import Hit
@@ -203,6 +204,8 @@ class AnswerCache:
         return result
 
     def _failed(self, exc: Exception, default: Any, write: bool, strict: type[CacheError] | None) -> Any:
+        if strict and isinstance(exc, strict):
+            raise exc  # the operation's own report (e.g. the namespace trees it could not invalidate)
         # No URL and no embedded server: said once, with what to install or set; no outage to wait out.
         if isinstance(exc, EmbeddedUnavailable):
             if strict:
@@ -214,6 +217,9 @@ class AnswerCache:
                 raise strict(f"Valkey did not carry out the operation: {type(exc).__name__}: {exc}") from exc
             self.health.failed(exc, write)
             return default
+        if strict and isinstance(exc, ValkeyError):
+            # The server answered, with an error (a refused command, data no writer of ours made).
+            raise strict(f"Valkey refused the operation: {type(exc).__name__}: {exc}") from exc
         if strict or not isinstance(exc, ValkeyError):
             raise exc
         # A script failed on a lookup or a write (data no writer of ours made, or a bug of ours): never an
@@ -239,12 +245,13 @@ class AnswerCache:
     @overload
     def lookup(self, key: EntryKey, decode: None = None) -> Hit[Any] | None: ...
     @overload
-    def lookup(self, key: EntryKey, decode: Callable[[Any], T | None]) -> Hit[T] | None: ...
+    def lookup(self, key: EntryKey, decode: Callable[[Any], T]) -> Hit[T] | None: ...
     def lookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit[Any] | None:
         """The cached value, or None. Never raises for a backend that is down or for bad stored data.
 
-        `decode` turns the stored JSON into the caller's type; when it raises or returns None the entry is
-        bad data: it is deleted and counted, and the write that follows is still checked against this lookup.
+        `decode` turns the stored JSON into the caller's type, raising `DecodeError` for data it cannot read:
+        the entry is then deleted and counted as bad, and the write that follows is still checked against
+        this lookup. Any other exception from `decode` is logged once as a bug and is a miss too.
         """
         hit = self._accept(key, self._run(lambda ctx: ctx.lookup(key)), decode)
         if hit is _BAD:
@@ -255,7 +262,7 @@ class AnswerCache:
     @overload
     async def alookup(self, key: EntryKey, decode: None = None) -> Hit[Any] | None: ...
     @overload
-    async def alookup(self, key: EntryKey, decode: Callable[[Any], T | None]) -> Hit[T] | None: ...
+    async def alookup(self, key: EntryKey, decode: Callable[[Any], T]) -> Hit[T] | None: ...
     async def alookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit[Any] | None:
         hit = self._accept(key, await self._arun(lambda ctx: ctx.lookup(key)), decode)
         if hit is _BAD:
@@ -270,15 +277,11 @@ class AnswerCache:
             return None
         hit = result.hit
         if hit is not None and decode is not None:
-            try:
-                value = decode(hit.value)
-            except Exception as exc:  # any failure to rebuild the caller's type is bad stored data
-                log.warning("valkey_rag_cache: dropping an entry the caller could not decode: %r", exc)
-                value = None
+            value = decoded(decode, hit.value)  # the one rule: see `decoding`
             if value is None:
                 _remember(self._ident(key), result.seen, hit=False)
                 return _BAD
-            hit = replace(hit, value=value)
+            hit = replace(hit, value=value[0])
         _remember(self._ident(key), result.seen, hit is not None)
         return hit
 
@@ -346,20 +349,21 @@ class AnswerCache:
         )
 
     def invalidate_sources(self, source_ids: Iterable[str]) -> int:
-        ids = list(source_ids)
+        """Invalidate every answer built on any of `source_ids` (a bare str is one id); returns how many."""
+        ids = _ids(source_ids)
         return int(self._run(lambda ctx: ctx.invalidate_sources(ids), strict=InvalidationError))
 
     async def ainvalidate_sources(self, source_ids: Iterable[str]) -> int:
-        ids = list(source_ids)
+        ids = _ids(source_ids)
         return int(await self._arun(lambda ctx: ctx.invalidate_sources(ids), strict=InvalidationError))
 
     def invalidate_namespace(self, namespace: str | None = None) -> None:
         """Invalidate a namespace and all below it (``docs`` covers ``docs:technical``), in O(1)."""
-        ns = self.check_namespace(namespace or self.namespace)
+        ns = self.check_namespace(self.namespace if namespace is None else namespace)
         self._run(lambda ctx: ctx.invalidate_namespace(ns), strict=InvalidationError)
 
     async def ainvalidate_namespace(self, namespace: str | None = None) -> None:
-        ns = self.check_namespace(namespace or self.namespace)
+        ns = self.check_namespace(self.namespace if namespace is None else namespace)
         await self._arun(lambda ctx: ctx.invalidate_namespace(ns), strict=InvalidationError)
 
     def invalidate_all(self) -> None:
@@ -402,11 +406,11 @@ class AnswerCache:
 
     def clear(self, namespace: str | None = None) -> int:
         """Remove this cache's namespace (and those below it), nothing else; returns the keys deleted."""
-        ns = self.check_namespace(namespace or self.namespace)
+        ns = self.check_namespace(self.namespace if namespace is None else namespace)
         return int(self._run(lambda ctx: ctx.clear(ns), strict=InvalidationError))
 
     async def aclear(self, namespace: str | None = None) -> int:
-        ns = self.check_namespace(namespace or self.namespace)
+        ns = self.check_namespace(self.namespace if namespace is None else namespace)
         return int(await self._arun(lambda ctx: ctx.clear(ns), strict=InvalidationError))
 
     # -- housekeeping ----------------------------------------------------------------------------------
@@ -445,7 +449,7 @@ def _infos(ctx: Context) -> Flow:
     try:
         return (yield from ctx.info())
     except Exception as exc:  # INFO refused by an ACL: the report says what it could not read
-        if is_backend_error(exc):
+        if is_backend_error(exc) or isinstance(exc, ValkeyError):
             return [exc]
         raise
 
@@ -458,10 +462,16 @@ def _policy(policy: TTLPolicy | Mapping[str, TTLValue] | None, default_content_t
     return TTLPolicy(dict(policy or {}), default_content_type or "documentation")
 
 
+def _ids(source_ids: Iterable[str]) -> list[str]:
+    # A bare string is one id: iterating it would invalidate its characters and leave its answers cached.
+    return [source_ids] if isinstance(source_ids, str) else list(source_ids)
+
+
 _COUNTERS = ("hits", "misses", "stale", "bad", "writes", "refused", "invalidations")
 
 
 def _stats_report(per_ns: dict[str, dict[str, int]], process: dict[str, int]) -> dict[str, Any]:
+    unreadable = per_ns.pop("", {}).get("unreadable", 0)  # counters no writer of ours made (skipped)
     namespaces = {ns: {c: counts.get(c, 0) for c in _COUNTERS} for ns, counts in sorted(per_ns.items())}
     totals = {c: sum(n[c] for n in namespaces.values()) for c in _COUNTERS}
-    return {"namespaces": namespaces, "totals": totals, "process": process}
+    return {"namespaces": namespaces, "totals": totals, "process": process, "unreadable": unreadable}

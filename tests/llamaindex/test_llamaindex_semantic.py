@@ -11,7 +11,7 @@ from llama_index.core.vector_stores import ExactMatchFilter, MetadataFilters
 from semantic_fakes import REFUND, REFUND_NEGATED, REFUND_PARAPHRASE, UNRELATED, llamaindex_embedding
 
 from llamaindex_support import CountingLLM, KeywordEmbedding, build_index, scoped_settings
-from llamaindex_valkey_cache import CachedQueryEngine, ValkeyCache
+from llamaindex_valkey_cache import CachedQueryEngine, LlamaIndexCache
 
 pytestmark = pytest.mark.standalone
 
@@ -23,22 +23,24 @@ def settings() -> Iterator[tuple[KeywordEmbedding, CountingLLM]]:
 
 
 @pytest.fixture
-def cache(standalone_url: str, prefix: str) -> ValkeyCache:
-    return ValkeyCache(standalone_url, prefix=prefix)
+def cache(standalone_url: str, prefix: str) -> LlamaIndexCache:
+    return LlamaIndexCache(standalone_url, prefix=prefix)
 
 
 @pytest.fixture
-def index(settings: Any, cache: ValkeyCache) -> VectorStoreIndex:
+def index(settings: Any, cache: LlamaIndexCache) -> VectorStoreIndex:
     return build_index(cache)
 
 
-def engine(index: VectorStoreIndex, cache: ValkeyCache, **kw: Any) -> CachedQueryEngine:
+def engine(index: VectorStoreIndex, cache: LlamaIndexCache, **kw: Any) -> CachedQueryEngine:
     return CachedQueryEngine(
         index.as_query_engine(**kw), cache=cache, embed_model=llamaindex_embedding(), similarity_threshold=0.9
     )
 
 
-def test_a_similar_query_is_answered_from_the_cache(settings: Any, index: Any, cache: ValkeyCache) -> None:
+def test_a_similar_query_is_answered_from_the_cache(
+    settings: Any, index: Any, cache: LlamaIndexCache
+) -> None:
     _, llm = settings
     qe = engine(index, cache)
     first = qe.query(REFUND)
@@ -50,7 +52,7 @@ def test_a_similar_query_is_answered_from_the_cache(settings: Any, index: Any, c
     assert llm.calls == calls + 1
 
 
-async def test_async_queries_match_too(settings: Any, index: Any, cache: ValkeyCache) -> None:
+async def test_async_queries_match_too(settings: Any, index: Any, cache: LlamaIndexCache) -> None:
     _, llm = settings
     qe = engine(index, cache)
     first = await qe.aquery(REFUND)
@@ -59,7 +61,7 @@ async def test_async_queries_match_too(settings: Any, index: Any, cache: ValkeyC
 
 
 def test_engines_with_other_filters_never_share_a_semantic_hit(
-    settings: Any, index: Any, cache: ValkeyCache
+    settings: Any, index: Any, cache: LlamaIndexCache
 ) -> None:
     _, llm = settings
     a = engine(
@@ -82,7 +84,7 @@ def test_engines_with_other_filters_never_share_a_semantic_hit(
 
 
 def test_a_changed_document_retires_the_semantic_answers_built_on_it(
-    settings: Any, index: Any, cache: ValkeyCache
+    settings: Any, index: Any, cache: LlamaIndexCache
 ) -> None:
     _, llm = settings
     qe = engine(index, cache)
@@ -95,7 +97,7 @@ def test_a_changed_document_retires_the_semantic_answers_built_on_it(
     assert llm.calls == calls + 1
 
 
-def test_the_guard_refuses_a_negated_query(settings: Any, index: Any, cache: ValkeyCache) -> None:
+def test_the_guard_refuses_a_negated_query(settings: Any, index: Any, cache: LlamaIndexCache) -> None:
     _, llm = settings
     qe = engine(index, cache)
     qe.query(REFUND)
@@ -104,12 +106,14 @@ def test_the_guard_refuses_a_negated_query(settings: Any, index: Any, cache: Val
     assert llm.calls == calls + 1
 
 
-def test_streaming_engines_replay_a_semantic_hit(settings: Any, index: Any, cache: ValkeyCache) -> None:
+def test_streaming_engines_replay_a_semantic_hit(settings: Any, index: Any, cache: LlamaIndexCache) -> None:
     qe = engine(index, cache, streaming=True)
     first = "".join(qe.query(REFUND).response_gen)
     assert "".join(qe.query(REFUND_PARAPHRASE).response_gen) == first
 
 
-def test_an_embed_model_of_the_wrong_type_is_a_configuration_error(index: Any, cache: ValkeyCache) -> None:
+def test_an_embed_model_of_the_wrong_type_is_a_configuration_error(
+    index: Any, cache: LlamaIndexCache
+) -> None:
     with pytest.raises(TypeError):
         CachedQueryEngine(index.as_query_engine(), cache=cache, embed_model=lambda t: [1.0])  # type: ignore[arg-type]
