@@ -31,7 +31,7 @@ from .envelope import Hit
 from .errors import CacheError, InvalidationError
 from .health import Health, is_backend_error
 from .keys import EntryKey, KeySchema, validate_namespace
-from .protocol import Context, Flow, Lookup, Seen, untimed_keys
+from .protocol import UNREACHED, Context, Flow, Lookup, Seen, untimed_keys
 from .sources import Source, SourceScope, as_sources, scoped_sources
 from .store import AsyncDriver, SyncDriver
 from .ttl import TTLPolicy, TTLValue
@@ -57,10 +57,15 @@ _FLOOR: contextvars.ContextVar[dict[tuple[int, str], tuple[Seen, float]]] = cont
 
 def _remember(ident: tuple[int, str, str], seen: Seen | None, hit: bool) -> None:
     current = _SEEN.get({})
-    if hit or seen is None:
+    if hit:
         if ident in current:  # nothing will be written after a hit
             _SEEN.set({k: v for k, v in current.items() if k != ident})
         return
+    if seen is None:
+        # The lookup did not reach Valkey (timeout, refused connection, back-off, script error). Forgetting
+        # it would make the write that follows look like a write without a lookup, stored unchecked: an
+        # invalidation that returned meanwhile would then be overtaken. The write is refused instead.
+        seen = UNREACHED
     # The newest view wins: within one context a lookup and the write that follows it are sequential.
     updated = {**{k: v for k, v in current.items() if k != ident}, ident: seen}
     if len(updated) > _SEEN_PER_CONTEXT:
@@ -139,8 +144,9 @@ class AnswerCache:
         self.schema = KeySchema(prefix)
         self.connector = Connector(url, client, timeout=timeout, cluster=cluster, embedded=embedded)
         self.health = Health(retry_after=retry_after)
-        self._sync = SyncDriver(self.connector)
-        self._async = AsyncDriver(self.connector)
+        # A call meeting a moving cluster slot is retried within the timeout, then fails as a backend error.
+        self._sync = SyncDriver(self.connector, settle_for=timeout)
+        self._async = AsyncDriver(self.connector, settle_for=timeout)
         self.confined_to = self.namespace.split(":", 1)[0] if confined else None
         self._ctx_base = Context(self.schema, self.policy, confined_to=self.confined_to)
         self._id = next(_instances)
@@ -273,7 +279,8 @@ class AnswerCache:
     def _accept(
         self, key: EntryKey, result: Lookup | None, decode: Callable[[Any], Any] | None
     ) -> Hit[Any] | None:
-        if result is None:
+        if result is None:  # the lookup did not reach Valkey
+            _remember(self._ident(key), None, hit=False)
             return None
         hit = result.hit
         if hit is not None and decode is not None:
@@ -298,6 +305,14 @@ class AnswerCache:
         srcs = as_sources(sources) if sources is not None else ()
         srcs = as_sources([*srcs, *scoped_sources()])
         seen = seen if seen is not None else _take(self._ident(key))
+        if seen is not None and not seen.reached:
+            # Refused without a round trip (the protocol refuses it too): the lookup that preceded this write
+            # did not reach Valkey. Refusing rather than checking against some older view of the clock: the
+            # only views at hand are other lookups', and one that returned after this lookup began may be
+            # newer than the answer's retrieval; an older one would refuse nearly as often. It costs one
+            # uncached answer per prompt during a fault, which the next call's miss caches again.
+            self.health.dropped()
+            return None
         return lambda ctx: ctx.write(key, value, srcs, seen, ttl, content_type)
 
     def store(
@@ -312,10 +327,11 @@ class AnswerCache:
     ) -> bool:
         """Store a JSON-serializable value built from `sources` (plus any `sources()` scope in effect).
 
-        Returns False when the write was refused (an invalidation overtook it) or dropped (backend down).
+        Returns False when the write was refused (an invalidation overtook it, or the lookup before it did not
+        reach Valkey, so nothing can tell) or dropped (backend down).
         """
         make = self._write_flow(key, value, sources, ttl, content_type, seen)
-        return bool(self._run(make, default=False, write=True))
+        return make is not None and bool(self._run(make, default=False, write=True))
 
     async def astore(
         self,
@@ -328,7 +344,7 @@ class AnswerCache:
         seen: Seen | None = None,
     ) -> bool:
         make = self._write_flow(key, value, sources, ttl, content_type, seen)
-        return bool(await self._arun(make, default=False, write=True))
+        return make is not None and bool(await self._arun(make, default=False, write=True))
 
     def discard(self, key: EntryKey) -> None:
         """Delete an entry whose value the caller could not use, counting it as bad data."""
