@@ -429,3 +429,18 @@ def test_large_partitions_search_a_few_lists_and_still_find_near_duplicates() ->
     assert len(mirror) == 1500
     assert mirror.search(near(4), 4, 0.9) == [] or mirror.search(near(4), 4, 0.9)[0].digest != "d4"
     assert mirror.search(near(5), 4, 0.9)[0].digest == "d5"
+
+
+def test_a_candidate_the_decoder_rejects_is_a_miss_and_is_removed(make_cache: Any, raw_client: Any) -> None:
+    from valkey_rag_cache import DecodeError
+
+    def decode(value: Any) -> str:
+        if value != "good":
+            raise DecodeError("not an answer of ours")
+        return str(value)
+
+    sem = semantic(make_cache())
+    q = put(sem, REFUND, "tampered")
+    assert sem.lookup(sem.query("qa", REFUND_PARAPHRASE, PART), decode) is None
+    assert not raw_client.exists(sem.cache.schema.entry(q.key))  # discarded as bad data
+    assert sem.cache.stats()["totals"]["bad"] == 1

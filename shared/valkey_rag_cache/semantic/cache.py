@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..cache import AnswerCache
+from ..decoding import decoded
 from ..envelope import Hit
 from ..keys import EntryKey, digest, encode_parts
 from ..protocol import HIT, Seen
@@ -326,14 +327,10 @@ class SemanticCache:
             return None, True, False
         hit = result.hit
         if decode is not None:
-            try:
-                value = decode(hit.value)
-            except Exception as exc:
-                log.warning("valkey_rag_cache: dropping an entry the caller could not decode: %r", exc)
-                value = None
+            value = decoded(decode, hit.value)  # the core's one rule: see `decoding`
             if value is None:
                 return None, True, True
-            hit = Hit(value, hit.sources, hit.content_type, hit.created_at)
+            hit = Hit(value[0], hit.sources, hit.content_type, hit.created_at)
         return hit, False, False
 
     # -- lookups ---------------------------------------------------------------------------------------
