@@ -23,13 +23,14 @@ from typing import Any, TypeVar
 
 from valkey.exceptions import ValkeyError
 
+from . import housekeeping, telemetry
 from .connection import Connector
 from .doctor import DoctorReport, diagnose
 from .envelope import Hit
 from .errors import CacheError, InvalidationError
 from .health import Health, is_backend_error
 from .keys import EntryKey, KeySchema, validate_namespace
-from .protocol import Context, Flow, Seen, untimed_keys
+from .protocol import BAD, HIT, MISS, STALE, Context, Flow, Lookup, Seen, untimed_keys
 from .sources import Source, SourceScope, as_sources, scoped_sources
 from .store import AsyncDriver, SyncDriver
 from .ttl import TTLPolicy, TTLValue
@@ -175,6 +176,8 @@ class AnswerCache:
         return result
 
     def _failed(self, exc: Exception, default: Any, write: bool, strict: type[CacheError] | None) -> Any:
+        if telemetry._observers:
+            telemetry.backend_error("admin" if strict else "write" if write else "lookup")
         if is_backend_error(exc):
             if strict:
                 raise strict(f"Valkey did not carry out the operation: {type(exc).__name__}: {exc}") from exc
@@ -208,18 +211,32 @@ class AnswerCache:
         `decode` turns the stored JSON into the caller's type; when it raises or returns None the entry is
         bad data: it is deleted and counted, and the write that follows is still checked against this lookup.
         """
-        hit = self._accept(key, self._run(lambda ctx: ctx.lookup(key)), decode)
-        if hit is _BAD:
-            self.discard(key)
-            return None
-        return hit  # type: ignore[return-value]
+        if telemetry.observed():
+            start = time.perf_counter_ns()
+            result = self._run(lambda ctx: ctx.lookup(key))
+            hit = self._accept(key, result, decode)
+            if hit is _BAD:
+                self.discard(key)
+            _report_lookup(key, result, hit, start)
+        else:
+            hit = self._accept(key, self._run(lambda ctx: ctx.lookup(key)), decode)
+            if hit is _BAD:
+                self.discard(key)
+        return None if hit is _BAD else hit  # type: ignore[return-value]
 
     async def alookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit | None:
-        hit = self._accept(key, await self._arun(lambda ctx: ctx.lookup(key)), decode)
-        if hit is _BAD:
-            await self.adiscard(key)
-            return None
-        return hit  # type: ignore[return-value]
+        if telemetry.observed():
+            start = time.perf_counter_ns()
+            result = await self._arun(lambda ctx: ctx.lookup(key))
+            hit = self._accept(key, result, decode)
+            if hit is _BAD:
+                await self.adiscard(key)
+            _report_lookup(key, result, hit, start)
+        else:
+            hit = self._accept(key, await self._arun(lambda ctx: ctx.lookup(key)), decode)
+            if hit is _BAD:
+                await self.adiscard(key)
+        return None if hit is _BAD else hit  # type: ignore[return-value]
 
     def _accept(self, key: EntryKey, result: Any, decode: Callable[[Any], Any] | None) -> Hit | None | object:
         if result is None:
@@ -251,7 +268,7 @@ class AnswerCache:
         srcs = as_sources(sources) if sources is not None else ()
         srcs = as_sources([*srcs, *scoped_sources()])
         seen = seen if seen is not None else _take(self._ident(key))
-        return lambda ctx: ctx.write(key, value, srcs, seen, ttl, content_type)
+        return lambda ctx: ctx.write(key, value, srcs, seen, ttl, content_type), len(srcs)
 
     def store(
         self,
@@ -267,7 +284,10 @@ class AnswerCache:
 
         Returns False when the write was refused (an invalidation overtook it) or dropped (backend down).
         """
-        make = self._write_flow(key, value, sources, ttl, content_type, seen)
+        make, n = self._write_flow(key, value, sources, ttl, content_type, seen)
+        if telemetry.observed():
+            start = time.perf_counter_ns()
+            return _report_write(key, self._run(make, default=_DROPPED, write=True), start, n)
         return bool(self._run(make, default=False, write=True))
 
     async def astore(
@@ -280,7 +300,10 @@ class AnswerCache:
         content_type: str | None = None,
         seen: Seen | None = None,
     ) -> bool:
-        make = self._write_flow(key, value, sources, ttl, content_type, seen)
+        make, n = self._write_flow(key, value, sources, ttl, content_type, seen)
+        if telemetry.observed():
+            start = time.perf_counter_ns()
+            return _report_write(key, await self._arun(make, default=_DROPPED, write=True), start, n)
         return bool(await self._arun(make, default=False, write=True))
 
     def discard(self, key: EntryKey) -> None:
@@ -294,36 +317,42 @@ class AnswerCache:
 
     def invalidate_source(self, source_id: str) -> int:
         """Invalidate and delete every answer built on `source_id`, in every namespace; returns how many."""
-        return int(self._run(lambda ctx: ctx.invalidate_sources([source_id]), strict=InvalidationError))
+        n = int(self._run(lambda ctx: ctx.invalidate_sources([source_id]), strict=InvalidationError))
+        return _reported("source", n)
 
     async def ainvalidate_source(self, source_id: str) -> int:
-        return int(
-            await self._arun(lambda ctx: ctx.invalidate_sources([source_id]), strict=InvalidationError)
-        )
+        n = int(await self._arun(lambda ctx: ctx.invalidate_sources([source_id]), strict=InvalidationError))
+        return _reported("source", n)
 
     def invalidate_sources(self, source_ids: Iterable[str]) -> int:
         ids = list(source_ids)
-        return int(self._run(lambda ctx: ctx.invalidate_sources(ids), strict=InvalidationError))
+        n = int(self._run(lambda ctx: ctx.invalidate_sources(ids), strict=InvalidationError))
+        return _reported("source", n)
 
     async def ainvalidate_sources(self, source_ids: Iterable[str]) -> int:
         ids = list(source_ids)
-        return int(await self._arun(lambda ctx: ctx.invalidate_sources(ids), strict=InvalidationError))
+        n = int(await self._arun(lambda ctx: ctx.invalidate_sources(ids), strict=InvalidationError))
+        return _reported("source", n)
 
     def invalidate_namespace(self, namespace: str | None = None) -> None:
         """Invalidate a namespace and all below it (``docs`` covers ``docs:technical``), in O(1)."""
         ns = namespace or self.namespace
         self._run(lambda ctx: ctx.invalidate_namespace(ns), strict=InvalidationError)
+        _reported("namespace", None)
 
     async def ainvalidate_namespace(self, namespace: str | None = None) -> None:
         ns = namespace or self.namespace
         await self._arun(lambda ctx: ctx.invalidate_namespace(ns), strict=InvalidationError)
+        _reported("namespace", None)
 
     def invalidate_all(self) -> None:
         """Bump the version: nothing written before this call is served again, in any namespace."""
         self._run(lambda ctx: ctx.invalidate_all(), strict=InvalidationError)
+        _reported("all", None)
 
     async def ainvalidate_all(self) -> None:
         await self._arun(lambda ctx: ctx.invalidate_all(), strict=InvalidationError)
+        _reported("all", None)
 
     def dependents(self, source_id: str) -> list[str]:
         """Keys of the live entries built on `source_id`."""
@@ -343,12 +372,52 @@ class AnswerCache:
 
     # -- housekeeping ----------------------------------------------------------------------------------
 
-    def purge(self, count: int = 1000) -> int:
-        """Reclaim invalidated entries and dead dependency links (SCAN + UNLINK in batches, every primary)."""
-        return int(self._run(lambda ctx: ctx.purge(count), strict=CacheError))
+    def purge(
+        self,
+        count: int = 1000,
+        *,
+        idle_after: float | None = housekeeping.DEFAULT_IDLE_AFTER,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Reclaim invalidated entries and dead dependency links (SCAN + UNLINK in batches, every primary),
+        and drop the bookkeeping of top-level namespace trees idle for `idle_after` seconds (``None``: keep).
 
-    async def apurge(self, count: int = 1000) -> int:
-        return int(await self._arun(lambda ctx: ctx.purge(count), strict=CacheError))
+        `progress(n)` is told how many keys each SCAN page examined. Returns the keys or links removed.
+        """
+        return int(
+            self._run(lambda ctx: housekeeping.purge(ctx, count, idle_after, progress), strict=CacheError)
+        )
+
+    async def apurge(
+        self,
+        count: int = 1000,
+        *,
+        idle_after: float | None = housekeeping.DEFAULT_IDLE_AFTER,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        flow = lambda ctx: housekeeping.purge(ctx, count, idle_after, progress)  # noqa: E731
+        return int(await self._arun(flow, strict=CacheError))
+
+    def drop_namespace(self, namespace: str | None = None) -> int:
+        """Remove a namespace tree for good: entries, tokens, dependency sets, counters (and for a top-level
+        namespace its clock and index entry). Safe while in use: nothing written before is served again and
+        a write whose lookup came before the drop is refused. Returns the number of keys deleted.
+        """
+        ns = namespace or self.namespace
+        n = int(self._run(lambda ctx: housekeeping.drop_namespace(ctx, ns), strict=InvalidationError))
+        return _reported("drop", n)
+
+    async def adrop_namespace(self, namespace: str | None = None) -> int:
+        ns = namespace or self.namespace
+        n = int(await self._arun(lambda ctx: housekeeping.drop_namespace(ctx, ns), strict=InvalidationError))
+        return _reported("drop", n)
+
+    def reset_stats(self, namespace: str | None = None) -> None:
+        """Zero the shared counters of a namespace and those below it (``None``: every namespace)."""
+        self._run(lambda ctx: housekeeping.reset_stats(ctx, namespace), strict=CacheError)
+
+    async def areset_stats(self, namespace: str | None = None) -> None:
+        await self._arun(lambda ctx: housekeeping.reset_stats(ctx, namespace), strict=CacheError)
 
     def stats(self) -> dict[str, Any]:
         """Counters: per namespace from Valkey (shared by every process), and this process's errors."""
@@ -385,6 +454,35 @@ def _policy(policy: TTLPolicy | Mapping[str, TTLValue] | None, default_content_t
             return TTLPolicy(policy.ttls, default_content_type)
         return policy
     return TTLPolicy(dict(policy or {}), default_content_type or "documentation")
+
+
+_DROPPED = object()  # a write that never reached Valkey (down, or skipped during an outage)
+_LOOKUP_RESULT = {HIT: "hit", MISS: "miss", STALE: "stale", BAD: "bad"}
+
+
+def _report_lookup(key: EntryKey, result: Lookup | None, hit: Any, start: int) -> None:
+    if result is None:
+        outcome = "error"
+    elif hit is _BAD:
+        outcome = "bad"
+    else:
+        outcome = _LOOKUP_RESULT.get(result.status, "miss")
+    sources = len(hit.sources) if isinstance(hit, Hit) else 0
+    telemetry.lookup(key.namespace, key.digest, outcome, start, time.perf_counter_ns(), sources)
+
+
+def _report_write(key: EntryKey, stored: Any, start: int, sources: int) -> bool:
+    outcome = (
+        "dropped" if stored is _DROPPED else "uncachable" if stored is None else "stored" if stored else "refused"
+    )
+    telemetry.write(key.namespace, key.digest, outcome, start, time.perf_counter_ns(), sources)
+    return outcome == "stored"
+
+
+def _reported(kind: str, retired: int | None) -> int:
+    if telemetry._observers:
+        telemetry.invalidation(kind, retired)
+    return retired or 0
 
 
 _COUNTERS = ("hits", "misses", "stale", "bad", "writes", "refused", "invalidations")

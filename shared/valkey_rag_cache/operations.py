@@ -74,12 +74,27 @@ class CacheOperations:
     async def adependents(self, source_id: str) -> list[str]:
         return await self.core.adependents(source_id)
 
-    def purge(self, count: int = 1000) -> int:
-        """Reclaim the memory of invalidated entries and dead dependency links (SCAN + UNLINK in batches)."""
-        return self.core.purge(count)
+    def purge(self, count: int = 1000, **options: Any) -> int:
+        """Reclaim the memory of invalidated entries and dead dependency links (SCAN + UNLINK in batches),
+        and the bookkeeping of namespace trees idle for long (`AnswerCache.purge` options)."""
+        return self.core.purge(count, **options)
 
-    async def apurge(self, count: int = 1000) -> int:
-        return await self.core.apurge(count)
+    async def apurge(self, count: int = 1000, **options: Any) -> int:
+        return await self.core.apurge(count, **options)
+
+    def drop_namespace(self, namespace: str | None = None) -> int:
+        """Remove a namespace tree for good (default: this cache's own), safely while in use."""
+        return self.core.drop_namespace(namespace)
+
+    async def adrop_namespace(self, namespace: str | None = None) -> int:
+        return await self.core.adrop_namespace(namespace)
+
+    def reset_stats(self, namespace: str | None = None) -> None:
+        """Zero the shared counters of a namespace and those below it (``None``: every namespace)."""
+        self.core.reset_stats(namespace)
+
+    async def areset_stats(self, namespace: str | None = None) -> None:
+        await self.core.areset_stats(namespace)
 
     def stats(self) -> dict[str, Any]:
         """Hits, misses, stale rejections, writes, invalidations per namespace, and this process's errors."""

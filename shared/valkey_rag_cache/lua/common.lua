@@ -123,6 +123,30 @@ local function unlink_all(keys)
   return n
 end
 
+-- Namespaces are stored escaped (percent-encoding) in key names and the namespaces set, raw in counters.
+local function unescape(s)
+  return (string.gsub(s, '%%(%x%x)', function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- Count one invalidation in the group's counters. `label`: a namespace (namespace invalidation), '' (source
+-- invalidation: each namespace it retired answers in, from `retired`), or '*' (version bump: every
+-- namespace that has counters in this group).
+local function count_invalidation(base, label, retired)
+  local stats_key = base .. 'stats'
+  if label == '*' then
+    local names = {}
+    for _, f in ipairs(redis.call('HKEYS', stats_key)) do
+      local ns = string.match(f, '^[^:]+:(.*)$')
+      if ns and ns ~= '*' and ns ~= '' then names[ns] = true end
+    end
+    for ns in pairs(names) do redis.call('HINCRBY', stats_key, 'invalidations:' .. ns, 1) end
+  elseif label == '' then
+    for ns in pairs(retired) do redis.call('HINCRBY', stats_key, 'invalidations:' .. unescape(ns), 1) end
+  else
+    redis.call('HINCRBY', stats_key, 'invalidations:' .. label, 1)
+  end
+end
+
 -- Invalidate token suffixes in the group whose keys start with `base`, deleting the dependents of sources.
 -- Returns the number of entries deleted.
 local function invalidate_group(base, fresh_era, ttl, label, suffixes)
@@ -131,6 +155,7 @@ local function invalidate_group(base, fresh_era, ttl, label, suffixes)
   local era = clock[1]
   redis.call('HINCRBY', clock_key, 'i', 1)
   local deleted = 0
+  local retired = {}
   local namespaces = nil
   for _, suffix in ipairs(suffixes) do
     local k = base .. 't:' .. suffix
@@ -146,7 +171,9 @@ local function invalidate_group(base, fresh_era, ttl, label, suffixes)
           local keys = {}
           local entry_base = base .. 'e:' .. ns .. ':'
           for j, m in ipairs(members) do keys[j] = entry_base .. m end
-          deleted = deleted + unlink_all(keys)
+          local n = unlink_all(keys)
+          if n > 0 then retired[ns] = true end
+          deleted = deleted + n
           redis.call('UNLINK', dk)
         end
       end
@@ -154,6 +181,6 @@ local function invalidate_group(base, fresh_era, ttl, label, suffixes)
       issue_token(clock_key, era, k, ttl)
     end
   end
-  redis.call('HINCRBY', base .. 'stats', 'invalidations:' .. label, 1)
+  count_invalidation(base, label, retired)
   return deleted
 end
