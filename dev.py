@@ -17,6 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+# setuptools tells every editable install of a package-dir mapping to beware of same-named folders in the
+# working directory (there are none: the core lives in shared/); that notice, and only it, is silenced.
+INSTALL_ENV = {"PYTHONWARNINGS": "ignore:Editable installation"}
 
 
 def ensure_venv(extras: str) -> None:
@@ -31,7 +34,8 @@ def ensure_venv(extras: str) -> None:
         return
     print(f"installing valkey-rag-cache[{extras}] into {VENV} ...", flush=True)
     subprocess.run([PY, "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
-    subprocess.run([PY, "-m", "pip", "install", "-q", "-e", f"{ROOT}[{extras}]"], check=True)
+    env = {**os.environ, **INSTALL_ENV}
+    subprocess.run([PY, "-m", "pip", "install", "-q", "-e", f"{ROOT}[{extras}]"], check=True, env=env)
     stamp.write_text(want)
 
 
