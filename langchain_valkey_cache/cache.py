@@ -16,6 +16,7 @@ from typing import Any
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 
 from valkey_rag_cache import AnswerCache, CacheOperations, EntryKey, Seen, Source, TTLPolicy
+from valkey_rag_cache.telemetry import warn_once
 from valkey_rag_cache.ttl import TTLValue
 
 from .capture import Captured, capture, document_sources
@@ -110,7 +111,7 @@ class ValkeyCache(CacheOperations, BaseCache):
         try:
             return encode_generations(return_val)
         except TypeError as exc:  # UnsupportedValue: a generation type we cannot restore exactly
-            log.warning("langchain_valkey_cache: not caching this answer: %s", exc)
+            warn_once(log, f"uncachable:{exc}", "langchain_valkey_cache: not caching this answer: %s", exc)
             return None
 
     # -- BaseCache -------------------------------------------------------------------------------------

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import valkey
 from click.testing import CliRunner, Result
-
-from servers import Server, start_standalone
 from test_core_contract import keys_under
 from test_readme import blocks
+
+from servers import Server, start_standalone
 from valkey_rag_cache import AnswerCache
 from valkey_rag_cache.cli import main
 
@@ -49,7 +49,18 @@ def test_stats_table_json_filter_reset_and_watch(standalone_url: str, prefix: st
     table = cli(standalone_url, prefix, "stats")
     assert table.exit_code == 0
     lines = table.stdout.splitlines()
-    assert lines[0].split() == ["namespace", "hits", "misses", "hit", "rate", "stale", "bad", "writes", "refused", "invalidations"]
+    assert lines[0].split() == [
+        "namespace",
+        "hits",
+        "misses",
+        "hit",
+        "rate",
+        "stale",
+        "bad",
+        "writes",
+        "refused",
+        "invalidations",
+    ]
     assert lines[2].split() == ["billing:eu", "1", "1", "50.0%", "0", "0", "1", "0", "0"]
     assert lines[4].split()[:3] == ["(total)", "2", "2"]
 
@@ -170,7 +181,10 @@ def fresh_server() -> Iterator[Server]:
 
 def test_every_command_runs_as_the_readme_acl_user(fresh_server: Server) -> None:
     setuser = next(
-        line.strip() for _, body, _ in blocks("") for line in body.splitlines() if line.startswith("ACL SETUSER")
+        line.strip()
+        for _, body, _ in blocks("")
+        for line in body.splitlines()
+        if line.startswith("ACL SETUSER")
     )
     valkey.Valkey.from_url(fresh_server.url).execute_command(*shlex.split(setuser))
     words = shlex.split(setuser)

@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from test_core_contract import keys_under
+
 from valkey_rag_cache import AnswerCache, Source
 
 
-def fill(cache: AnswerCache, namespace: str, n: int = 2, sources: tuple[str, ...] = ("kb/a.md",)) -> list[Any]:
+def fill(
+    cache: AnswerCache, namespace: str, n: int = 2, sources: tuple[str, ...] = ("kb/a.md",)
+) -> list[Any]:
     keys = []
     for i in range(n):
         key = cache.key("qa", i, namespace=namespace)
@@ -28,7 +30,9 @@ def untimed(raw: Any, prefix: str) -> list[str]:
 TENANTS = 100
 
 
-def test_clear_leaves_bookkeeping_that_purge_reclaims_once_idle(make_cache: Any, raw_client: Any, prefix: str) -> None:
+def test_clear_leaves_bookkeeping_that_purge_reclaims_once_idle(
+    make_cache: Any, raw_client: Any, prefix: str
+) -> None:
     cache = make_cache()
     for t in range(TENANTS):
         fill(cache, f"tenant-{t}:support", n=1)
@@ -53,7 +57,9 @@ def test_drop_namespace_leaves_no_key_behind(make_cache: Any, raw_client: Any, p
     assert keys_under(raw_client, prefix) == []
 
 
-def test_purge_keeps_trees_that_hold_entries_or_saw_activity(make_cache: Any, raw_client: Any, prefix: str) -> None:
+def test_purge_keeps_trees_that_hold_entries_or_saw_activity(
+    make_cache: Any, raw_client: Any, prefix: str
+) -> None:
     cache = make_cache()
     (held,) = fill(cache, "busy", n=1)
     fill(cache, "quiet", n=1)
@@ -72,7 +78,9 @@ def test_purge_keeps_trees_that_hold_entries_or_saw_activity(make_cache: Any, ra
     assert cache.purge(idle_after=None) == 0
 
 
-def test_drop_of_a_sub_namespace_spares_its_parent_and_siblings(make_cache: Any, raw_client: Any, prefix: str) -> None:
+def test_drop_of_a_sub_namespace_spares_its_parent_and_siblings(
+    make_cache: Any, raw_client: Any, prefix: str
+) -> None:
     cache = make_cache()
     tech = fill(cache, "docs:technical", sources=("kb/a.md",))
     deep = fill(cache, "docs:technical:api", sources=("kb/a.md",))
@@ -154,7 +162,9 @@ def test_stats_reset_per_namespace_tree(make_cache: Any) -> None:
 async def test_async_drop_and_reset(make_cache: Any) -> None:
     cache = make_cache(namespace="tenant:support")
     if make_cache.backend == "fake":
-        cache = AnswerCache(client=make_cache.fake.aio(), prefix=cache.schema.prefix, namespace="tenant:support")
+        cache = AnswerCache(
+            client=make_cache.fake.aio(), prefix=cache.schema.prefix, namespace="tenant:support"
+        )
     key = cache.key("qa", 1)
     assert await cache.alookup(key) is None
     assert await cache.astore(key, "a", ["kb/a.md"])

@@ -473,7 +473,13 @@ def _report_lookup(key: EntryKey, result: Lookup | None, hit: Any, start: int) -
 
 def _report_write(key: EntryKey, stored: Any, start: int, sources: int) -> bool:
     outcome = (
-        "dropped" if stored is _DROPPED else "uncachable" if stored is None else "stored" if stored else "refused"
+        "dropped"
+        if stored is _DROPPED
+        else "uncachable"
+        if stored is None
+        else "stored"
+        if stored
+        else "refused"
     )
     telemetry.write(key.namespace, key.digest, outcome, start, time.perf_counter_ns(), sources)
     return outcome == "stored"

@@ -42,7 +42,13 @@ class Settings:
     def __init__(
         self, url: str | None, prefix: str, as_json: bool, timeout: float, cluster: bool | None
     ) -> None:
-        self.url, self.prefix, self.as_json, self.timeout, self.cluster = url, prefix, as_json, timeout, cluster
+        self.url, self.prefix, self.as_json, self.timeout, self.cluster = (
+            url,
+            prefix,
+            as_json,
+            timeout,
+            cluster,
+        )
         self._cache: AnswerCache | None = None
 
     def cache(self) -> AnswerCache:
@@ -54,7 +60,9 @@ class Settings:
                     "(the command line never starts an embedded server)"
                 )
             try:
-                self._cache = AnswerCache(self.url, prefix=self.prefix, timeout=self.timeout, cluster=self.cluster)
+                self._cache = AnswerCache(
+                    self.url, prefix=self.prefix, timeout=self.timeout, cluster=self.cluster
+                )
             except (TypeError, ValueError) as exc:
                 raise click.UsageError(str(exc)) from None
             with backend_errors(self):
@@ -120,11 +128,17 @@ def _idle_seconds(value: str) -> float:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--url", envvar="VALKEY_URL", help="valkey://, valkeys://, redis://, rediss:// or unix:// URL [env: VALKEY_URL].")
+@click.option(
+    "--url",
+    envvar="VALKEY_URL",
+    help="valkey://, valkeys://, redis://, rediss:// or unix:// URL [env: VALKEY_URL].",
+)
 @click.option("--prefix", default="llmcache", show_default=True, help="The cache's key prefix.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables and sentences.")
 @click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0.01), help="Seconds.")
-@click.option("--cluster/--no-cluster", default=None, help="Force cluster mode (default: ask the server with INFO).")
+@click.option(
+    "--cluster/--no-cluster", default=None, help="Force cluster mode (default: ask the server with INFO)."
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log the cache's DEBUG lines to stderr.")
 @click.version_option(package_name="valkey-rag-cache")
 @click.pass_context
@@ -174,7 +188,17 @@ def _stats_text(view: dict[str, Any]) -> str:
 
     def row(name: str, c: dict[str, Any]) -> list[object]:
         rate = "-" if c["hit_rate"] is None else f"{100 * c['hit_rate']:.1f}%"
-        return [name, c["hits"], c["misses"], rate, c["stale"], c["bad"], c["writes"], c["refused"], c["invalidations"]]
+        return [
+            name,
+            c["hits"],
+            c["misses"],
+            rate,
+            c["stale"],
+            c["bad"],
+            c["writes"],
+            c["refused"],
+            c["invalidations"],
+        ]
 
     rows = [row(ns, c) for ns, c in sorted(view["namespaces"].items())]
     if len(rows) > 1:
@@ -185,9 +209,17 @@ def _stats_text(view: dict[str, Any]) -> str:
 @main.command()
 @click.argument("namespace", required=False)
 @click.option("--watch", is_flag=True, help="Refresh until interrupted (Ctrl-C).")
-@click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(min=0.1), help="Seconds between refreshes.")
+@click.option(
+    "--interval",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds between refreshes.",
+)
 @click.option("--count", type=click.IntRange(min=1), help="With --watch: stop after this many refreshes.")
-@click.option("--reset", is_flag=True, help="Zero the counters of NAMESPACE and below (all without NAMESPACE).")
+@click.option(
+    "--reset", is_flag=True, help="Zero the counters of NAMESPACE and below (all without NAMESPACE)."
+)
 @_json_option
 @click.pass_obj
 def stats(
@@ -201,7 +233,11 @@ def stats(
     if reset:
         with backend_errors(settings):
             cache.reset_stats(namespace)
-        _emit(settings, {"reset": namespace or "*"}, lambda: f"reset the counters of {namespace or 'every namespace'}")
+        _emit(
+            settings,
+            {"reset": namespace or "*"},
+            lambda: f"reset the counters of {namespace or 'every namespace'}",
+        )
         return
     shown = 0
     try:
@@ -326,7 +362,9 @@ def dependents(settings: Settings, source_id: str) -> None:
 
 
 @main.command()
-@click.option("--idle-after", default="7d", show_default=True, help="Drop trees idle this long ('0', '12h', '7d').")
+@click.option(
+    "--idle-after", default="7d", show_default=True, help="Drop trees idle this long ('0', '12h', '7d')."
+)
 @click.option("--keep-idle", is_flag=True, help="Do not drop idle namespace trees.")
 @click.option("--batch", default=1000, show_default=True, type=click.IntRange(min=10), help="SCAN COUNT.")
 @_json_option
@@ -360,7 +398,9 @@ def drop(settings: Settings, namespace: str, yes: bool) -> None:
     Safe while applications use it: nothing cached before the drop is served again.
     """
     cache = settings.cache()
-    if not yes and not click.confirm(f"Drop {namespace} and every namespace below it, with its counters?", err=True):
+    if not yes and not click.confirm(
+        f"Drop {namespace} and every namespace below it, with its counters?", err=True
+    ):
         _fail(settings, "not confirmed; nothing was done", EXIT_PROBLEM)
     with backend_errors(settings):
         try:

@@ -216,7 +216,12 @@ class Context:
         try:
             body = encode_body(value, tuple(src.id for src in sources), resolved_type, self.clock())
         except (TypeError, ValueError) as exc:  # not JSON (or NaN): the caller's answer is returned uncached
-            warn_once(log, "uncachable:" + value_kind(exc), "valkey_rag_cache: not caching a value JSON cannot hold: %s", exc)
+            warn_once(
+                log,
+                "uncachable:" + value_kind(exc),
+                "valkey_rag_cache: not caching a value JSON cannot hold: %s",
+                exc,
+            )
             return None  # falsy like a refusal; None tells observers it was never sent
         if seen is None and self.cluster:
             # A write without a lookup still has to make its group known to invalidations first; a group the

@@ -50,7 +50,7 @@ _lock = threading.Lock()
 
 
 def add_observer(observer: Observer) -> None:
-    """Report every cache's lookups, writes, invalidations and backend errors in this process to `observer`."""
+    """Report every cache's lookups, writes, invalidations and backend errors in this process."""
     global _observers
     with _lock:
         if observer not in _observers:
@@ -144,7 +144,7 @@ def warn_once(logger: logging.Logger, kind: str, message: str, *args: object) ->
 
 
 def value_kind(exc: BaseException) -> str:
-    """A short, bounded name for why a value could not be cached: the type named in the error, or the error."""
+    """A short, bounded name for why a value could not be cached: the type the error names, or the error."""
     text = str(exc)
     if "Object of type " in text:
         return text.split("Object of type ", 1)[1].split(" ", 1)[0]
