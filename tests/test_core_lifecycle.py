@@ -172,3 +172,26 @@ async def test_async_drop_and_reset(make_cache: Any) -> None:
     assert await cache.alookup(key) is None
     await cache.areset_stats()
     assert (await cache.astats())["namespaces"] == {}
+
+
+def test_a_confined_cache_drops_and_reclaims_its_own_tree_only(
+    make_cache: Any, raw_client: Any, prefix: str
+) -> None:
+    tenant = make_cache(namespace="tenant-a:support", confined=True)
+    other = make_cache(namespace="tenant-b")
+    (mine,) = fill(tenant, "tenant-a:support", n=1)
+    (theirs,) = fill(other, "tenant-b", n=1)
+    with pytest.raises(ValueError, match="confined"):
+        tenant.drop_namespace("tenant-b")
+    pending = tenant.key("qa", "pending")
+    assert tenant.lookup(pending) is None
+    assert tenant.drop_namespace("tenant-a") >= 3
+    assert not [k for k in keys_under(raw_client, prefix) if "{tenant-a}" in k]
+    assert tenant.store(pending, "built before the drop") is False
+    assert tenant.lookup(mine) is None
+    assert other.lookup(theirs) is not None
+    tenant.clear()
+    tenant.purge(idle_after=0)
+    tenant.purge(idle_after=0)
+    assert not [k for k in keys_under(raw_client, prefix) if "{tenant-a}" in k]
+    assert other.lookup(theirs) is not None

@@ -110,6 +110,11 @@ def _drop_group(ctx: Context, base: str, count: int) -> Flow:
     clock = base + "clock"
     keys = yield from _scan_group(ctx, base, count)
     removed = yield from _unlink([k for k in keys if k != clock])  # the clock goes last
+    if ctx.confined_to is not None:
+        # A confined cache never touches the index of groups (an operator may have listed the tree there:
+        # an entry for a tree without a clock only costs invalidations a visit).
+        removed += int((yield Cmd(("UNLINK", clock))))
+        return removed
     if not ctx.cluster:
         removed += int((yield Eval(script("drop"), [clock, s.groups], [base])))
         return removed
@@ -127,8 +132,7 @@ def reset_stats(ctx: Context, namespace: str | None = None) -> Flow:
     """Zero the shared counters of one namespace tree (``None``: of every namespace under the prefix)."""
     s = ctx.schema
     if namespace is None:
-        members = yield Cmd(("SMEMBERS", s.groups))
-        bases = sorted(_text(m) for m in members)
+        bases = yield from ctx._groups()
         if bases:
             yield FanOut([Cmd(("UNLINK", b + "stats")) for b in bases])
         return None
@@ -190,8 +194,10 @@ def purge(
     removed = int((yield from _watch(ctx.purge(count), on_reply)))
     if idle_after is None:
         return removed
-    indexed = yield Cmd(("SMEMBERS", s.groups))
-    for base in sorted((present | {_text(m) for m in indexed}) - busy):
+    indexed = yield from ctx._groups()  # a confined cache: its own tree only
+    if ctx.confined_to is not None:
+        present &= set(indexed)
+    for base in sorted((present | set(indexed)) - busy):
         removed += yield from _reclaim_if_idle(ctx, base, idle_after, count)
     return removed
 
@@ -212,7 +218,8 @@ def _reclaim_if_idle(ctx: Context, base: str, idle_after: float, count: int) -> 
             return (yield from _drop_idle(ctx, base, count))
         if marked_activity == activity:
             return 0
-    yield Cmd(("HSET", clock, _IDLE_FIELD, f"{now:.3f} {activity}"))
+    # Whole seconds, rounded down: a mark never lies in the future of the next purge.
+    yield Cmd(("HSET", clock, _IDLE_FIELD, f"{int(now)} {activity}"))
     return 0
 
 
