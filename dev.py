@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Set up and run the project with nothing but Python: `python3 dev.py demo` or `python3 dev.py test`.
+"""Set up and run the project with nothing but Python: `python3 dev.py demo`, `test`, `bench` or `notebooks`.
 
 Each command creates `.venv` on first use and installs the project with the extras it needs into it,
 again only when pyproject.toml changes.
@@ -40,13 +40,17 @@ def ensure_venv(extras: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test", "bench"):
-        print("usage: python3 dev.py demo | test [pytest args] | bench [harness args]")
+    if not argv or argv[0] not in ("demo", "test", "bench", "notebooks"):
+        print("usage: python3 dev.py demo | test [pytest args] | bench [harness args] | notebooks [lab args]")
         return 2
     cmd, rest = argv[0], argv[1:]
     if cmd == "demo":
         ensure_venv("demo")
         return subprocess.call([PY, ROOT / "demo.py", *rest], cwd=ROOT)
+    if cmd == "notebooks":
+        # JupyterLab on the notebooks folder (each notebook starts its own embedded Valkey).
+        ensure_venv("notebooks")
+        return subprocess.call([PY, "-m", "jupyterlab", *rest], cwd=ROOT / "notebooks")
     if cmd == "bench":
         ensure_venv("bench")
         return subprocess.call([PY, ROOT / "benchmarks" / "run.py", *rest], cwd=ROOT)

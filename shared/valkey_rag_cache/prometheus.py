@@ -21,6 +21,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
+from . import telemetry
 from .metrics import LATENCY_BUCKETS, ProcessMetrics, process_metrics
 
 __all__ = ["ValkeyRagCacheCollector", "install"]
@@ -115,8 +116,14 @@ def _bound(value: float) -> str:
     return "+Inf" if value == float("inf") else repr(value)
 
 
+_installed: dict[int, ValkeyRagCacheCollector] = {}
+
+
 def install(registry: CollectorRegistry = REGISTRY) -> ValkeyRagCacheCollector:
     """Start counting this process's cache calls and register the collector (once per registry)."""
-    collector = ValkeyRagCacheCollector()
-    registry.register(collector)
+    collector = _installed.get(id(registry))
+    if collector is None:
+        collector = _installed[id(registry)] = ValkeyRagCacheCollector()
+        registry.register(collector)
+    telemetry.add_observer(collector.metrics)  # (again, if someone removed it)
     return collector
