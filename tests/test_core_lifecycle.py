@@ -195,3 +195,23 @@ def test_a_confined_cache_drops_and_reclaims_its_own_tree_only(
     tenant.purge(idle_after=0)
     assert not [k for k in keys_under(raw_client, prefix) if "{tenant-a}" in k]
     assert other.lookup(theirs) is not None
+
+
+@pytest.mark.fake
+def test_the_adapters_expose_drop_reset_and_purge_options() -> None:
+    import fakeredis
+    from langchain_core.outputs import Generation
+
+    from langchain_valkey_cache import ValkeyCache as LangChainCache
+    from llamaindex_valkey_cache import ValkeyCache as LlamaIndexCache
+
+    server = fakeredis.FakeServer()
+    lc = LangChainCache(client=fakeredis.FakeValkey(server=server), namespace="tenant:lc")
+    li = LlamaIndexCache(client=fakeredis.FakeValkey(server=server), namespace="tenant:li")
+    lc.update("prompt", "llm", [Generation(text="answer")])
+    assert lc.lookup("prompt", "llm") is not None
+    li.reset_stats("tenant:lc")
+    assert "tenant:lc" not in li.stats()["namespaces"]
+    assert li.drop_namespace("tenant") >= 1  # a tree both adapters' caches live in
+    assert lc.lookup("prompt", "llm") is None
+    assert li.purge(idle_after=None) == 0

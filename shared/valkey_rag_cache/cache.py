@@ -245,7 +245,7 @@ class AnswerCache:
         `decode` turns the stored JSON into the caller's type; when it raises or returns None the entry is
         bad data: it is deleted and counted, and the write that follows is still checked against this lookup.
         """
-        if telemetry.observed():
+        if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
             start = time.perf_counter_ns()
             result = self._run(lambda ctx: ctx.lookup(key))
             hit = self._accept(key, result, decode)
@@ -259,7 +259,7 @@ class AnswerCache:
         return None if hit is _BAD else hit  # type: ignore[return-value]
 
     async def alookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit | None:
-        if telemetry.observed():
+        if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
             start = time.perf_counter_ns()
             result = await self._arun(lambda ctx: ctx.lookup(key))
             hit = self._accept(key, result, decode)
@@ -319,7 +319,7 @@ class AnswerCache:
         Returns False when the write was refused (an invalidation overtook it) or dropped (backend down).
         """
         make, n = self._write_flow(key, value, sources, ttl, content_type, seen)
-        if telemetry.observed():
+        if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
             start = time.perf_counter_ns()
             return _report_write(key, self._run(make, default=_DROPPED, write=True), start, n)
         return bool(self._run(make, default=False, write=True))
@@ -335,7 +335,7 @@ class AnswerCache:
         seen: Seen | None = None,
     ) -> bool:
         make, n = self._write_flow(key, value, sources, ttl, content_type, seen)
-        if telemetry.observed():
+        if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
             start = time.perf_counter_ns()
             return _report_write(key, await self._arun(make, default=_DROPPED, write=True), start, n)
         return bool(await self._arun(make, default=False, write=True))
