@@ -215,3 +215,24 @@ def test_the_adapters_expose_drop_reset_and_purge_options() -> None:
     assert li.drop_namespace("tenant") >= 1  # a tree both adapters' caches live in
     assert lc.lookup("prompt", "llm") is None
     assert li.purge(idle_after=None) == 0
+
+
+def test_purge_reclaims_idle_sub_namespaces_of_a_tree_in_use(
+    make_cache: Any, raw_client: Any, prefix: str
+) -> None:
+    cache = make_cache()
+    (live,) = fill(cache, "app:live", n=1)
+    for u in range(30):
+        fill(cache, f"app:user-{u}", n=1)
+        cache.clear(f"app:user-{u}")
+    (kept,) = fill(cache, "app:user-kept", n=1)
+    cache.clear("app:user-kept")
+    per_user = [k for k in keys_under(raw_client, prefix) if "user-" in k]
+    assert len(per_user) >= 30  # their namespace tokens, without a TTL
+    cache.purge(idle_after=0)
+    cache.lookup(kept)  # activity in one of them between the two purges
+    cache.purge(idle_after=0)
+    left = [k for k in keys_under(raw_client, prefix) if "user-" in k]
+    assert left and all("user-kept" in k for k in left)
+    assert cache.lookup(live) is not None
+    assert cache.stats()["namespaces"]["app:live"]["hits"] >= 1

@@ -151,7 +151,12 @@ def main(
     cluster: bool | None,
     verbose: bool,
 ) -> None:
-    """Inspect and operate a valkey-rag-cache: counters, health, invalidation, housekeeping."""
+    """Inspect and operate a valkey-rag-cache: counters, health, invalidation, housekeeping.
+
+    \b
+    Exit codes: 0 done; 1 doctor found a problem, or a confirmation was declined;
+    2 usage error (or no --url / VALKEY_URL); 3 Valkey unreachable, timed out or refused.
+    """
     logger = logging.getLogger("valkey_rag_cache")
     if verbose:
         handler = logging.StreamHandler(sys.stderr)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 from .keys import escape, glob_escape, validate_namespace
 from .protocol import Cmd, Context, Eval, FanOut, Flow, NodeCmd, Primaries, _fresh_era, _text
@@ -178,6 +179,8 @@ def purge(
     s = ctx.schema
     busy: set[str] = set()
     present: set[str] = set()
+    held: dict[str, set[str]] = {}  # group base -> escaped namespaces holding entries
+    tokens: dict[str, set[str]] = {}  # group base -> escaped sub-namespaces with a namespace token
 
     def on_reply(op: Any, reply: Any) -> None:
         if isinstance(op, NodeCmd) and op.args and op.args[0] == "SCAN":
@@ -185,9 +188,13 @@ def purge(
             for raw in keys:
                 parts = s.parse_group_key(_text(raw))
                 if parts is not None:
-                    present.add(parts[0])
-                    if parts[1].startswith("e:"):
-                        busy.add(parts[0])
+                    base, rest = parts
+                    present.add(base)
+                    if rest.startswith("e:"):
+                        busy.add(base)
+                        held.setdefault(base, set()).add(rest[2:].rpartition(":")[0])
+                    elif rest.startswith("t:n:") and ":" in rest[4:]:
+                        tokens.setdefault(base, set()).add(rest[4:])
             if progress is not None:
                 progress(len(keys))
 
@@ -199,6 +206,47 @@ def purge(
         present &= set(indexed)
     for base in sorted((present | set(indexed)) - busy):
         removed += yield from _reclaim_if_idle(ctx, base, idle_after, count)
+    for base in sorted(busy & set(tokens)):
+        # A tree in use keeps its clock; its sub-namespaces that held nothing for long go (their tokens have
+        # no TTL, and a namespace per user or per session would otherwise pile them up).
+        idle = {ns for ns in tokens[base] if not any(h == ns or h.startswith(ns + ":") for h in held[base])}
+        removed += yield from _reclaim_subtrees(ctx, base, idle, idle_after, count)
+    return removed
+
+
+def _reclaim_subtrees(ctx: Context, base: str, idle: set[str], idle_after: float, count: int) -> Flow:
+    clock = base + "clock"
+    state, counters = yield FanOut([Cmd(("HGETALL", clock)), Cmd(("HGETALL", base + "stats"))])
+    fields = {_text(k): _text(v) for k, v in state.items()}
+    if "e" not in fields:
+        return 0
+    stats = [(escape(_text(k).partition(":")[2]), int(v)) for k, v in counters.items()]
+    now = float(ctx.clock())
+    removed = 0
+    marks: dict[str, str] = {}
+    for ns in sorted(idle):
+        activity = str(sum(n for name, n in stats if name == ns or name.startswith(ns + ":")))
+        mark = fields.get(f"{_IDLE_FIELD}:{ns}")
+        if mark is not None:
+            marked_at, _, marked_activity = mark.partition(" ")
+            if marked_activity == activity and now - float(marked_at) >= idle_after:
+                removed += yield from drop_namespace(ctx, unquote(ns), count)
+                yield Cmd(("HDEL", clock, f"{_IDLE_FIELD}:{ns}"))
+                continue
+            if marked_activity == activity:
+                continue
+        marks[f"{_IDLE_FIELD}:{ns}"] = f"{int(now)} {activity}"
+    # Marks of namespaces that hold entries again, or whose token is gone, are forgotten.
+    stale_marks = [
+        f for f in fields if f.startswith(_IDLE_FIELD + ":") and f[len(_IDLE_FIELD) + 1 :] not in idle
+    ]
+    calls: list[Eval | Cmd] = []
+    if marks:
+        calls.append(Cmd(("HSET", clock, *[x for kv in marks.items() for x in kv])))
+    if stale_marks:
+        calls.append(Cmd(("HDEL", clock, *stale_marks)))
+    if calls:
+        yield FanOut(calls)
     return removed
 
 
