@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Set up and run the project with nothing but Python: `python3 dev.py demo`, `test`, `bench` or `notebooks`.
+"""Set up and run the project with nothing but Python: `python3 dev.py demo`, `test`, `lint`, `bench` or
+`notebooks`.
 
 Each command creates `.venv` on first use and installs the project with the extras it needs into it,
 again only when pyproject.toml changes.
@@ -39,9 +40,27 @@ def ensure_venv(extras: str) -> None:
     stamp.write_text(want)
 
 
+# What CI runs before the tests: lint, format check, and the type checker over the three packages.
+LINT = (
+    ["-m", "ruff", "check", "."],
+    ["-m", "ruff", "format", "--check", "."],
+    ["-m", "mypy"],  # files and strictness: [tool.mypy] in pyproject.toml
+)
+
+
+def lint() -> int:
+    failed = 0
+    for args in LINT:
+        print("$", " ".join(["python", *args]), flush=True)
+        failed |= subprocess.call([PY, *args], cwd=ROOT) != 0
+    return int(failed)
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test", "bench", "notebooks"):
-        print("usage: python3 dev.py demo | test [pytest args] | bench [harness args] | notebooks [lab args]")
+    if not argv or argv[0] not in ("demo", "test", "lint", "bench", "notebooks"):
+        print(
+            "usage: python3 dev.py demo | test [pytest args] | lint | bench [harness args] | notebooks [args]"
+        )
         return 2
     cmd, rest = argv[0], argv[1:]
     if cmd == "demo":
@@ -54,7 +73,9 @@ def main(argv: list[str]) -> int:
     if cmd == "bench":
         ensure_venv("bench")
         return subprocess.call([PY, ROOT / "benchmarks" / "run.py", *rest], cwd=ROOT)
-    ensure_venv("test")
+    ensure_venv("test")  # the test extra holds the linters too: one install for CI's two steps
+    if cmd == "lint":
+        return lint()
     return subprocess.call([PY, "-m", "pytest", *rest], cwd=ROOT)
 
 

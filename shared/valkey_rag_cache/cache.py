@@ -1,13 +1,13 @@
 """`AnswerCache`: the framework-neutral cache with the five invalidation strategies, sync and async.
 
-Example:
-    >>> cache = AnswerCache("valkey://localhost:6379", namespace="docs:technical")  # doctest: +SKIP
-    >>> key = cache.key("qa", {"question": "How do I reset my password?"})  # doctest: +SKIP
-    >>> cache.lookup(key) is None  # doctest: +SKIP
+Example (``AnswerCache("valkey://localhost:6379", ...)`` for a server of yours; here an embedded one):
+    >>> cache = AnswerCache(namespace="docs:technical")
+    >>> key = cache.key("qa", {"question": "How do I reset my password?"})
+    >>> cache.lookup(key) is None
     True
-    >>> cache.store(key, {"answer": "..."}, [Source("kb/reset.md", "documentation")])  # doctest: +SKIP
+    >>> cache.store(key, {"answer": "..."}, [Source("kb/reset.md", "documentation")])
     True
-    >>> cache.invalidate_source("kb/reset.md")  # doctest: +SKIP
+    >>> cache.invalidate_source("kb/reset.md")
     1
 """
 
@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from valkey.exceptions import ValkeyError
 
@@ -94,7 +94,7 @@ def _take(ident: tuple[int, str, str]) -> Seen | None:
 
 
 _instances = itertools.count()
-_BAD = object()  # a hit whose value the caller could not decode
+_BAD: Hit[Any] = Hit(None, (), None, 0.0)  # a hit whose value the caller could not decode
 log = logging.getLogger("valkey_rag_cache")
 
 
@@ -204,6 +204,8 @@ class AnswerCache:
         return result
 
     def _failed(self, exc: Exception, default: Any, write: bool, strict: type[CacheError] | None) -> Any:
+        if strict and isinstance(exc, strict):
+            raise exc  # the operation's own report (e.g. the namespace trees it could not invalidate)
         if telemetry._observers:
             telemetry.backend_error("admin" if strict else "write" if write else "lookup")
         # No URL and no embedded server: said once, with what to install or set; no outage to wait out.
@@ -217,6 +219,9 @@ class AnswerCache:
                 raise strict(f"Valkey did not carry out the operation: {type(exc).__name__}: {exc}") from exc
             self.health.failed(exc, write)
             return default
+        if strict and isinstance(exc, ValkeyError):
+            # The server answered, with an error (a refused command, data no writer of ours made).
+            raise strict(f"Valkey refused the operation: {type(exc).__name__}: {exc}") from exc
         if strict or not isinstance(exc, ValkeyError):
             raise exc
         # A script failed on a lookup or a write (data no writer of ours made, or a bug of ours): never an
@@ -239,7 +244,11 @@ class AnswerCache:
 
     # -- lookups and writes ----------------------------------------------------------------------------
 
-    def lookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit | None:
+    @overload
+    def lookup(self, key: EntryKey, decode: None = None) -> Hit[Any] | None: ...
+    @overload
+    def lookup(self, key: EntryKey, decode: Callable[[Any], T | None]) -> Hit[T] | None: ...
+    def lookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit[Any] | None:
         """The cached value, or None. Never raises for a backend that is down or for bad stored data.
 
         `decode` turns the stored JSON into the caller's type; when it raises or returns None the entry is
@@ -256,9 +265,13 @@ class AnswerCache:
             hit = self._accept(key, self._run(lambda ctx: ctx.lookup(key)), decode)
             if hit is _BAD:
                 self.discard(key)
-        return None if hit is _BAD else hit  # type: ignore[return-value]
+        return None if hit is _BAD else hit
 
-    async def alookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit | None:
+    @overload
+    async def alookup(self, key: EntryKey, decode: None = None) -> Hit[Any] | None: ...
+    @overload
+    async def alookup(self, key: EntryKey, decode: Callable[[Any], T | None]) -> Hit[T] | None: ...
+    async def alookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit[Any] | None:
         if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
             start = time.perf_counter_ns()
             result = await self._arun(lambda ctx: ctx.lookup(key))
@@ -270,9 +283,11 @@ class AnswerCache:
             hit = self._accept(key, await self._arun(lambda ctx: ctx.lookup(key)), decode)
             if hit is _BAD:
                 await self.adiscard(key)
-        return None if hit is _BAD else hit  # type: ignore[return-value]
+        return None if hit is _BAD else hit
 
-    def _accept(self, key: EntryKey, result: Any, decode: Callable[[Any], Any] | None) -> Hit | None | object:
+    def _accept(
+        self, key: EntryKey, result: Lookup | None, decode: Callable[[Any], Any] | None
+    ) -> Hit[Any] | None:
         if result is None:
             return None
         hit = result.hit
@@ -359,23 +374,24 @@ class AnswerCache:
         return _reported("source", n)
 
     def invalidate_sources(self, source_ids: Iterable[str]) -> int:
-        ids = list(source_ids)
+        """Invalidate every answer built on any of `source_ids` (a bare str is one id); returns how many."""
+        ids = _ids(source_ids)
         n = int(self._run(lambda ctx: ctx.invalidate_sources(ids), strict=InvalidationError))
         return _reported("source", n)
 
     async def ainvalidate_sources(self, source_ids: Iterable[str]) -> int:
-        ids = list(source_ids)
+        ids = _ids(source_ids)
         n = int(await self._arun(lambda ctx: ctx.invalidate_sources(ids), strict=InvalidationError))
         return _reported("source", n)
 
     def invalidate_namespace(self, namespace: str | None = None) -> None:
         """Invalidate a namespace and all below it (``docs`` covers ``docs:technical``), in O(1)."""
-        ns = self.check_namespace(namespace or self.namespace)
+        ns = self.check_namespace(self.namespace if namespace is None else namespace)
         self._run(lambda ctx: ctx.invalidate_namespace(ns), strict=InvalidationError)
         _reported("namespace", None)
 
     async def ainvalidate_namespace(self, namespace: str | None = None) -> None:
-        ns = self.check_namespace(namespace or self.namespace)
+        ns = self.check_namespace(self.namespace if namespace is None else namespace)
         await self._arun(lambda ctx: ctx.invalidate_namespace(ns), strict=InvalidationError)
         _reported("namespace", None)
 
@@ -398,12 +414,19 @@ class AnswerCache:
         >>> AnswerCache(operator_url, namespace="tenant-a").register()  # doctest: +SKIP
         True
         """
+        group = self._registrable_group()
+        return bool(self._run(lambda ctx: ctx.register(group), strict=CacheError))
+
+    async def aregister(self) -> bool:
+        group = self._registrable_group()
+        return bool(await self._arun(lambda ctx: ctx.register(group), strict=CacheError))
+
+    def _registrable_group(self) -> str:
         if self.confined_to is not None:
             raise ValueError(
                 "a confined cache cannot write the index of groups: register with an unconfined one"
             )
-        group = self.namespace.split(":", 1)[0]
-        return bool(self._run(lambda ctx: ctx.register(group), strict=CacheError))
+        return self.namespace.split(":", 1)[0]
 
     def dependents(self, source_id: str) -> list[str]:
         """Keys of the live entries built on `source_id`."""
@@ -414,11 +437,11 @@ class AnswerCache:
 
     def clear(self, namespace: str | None = None) -> int:
         """Remove this cache's namespace (and those below it), nothing else; returns the keys deleted."""
-        ns = self.check_namespace(namespace or self.namespace)
+        ns = self.check_namespace(self.namespace if namespace is None else namespace)
         return int(self._run(lambda ctx: ctx.clear(ns), strict=InvalidationError))
 
     async def aclear(self, namespace: str | None = None) -> int:
-        ns = self.check_namespace(namespace or self.namespace)
+        ns = self.check_namespace(self.namespace if namespace is None else namespace)
         return int(await self._arun(lambda ctx: ctx.clear(ns), strict=InvalidationError))
 
     # -- housekeeping ----------------------------------------------------------------------------------
@@ -485,20 +508,23 @@ class AnswerCache:
 
     def doctor(self) -> DoctorReport:
         """Read the eviction policy and memory (where allowed); name configurations that break the cache."""
+        return self._run(_doctor, strict=CacheError)  # type: ignore[no-any-return]
 
-        def flow(ctx: Context) -> Flow:
-            infos = yield from _infos(ctx)
-            untimed = yield from untimed_keys(ctx)
-            return diagnose(infos, ctx.cluster, untimed)
+    async def adoctor(self) -> DoctorReport:
+        return await self._arun(_doctor, strict=CacheError)  # type: ignore[no-any-return]
 
-        return self._run(flow, strict=CacheError)  # type: ignore[no-any-return]
+
+def _doctor(ctx: Context) -> Flow:
+    infos = yield from _infos(ctx)
+    untimed = yield from untimed_keys(ctx)
+    return diagnose(infos, ctx.cluster, untimed)
 
 
 def _infos(ctx: Context) -> Flow:
     try:
         return (yield from ctx.info())
     except Exception as exc:  # INFO refused by an ACL: the report says what it could not read
-        if is_backend_error(exc):
+        if is_backend_error(exc) or isinstance(exc, ValkeyError):
             return [exc]
         raise
 
@@ -509,6 +535,11 @@ def _policy(policy: TTLPolicy | Mapping[str, TTLValue] | None, default_content_t
             return TTLPolicy(policy.ttls, default_content_type)
         return policy
     return TTLPolicy(dict(policy or {}), default_content_type or "documentation")
+
+
+def _ids(source_ids: Iterable[str]) -> list[str]:
+    # A bare string is one id: iterating it would invalidate its characters and leave its answers cached.
+    return [source_ids] if isinstance(source_ids, str) else list(source_ids)
 
 
 _DROPPED = object()  # a write that never reached Valkey (down, or skipped during an outage)
@@ -550,6 +581,7 @@ _COUNTERS = ("hits", "misses", "stale", "bad", "writes", "refused", "invalidatio
 
 
 def _stats_report(per_ns: dict[str, dict[str, int]], process: dict[str, int]) -> dict[str, Any]:
+    unreadable = per_ns.pop("", {}).get("unreadable", 0)  # counters no writer of ours made (skipped)
     namespaces = {ns: {c: counts.get(c, 0) for c in _COUNTERS} for ns, counts in sorted(per_ns.items())}
     totals = {c: sum(n[c] for n in namespaces.values()) for c in _COUNTERS}
-    return {"namespaces": namespaces, "totals": totals, "process": process}
+    return {"namespaces": namespaces, "totals": totals, "process": process, "unreadable": unreadable}

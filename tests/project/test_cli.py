@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 import valkey
 from click.testing import CliRunner, Result
-from test_core_contract import keys_under
 from test_readme import blocks
 
 from servers import Server, start_standalone
@@ -25,6 +24,14 @@ from valkey_rag_cache import AnswerCache
 from valkey_rag_cache.cli import main
 
 pytestmark = pytest.mark.standalone
+
+
+def keys_under(raw: Any, prefix: str) -> list[str]:
+    if hasattr(raw, "get_primaries"):
+        conns = [raw.get_valkey_connection(n) for n in raw.get_primaries()]
+    else:
+        conns = [raw]
+    return sorted(k.decode() for c in conns for k in c.scan_iter(match=f"{prefix}:*"))
 
 
 def cli(url: str | None, prefix: str, *args: str, input: str | None = None) -> Result:
