@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
+from .errors import InvalidationError
 from .keys import escape, glob_escape, validate_namespace
 from .protocol import Cmd, Context, Eval, FanOut, Flow, NodeCmd, Primaries, _fresh_era, _text
 from .scripts import script
@@ -71,7 +72,14 @@ def _in_tree(rest: str, esc: str) -> bool:
 
 def _retire(ctx: Context, base: str, esc: str, label: str) -> Flow:
     # First the invalidation: from here on nothing written before is served, and racing writes are refused.
-    yield Eval(script("invalidate"), [base + "clock"], [base, _fresh_era(), ctx.token_ttl, label, "n:" + esc])
+    reply = yield Eval(
+        script("invalidate"), [base + "clock"], [base, _fresh_era(), ctx.token_ttl, label, "n:" + esc]
+    )
+    if isinstance(reply, list | tuple) and len(reply) > 1 and reply[1]:
+        # Neither invalidated nor retired: deleting now could leave answers a racing write would revive.
+        raise InvalidationError(
+            f"could not invalidate the namespace tree under {_text(reply[1])!r}; nothing was dropped"
+        )
 
 
 def drop_namespace(ctx: Context, namespace: str, count: int = 1000) -> Flow:
