@@ -20,6 +20,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
+from valkey.exceptions import ResponseError
+
 from .errors import InvalidationError
 from .keys import escape, glob_escape, validate_namespace
 from .protocol import Cmd, Context, Eval, FanOut, Flow, NodeCmd, Primaries, _fresh_era, _text
@@ -213,12 +215,18 @@ def purge(
     if ctx.confined_to is not None:
         present &= set(indexed)
     for base in sorted((present | set(indexed)) - busy):
-        removed += yield from _reclaim_if_idle(ctx, base, idle_after, count)
+        try:
+            removed += yield from _reclaim_if_idle(ctx, base, idle_after, count)
+        except ResponseError:  # a clock or counters of a foreign type: left to the lookups that repair them
+            continue
     for base in sorted(busy & set(tokens)):
         # A tree in use keeps its clock; its sub-namespaces that held nothing for long go (their tokens have
         # no TTL, and a namespace per user or per session would otherwise pile them up).
         idle = {ns for ns in tokens[base] if not any(h == ns or h.startswith(ns + ":") for h in held[base])}
-        removed += yield from _reclaim_subtrees(ctx, base, idle, idle_after, count)
+        try:
+            removed += yield from _reclaim_subtrees(ctx, base, idle, idle_after, count)
+        except ResponseError:
+            continue
     return removed
 
 
@@ -228,7 +236,7 @@ def _reclaim_subtrees(ctx: Context, base: str, idle: set[str], idle_after: float
     fields = {_text(k): _text(v) for k, v in state.items()}
     if "e" not in fields:
         return 0
-    stats = [(escape(_text(k).partition(":")[2]), int(v)) for k, v in counters.items()]
+    stats = [(escape(_text(k).partition(":")[2]), _number(v)) for k, v in counters.items()]
     now = float(ctx.clock())
     removed = 0
     marks: dict[str, str] = {}
@@ -266,7 +274,7 @@ def _reclaim_if_idle(ctx: Context, base: str, idle_after: float, count: int) -> 
     era, c, i, mark = (None if v is None else _text(v) for v in state)
     if era is None:  # no clock (evicted, or a leftover): nothing to wait for
         return (yield from _drop_idle(ctx, base, count))
-    activity = f"{c}.{i}.{sum(int(v) for v in counters)}"
+    activity = f"{c}.{i}.{sum(_number(v) for v in counters)}"
     now = float(ctx.clock())
     if mark is not None:
         marked_at, _, marked_activity = mark.partition(" ")
@@ -277,6 +285,12 @@ def _reclaim_if_idle(ctx: Context, base: str, idle_after: float, count: int) -> 
     # Whole seconds, rounded down: a mark never lies in the future of the next purge.
     yield Cmd(("HSET", clock, _IDLE_FIELD, f"{int(now)} {activity}"))
     return 0
+
+
+def _number(value: Any) -> int:
+    # A counter someone else overwrote with a word counts as 0 here (the next count repairs it).
+    text = _text(value)
+    return int(text) if text.isdigit() else 0
 
 
 def _drop_idle(ctx: Context, base: str, count: int) -> Flow:
