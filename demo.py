@@ -244,12 +244,17 @@ def llamaindex_story(latency: float) -> None:
     from llama_index.core.storage.docstore import SimpleDocumentStore
     from llama_index.core.vector_stores import SimpleVectorStore
 
-    from llamaindex_valkey_cache import CachedLLM, InvalidatingDocstore, InvalidatingVectorStore, ValkeyCache
+    from llamaindex_valkey_cache import (
+        CachedLLM,
+        InvalidatingDocstore,
+        InvalidatingPydanticVectorStore,
+        LlamaIndexCache,
+    )
 
-    cache = ValkeyCache(prefix="demo-adapters", namespace="llamaindex")
+    cache = LlamaIndexCache(prefix="demo-adapters", namespace="llamaindex")
     Settings.llm = CachedLLM(llm=SlowFakeLLM(latency=latency), cache=cache)
     Settings.embed_model = KeywordEmbedding()
-    vector_store = InvalidatingVectorStore(SimpleVectorStore(), cache)
+    vector_store = InvalidatingPydanticVectorStore(SimpleVectorStore(), cache)
     pipeline = IngestionPipeline(
         transformations=[Settings.embed_model],
         docstore=InvalidatingDocstore(SimpleDocumentStore(), cache),

@@ -32,10 +32,11 @@ from langchain_core.runnables.utils import AddableDict
 
 from valkey_rag_cache import AnswerCache, EntryKey, Seen, Source
 from valkey_rag_cache.keys import digest
+from valkey_rag_cache.streams import arecorded, recorded
 from valkey_rag_cache.telemetry import warn_once
 
 from .cache import ValkeyCache
-from .capture import Captured, capture, document_sources
+from .capture import Captured, capture
 from .codec import DecodeError, UnsupportedValue, decode_value, encode_value
 
 __all__ = ["CachedRunnable"]
@@ -69,16 +70,18 @@ def decode_entry(value: Any) -> tuple[Any, list[Any] | None]:
     return output, ([decode_value(c) for c in chunks] if chunks is not None else None)
 
 
-def decode_output(value: Any) -> tuple[Any] | None:
+def decode_output(value: Any) -> tuple[Any]:
     """``(output,)`` for ``invoke``: the stored output, or the stored chunks added up.
 
-    None (the core then removes the entry, keeping the race check for the recomputed answer) when the
-    chunks of a stream do not add up to one output.
+    `DecodeError` (the core then removes the entry, keeping the race check for the recomputed answer) when
+    the chunks of a stream do not add up to one output.
     """
     output, chunks = decode_entry(value)
     if output is _MISS:
         output = _aggregate(chunks or [])
-    return None if output is _MISS else (output,)
+    if output is _MISS:
+        raise DecodeError("the stored chunks do not add up to one output")
+    return (output,)
 
 
 def _aggregate(chunks: list[Any]) -> Any:
@@ -166,9 +169,7 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
         captured: Captured = self._capture.run_sources(run_id, config.get("metadata"))
         if self.cache is not None:
             return self.cache.captured_sources(captured)
-        sources = document_sources(captured.documents, None, "content_type")
-        sources.extend(s if isinstance(s, Source) else Source(s) for s in captured.extra)
-        return sources
+        return captured.sources(None, "content_type")  # an AnswerCache: ValkeyCache's defaults
 
     def _entry(self, output: Any = _MISS, chunks: list[Any] | None = None) -> dict[str, Any] | None:
         try:
@@ -181,6 +182,10 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
         except UnsupportedValue as exc:
             warn_once(log, f"uncachable:{exc}", "langchain_valkey_cache: not caching this answer: %s", exc)
             return None
+
+    def _stream_entry(self, chunks: list[Any]) -> dict[str, Any] | None:
+        """A whole stream's entry: its chunks (replayed on a hit) and their sum (for ``invoke``)."""
+        return self._entry(_aggregate(chunks), chunks)
 
     def _store(
         self, key: EntryKey, entry: dict[str, Any] | None, sources: list[Source], seen: Seen | None
@@ -258,13 +263,13 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
                 else:
                     # The generator may resume in another context; take what the lookup saw now.
                     seen = self.core.seen(key)
-                    for chunk in self.runnable.stream(input, child, **kwargs):
-                        chunks.append(chunk)
-                        yield chunk
-                    output = _aggregate(chunks)
-                    self._store(
-                        key, self._entry(output, chunks), self._sources(run_manager.run_id, config), seen
-                    )
+
+                    def complete(got: list[Any]) -> None:
+                        self._store(
+                            key, self._stream_entry(got), self._sources(run_manager.run_id, config), seen
+                        )
+
+                    yield from recorded(self.runnable.stream(input, child, **kwargs), complete, chunks)
         except BaseException as exc:  # GeneratorExit too: an abandoned stream is never stored
             run_manager.on_chain_error(exc)
             raise
@@ -295,12 +300,15 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
                         yield chunk
                 else:
                     seen = self.core.seen(key)
-                    async for chunk in self.runnable.astream(input, child, **kwargs):
-                        chunks.append(chunk)
+
+                    async def acomplete(got: list[Any]) -> None:
+                        entry = self._stream_entry(got)
+                        await self._astore(key, entry, self._sources(run_manager.run_id, config), seen)
+
+                    async for chunk in arecorded(
+                        self.runnable.astream(input, child, **kwargs), acomplete, chunks
+                    ):
                         yield chunk
-                    output = _aggregate(chunks)
-                    entry = self._entry(output, chunks)
-                    await self._astore(key, entry, self._sources(run_manager.run_id, config), seen)
         except BaseException as exc:
             await run_manager.on_chain_error(exc)
             raise

@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from collections.abc import AsyncGenerator, Generator
 from typing import Any
 
 from llama_index.core.base.base_query_engine import BaseQueryEngine
@@ -35,9 +35,10 @@ from llama_index.core.prompts.mixin import PromptMixinType
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from valkey_rag_cache import EntryKey, Seen, Source
+from valkey_rag_cache.streams import arecorded, recorded
 
 from . import codec
-from .cache import ValkeyCache
+from .cache import LlamaIndexCache
 from .keying import jsonable
 from .shape import engine_shape
 from .tracking import Retrieved, install, ledger, retrieved
@@ -54,7 +55,7 @@ class CachedQueryEngine(BaseQueryEngine):
 
     Args:
         query_engine: any LlamaIndex query engine (``index.as_query_engine(...)``, streaming or not).
-        cache: the `ValkeyCache` holding the answers.
+        cache: the `LlamaIndexCache` holding the answers.
         name: what the engine answers from (its data, tenant, filters), telling apart engines over
             different data that share a namespace; required when its shape cannot be read in full.
         namespace: store this engine's answers in another namespace than the cache's.
@@ -66,7 +67,7 @@ class CachedQueryEngine(BaseQueryEngine):
     def __init__(
         self,
         query_engine: BaseQueryEngine,
-        cache: ValkeyCache,
+        cache: LlamaIndexCache,
         *,
         name: str = "",
         namespace: str | None = None,
@@ -131,15 +132,18 @@ class CachedQueryEngine(BaseQueryEngine):
         key = self._key(query_bundle)
         if key is None:
             return self.query_engine.query(query_bundle)
-        answer, seen = self.cache.lookup(key, codec.decode_answer)
-        if answer is not None:
-            return self._replay(answer, asynchronous=False)
+        hit = self.cache.core.lookup(key, codec.decode_answer)
+        if hit is not None:
+            return self._replay(hit.value, asynchronous=False)
+        seen = self.cache.core.seen(key)  # for the write, which a stream makes later, maybe elsewhere
         span = active_span_id.get()
         start = len(ledger().under(span))
         response = self.query_engine.query(query_bundle)
         during = ledger().under(span, start)
         if isinstance(response, StreamingResponse):
-            response.response_gen = self._recorded(response, response.response_gen, key, during, seen)
+            response.response_gen = recorded(
+                response.response_gen, lambda tokens: self._store(key, response, during, seen, tokens)
+            )
         elif isinstance(response, Response):
             self._store(key, response, during, seen, None)
         return response
@@ -148,17 +152,22 @@ class CachedQueryEngine(BaseQueryEngine):
         key = self._key(query_bundle)
         if key is None:
             return await self.query_engine.aquery(query_bundle)
-        answer, seen = await self.cache.alookup(key, codec.decode_answer)
-        if answer is not None:
-            return self._replay(answer, asynchronous=True)
+        hit = await self.cache.core.alookup(key, codec.decode_answer)
+        if hit is not None:
+            return self._replay(hit.value, asynchronous=True)
+        seen = self.cache.core.seen(key)
         span = active_span_id.get()
         start = len(ledger().under(span))
         response = await self.query_engine.aquery(query_bundle)
         during = ledger().under(span, start)
         if isinstance(response, AsyncStreamingResponse):
-            response.response_gen = self._arecorded(response, response.response_gen, key, during, seen)
+            response.response_gen = arecorded(
+                response.response_gen, lambda tokens: self._astore(key, response, during, seen, tokens)
+            )
         elif isinstance(response, StreamingResponse):
-            response.response_gen = self._recorded(response, response.response_gen, key, during, seen)
+            response.response_gen = recorded(
+                response.response_gen, lambda tokens: self._store(key, response, during, seen, tokens)
+            )
         elif isinstance(response, Response):
             await self._astore(key, response, during, seen, None)
         return response
@@ -171,7 +180,9 @@ class CachedQueryEngine(BaseQueryEngine):
         seen: Seen | None,
         tokens: list[str] | None,
     ) -> None:
-        self.cache.store(key, self._encode(response, tokens), self._sources(response, during), seen)
+        value = self._encode(response, tokens)
+        if value is not None:  # source nodes JSON cannot hold: the answer is returned, not cached
+            self.cache.core.store(key, value, self._sources(response, during), seen=seen)
 
     async def _astore(
         self,
@@ -181,7 +192,9 @@ class CachedQueryEngine(BaseQueryEngine):
         seen: Seen | None,
         tokens: list[str] | None,
     ) -> None:
-        await self.cache.astore(key, self._encode(response, tokens), self._sources(response, during), seen)
+        value = self._encode(response, tokens)
+        if value is not None:
+            await self.cache.core.astore(key, value, self._sources(response, during), seen=seen)
 
     @staticmethod
     def _encode(response: Any, tokens: list[str] | None) -> dict[str, Any] | None:
@@ -196,36 +209,6 @@ class CachedQueryEngine(BaseQueryEngine):
         if asynchronous:
             return AsyncStreamingResponse(_atokens(tokens), source_nodes=nodes, metadata=answer.metadata)
         return StreamingResponse(_tokens(tokens), source_nodes=nodes, metadata=answer.metadata)
-
-    # -- streams: stored once read to the end ----------------------------------------------------------
-
-    def _recorded(
-        self,
-        response: StreamingResponse | AsyncStreamingResponse,
-        tokens: Iterator[str],
-        key: EntryKey,
-        during: tuple[Retrieved, ...],
-        seen: Seen | None,
-    ) -> Generator[str, None, None]:
-        seen_tokens: list[str] = []
-        for token in tokens:
-            seen_tokens.append(token)
-            yield token
-        self._store(key, response, during, seen, seen_tokens)
-
-    async def _arecorded(
-        self,
-        response: AsyncStreamingResponse,
-        tokens: AsyncIterator[str],
-        key: EntryKey,
-        during: tuple[Retrieved, ...],
-        seen: Seen | None,
-    ) -> AsyncGenerator[str, None]:
-        seen_tokens: list[str] = []
-        async for token in tokens:
-            seen_tokens.append(token)
-            yield token
-        await self._astore(key, response, during, seen, seen_tokens)
 
     # -- the rest is the inner engine's ----------------------------------------------------------------
 

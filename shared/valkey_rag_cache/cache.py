@@ -25,6 +25,7 @@ from valkey.exceptions import ValkeyError
 
 from . import housekeeping, telemetry
 from .connection import Connector
+from .decoding import decoded
 from .doctor import DoctorReport, diagnose
 from .embedded import EmbeddedUnavailable
 from .envelope import Hit
@@ -247,12 +248,13 @@ class AnswerCache:
     @overload
     def lookup(self, key: EntryKey, decode: None = None) -> Hit[Any] | None: ...
     @overload
-    def lookup(self, key: EntryKey, decode: Callable[[Any], T | None]) -> Hit[T] | None: ...
+    def lookup(self, key: EntryKey, decode: Callable[[Any], T]) -> Hit[T] | None: ...
     def lookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit[Any] | None:
         """The cached value, or None. Never raises for a backend that is down or for bad stored data.
 
-        `decode` turns the stored JSON into the caller's type; when it raises or returns None the entry is
-        bad data: it is deleted and counted, and the write that follows is still checked against this lookup.
+        `decode` turns the stored JSON into the caller's type, raising `DecodeError` for data it cannot read:
+        the entry is then deleted and counted as bad, and the write that follows is still checked against
+        this lookup. Any other exception from `decode` is logged once as a bug and is a miss too.
         """
         if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
             start = time.perf_counter_ns()
@@ -270,7 +272,7 @@ class AnswerCache:
     @overload
     async def alookup(self, key: EntryKey, decode: None = None) -> Hit[Any] | None: ...
     @overload
-    async def alookup(self, key: EntryKey, decode: Callable[[Any], T | None]) -> Hit[T] | None: ...
+    async def alookup(self, key: EntryKey, decode: Callable[[Any], T]) -> Hit[T] | None: ...
     async def alookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit[Any] | None:
         if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
             start = time.perf_counter_ns()
@@ -292,15 +294,11 @@ class AnswerCache:
             return None
         hit = result.hit
         if hit is not None and decode is not None:
-            try:
-                value = decode(hit.value)
-            except Exception as exc:  # any failure to rebuild the caller's type is bad stored data
-                log.warning("valkey_rag_cache: dropping an entry the caller could not decode: %r", exc)
-                value = None
+            value = decoded(decode, hit.value)  # the one rule: see `decoding`
             if value is None:
                 _remember(self._ident(key), result.seen, hit=False)
                 return _BAD
-            hit = replace(hit, value=value)
+            hit = replace(hit, value=value[0])
         _remember(self._ident(key), result.seen, hit is not None)
         return hit
 

@@ -203,7 +203,7 @@ def test_the_adapters_expose_drop_reset_and_purge_options() -> None:
     from langchain_core.outputs import Generation
 
     from langchain_valkey_cache import ValkeyCache as LangChainCache
-    from llamaindex_valkey_cache import ValkeyCache as LlamaIndexCache
+    from llamaindex_valkey_cache import LlamaIndexCache
 
     server = fakeredis.FakeServer()
     lc = LangChainCache(client=fakeredis.FakeValkey(server=server), namespace="tenant:lc")

@@ -19,6 +19,7 @@ def test_core_public_api_is_pinned() -> None:
         "CacheError",
         "CacheOperations",
         "DEFAULT_TTLS",
+        "DecodeError",
         "DoctorReport",
         "EntryKey",
         "Hit",
