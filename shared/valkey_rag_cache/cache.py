@@ -32,7 +32,7 @@ from .envelope import Hit
 from .errors import CacheError, InvalidationError
 from .health import Health, is_backend_error
 from .keys import EntryKey, KeySchema, validate_namespace
-from .protocol import BAD, HIT, MISS, STALE, Context, Flow, Lookup, Seen, untimed_keys
+from .protocol import BAD, HIT, MISS, STALE, UNREACHED, Context, Flow, Lookup, Seen, untimed_keys
 from .sources import Source, SourceScope, as_sources, scoped_sources
 from .store import AsyncDriver, SyncDriver
 from .ttl import TTLPolicy, TTLValue
@@ -58,10 +58,15 @@ _FLOOR: contextvars.ContextVar[dict[tuple[int, str], tuple[Seen, float]]] = cont
 
 def _remember(ident: tuple[int, str, str], seen: Seen | None, hit: bool) -> None:
     current = _SEEN.get({})
-    if hit or seen is None:
+    if hit:
         if ident in current:  # nothing will be written after a hit
             _SEEN.set({k: v for k, v in current.items() if k != ident})
         return
+    if seen is None:
+        # The lookup did not reach Valkey (timeout, refused connection, back-off, script error). Forgetting
+        # it would make the write that follows look like a write without a lookup, stored unchecked: an
+        # invalidation that returned meanwhile would then be overtaken. The write is refused instead.
+        seen = UNREACHED
     # The newest view wins: within one context a lookup and the write that follows it are sequential.
     updated = {**{k: v for k, v in current.items() if k != ident}, ident: seen}
     if len(updated) > _SEEN_PER_CONTEXT:
@@ -140,8 +145,9 @@ class AnswerCache:
         self.schema = KeySchema(prefix)
         self.connector = Connector(url, client, timeout=timeout, cluster=cluster, embedded=embedded)
         self.health = Health(retry_after=retry_after)
-        self._sync = SyncDriver(self.connector)
-        self._async = AsyncDriver(self.connector)
+        # A call meeting a moving cluster slot is retried within the timeout, then fails as a backend error.
+        self._sync = SyncDriver(self.connector, settle_for=timeout)
+        self._async = AsyncDriver(self.connector, settle_for=timeout)
         self.confined_to = self.namespace.split(":", 1)[0] if confined else None
         self._ctx_base = Context(self.schema, self.policy, confined_to=self.confined_to)
         self._id = next(_instances)
@@ -290,7 +296,8 @@ class AnswerCache:
     def _accept(
         self, key: EntryKey, result: Lookup | None, decode: Callable[[Any], Any] | None
     ) -> Hit[Any] | None:
-        if result is None:
+        if result is None:  # the lookup did not reach Valkey
+            _remember(self._ident(key), None, hit=False)
             return None
         hit = result.hit
         if hit is not None and decode is not None:
@@ -315,6 +322,14 @@ class AnswerCache:
         srcs = as_sources(sources) if sources is not None else ()
         srcs = as_sources([*srcs, *scoped_sources()])
         seen = seen if seen is not None else _take(self._ident(key))
+        if seen is not None and not seen.reached:
+            # Refused without a round trip (the protocol refuses it too): the lookup that preceded this write
+            # did not reach Valkey. Refusing rather than checking against some older view of the clock: the
+            # only views at hand are other lookups', and one that returned after this lookup began may be
+            # newer than the answer's retrieval; an older one would refuse nearly as often. It costs one
+            # uncached answer per prompt during a fault, which the next call's miss caches again.
+            self.health.dropped()
+            return None, len(srcs)
         return lambda ctx: ctx.write(key, value, srcs, seen, ttl, content_type), len(srcs)
 
     def store(
@@ -329,13 +344,15 @@ class AnswerCache:
     ) -> bool:
         """Store a JSON-serializable value built from `sources` (plus any `sources()` scope in effect).
 
-        Returns False when the write was refused (an invalidation overtook it) or dropped (backend down).
+        Returns False when the write was refused (an invalidation overtook it, or the lookup before it did not
+        reach Valkey, so nothing can tell) or dropped (backend down).
         """
         make, n = self._write_flow(key, value, sources, ttl, content_type, seen)
         if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
             start = time.perf_counter_ns()
-            return _report_write(key, self._run(make, default=_DROPPED, write=True), start, n)
-        return bool(self._run(make, default=False, write=True))
+            stored = _DROPPED if make is None else self._run(make, default=_DROPPED, write=True)
+            return _report_write(key, stored, start, n)
+        return make is not None and bool(self._run(make, default=False, write=True))
 
     async def astore(
         self,
@@ -350,8 +367,9 @@ class AnswerCache:
         make, n = self._write_flow(key, value, sources, ttl, content_type, seen)
         if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
             start = time.perf_counter_ns()
-            return _report_write(key, await self._arun(make, default=_DROPPED, write=True), start, n)
-        return bool(await self._arun(make, default=False, write=True))
+            stored = _DROPPED if make is None else await self._arun(make, default=_DROPPED, write=True)
+            return _report_write(key, stored, start, n)
+        return make is not None and bool(await self._arun(make, default=False, write=True))
 
     def discard(self, key: EntryKey) -> None:
         """Delete an entry whose value the caller could not use, counting it as bad data."""

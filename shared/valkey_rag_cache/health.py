@@ -19,6 +19,7 @@ from valkey.exceptions import (
 )
 
 from .errors import CacheError
+from .resharding import is_resharding
 
 __all__ = ["Health", "is_backend_error"]
 
@@ -50,6 +51,8 @@ def is_backend_error(exc: BaseException) -> bool:
     (True, False)
     """
     if isinstance(exc, ConnectionError | TimeoutError | OSError | CacheError | ClusterError):
+        return True
+    if is_resharding(exc):  # a slot moving between shards ("non local key", "... rehashing of the slot")
         return True
     if isinstance(exc, OutOfMemoryError | ReadOnlyError | TryAgainError | AskError):  # AskError: MOVED too
         return True
@@ -112,6 +115,11 @@ class Health:
                 self._script_errors.add(str(exc))
         if first:
             log.error("valkey_rag_cache: a cache script failed; treated as a miss: %s", exc, exc_info=exc)
+
+    def dropped(self) -> None:
+        """A write not attempted because its lookup did not reach the backend."""
+        with self._lock:
+            self.dropped_writes += 1
 
     def succeeded(self) -> None:
         if self._down:

@@ -24,7 +24,7 @@ from .ttl import TTLPolicy, TTLValue
 
 log = logging.getLogger("valkey_rag_cache")
 
-__all__ = ["Eval", "Cmd", "FanOut", "Primaries", "NodeCmd", "Seen", "Lookup", "Context", "Flow"]
+__all__ = ["Eval", "Cmd", "FanOut", "Primaries", "NodeCmd", "Seen", "UNREACHED", "Lookup", "Context", "Flow"]
 
 # One write in this many also lengthens source tokens' TTLs and prunes dead dependency-set members: the
 # rest skip that upkeep (neither is needed for correctness; `purge()` does the rest).
@@ -86,6 +86,16 @@ class Seen:
     era: str
     counter: int
     invalidations: int
+
+    @property
+    def reached(self) -> bool:
+        """False for `UNREACHED`: the lookup never read the clock, so nothing can check a write against it."""
+        return bool(self.era)
+
+
+# What a lookup that did not reach Valkey saw (timeout, refused connection, the back-off after a failure, a
+# script error). An era is never empty, so no clock matches it; a write carrying it is refused.
+UNREACHED = Seen("", 0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +231,10 @@ class Context:
         content_type: str | None = None,
     ) -> Flow:
         s, g = self.schema, key.group
+        if seen is not None and not seen.reached:
+            # Its lookup did not reach Valkey: an invalidation may have returned since the answer was
+            # computed, and no clock says whether one did. Refused, never stored unchecked.
+            return False
         if content_type is not None:
             types: list[str | None] = [content_type]
         else:

@@ -508,7 +508,7 @@ def test_a_write_without_lookup_does_not_revive_a_group_an_invalidation_skipped(
 
 
 def test_entries_with_thousands_of_sources(make_cache: Any) -> None:
-    cache = make_cache()
+    cache = make_cache(timeout=5.0)  # one write of 9000 tokens: not a test of the timeout on a busy machine
     key = cache.key("qa", "wide")
     cache.lookup(key)
     ids = [f"doc-{i}" for i in range(9000)]
