@@ -33,6 +33,7 @@ from langchain_core.runnables.utils import AddableDict
 from valkey_rag_cache import AnswerCache, EntryKey, Seen, Source
 from valkey_rag_cache.keys import digest
 from valkey_rag_cache.streams import arecorded, recorded
+from valkey_rag_cache.telemetry import warn_once
 
 from .cache import ValkeyCache
 from .capture import Captured, capture
@@ -179,7 +180,7 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
                 entry["c"] = [encode_value(c) for c in chunks]
             return entry
         except UnsupportedValue as exc:
-            log.warning("langchain_valkey_cache: not caching this answer: %s", exc)
+            warn_once(log, f"uncachable:{exc}", "langchain_valkey_cache: not caching this answer: %s", exc)
             return None
 
     def _stream_entry(self, chunks: list[Any]) -> dict[str, Any] | None:
