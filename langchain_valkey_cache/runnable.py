@@ -37,6 +37,7 @@ from valkey_rag_cache.keys import digest
 from valkey_rag_cache.semantic import LookalikeGuard, SemanticCache, SemanticQuery, Verifier
 from valkey_rag_cache.semantic.cache import _DEFAULT_GUARD
 from valkey_rag_cache.streams import arecorded, recorded
+from valkey_rag_cache.telemetry import warn_once
 
 from .cache import ValkeyCache
 from .capture import Captured, capture
@@ -266,7 +267,7 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
                 entry["c"] = [encode_value(c) for c in chunks]
             return entry
         except UnsupportedValue as exc:
-            log.warning("langchain_valkey_cache: not caching this answer: %s", exc)
+            warn_once(log, f"uncachable:{exc}", "langchain_valkey_cache: not caching this answer: %s", exc)
             return None
 
     def _stream_entry(self, chunks: list[Any]) -> dict[str, Any] | None:
