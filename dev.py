@@ -59,7 +59,8 @@ def lint() -> int:
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("demo", "test", "lint", "bench", "notebooks"):
         print(
-            "usage: python3 dev.py demo | test [pytest args] | lint | bench [harness args] | notebooks [args]"
+            "usage: python3 dev.py demo | test [pytest args] | lint | bench [--semantic] [harness args]"
+            " | notebooks [args]"
         )
         return 2
     cmd, rest = argv[0], argv[1:]

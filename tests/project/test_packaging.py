@@ -37,6 +37,28 @@ def test_core_public_api_is_pinned() -> None:
         assert getattr(valkey_rag_cache, name) is not None
 
 
+def test_semantic_public_api_is_pinned() -> None:
+    import valkey_rag_cache.semantic as semantic
+
+    assert sorted(semantic.__all__) == [
+        "Calibration",
+        "Candidate",
+        "LookalikeGuard",
+        "MirrorIndex",
+        "Partition",
+        "SemanticCache",
+        "SemanticHit",
+        "SemanticIndex",
+        "SemanticQuery",
+        "Verifier",
+        "calibrate",
+        "pair_scores",
+        "rates_at",
+    ]
+    for name in semantic.__all__:
+        assert getattr(semantic, name) is not None
+
+
 def test_wheel_holds_the_three_packages_and_imports_them(tmp_path: Path) -> None:
     subprocess.run(
         [
@@ -60,6 +82,7 @@ def test_wheel_holds_the_three_packages_and_imports_them(tmp_path: Path) -> None
         assert f"{pkg}/__init__.py" in names
         assert f"{pkg}/py.typed" in names
     assert "valkey_rag_cache/lua/lookup.lua" in names
+    assert "valkey_rag_cache/semantic/__init__.py" in names
     assert not any(n.startswith(("shared/", "tests/")) for n in names)
 
     target = tmp_path / "site"
