@@ -19,6 +19,7 @@ from .errors import InvalidationError
 from .keys import EntryKey, KeySchema, escape, glob_escape, source_digest, validate_namespace
 from .scripts import Script, script
 from .sources import Source
+from .telemetry import value_kind, warn_once
 from .ttl import TTLPolicy, TTLValue
 
 log = logging.getLogger("valkey_rag_cache")
@@ -243,8 +244,13 @@ class Context:
         try:
             body = encode_body(value, tuple(src.id for src in sources), resolved_type, self.clock())
         except (TypeError, ValueError) as exc:  # not JSON (or NaN): the caller's answer is returned uncached
-            log.warning("valkey_rag_cache: not caching a value JSON cannot hold: %s", exc)
-            return False
+            warn_once(
+                log,
+                "uncachable:" + value_kind(exc),
+                "valkey_rag_cache: not caching a value JSON cannot hold: %s",
+                exc,
+            )
+            return None  # falsy like a refusal; None tells observers it was never sent
         if seen is None and self.cluster and self.confined_to is None:
             # A write without a lookup still has to make its group known to invalidations first; a group the
             # index had lost may have been skipped by one, so it is retired (standalone: inside the script).
@@ -392,7 +398,8 @@ class Context:
         suffixes = [self.schema.source_suffix(_check_id(i)) for i in dict.fromkeys(ids)]
         if not suffixes:
             return 0
-        return (yield from self._invalidate(suffixes, "*"))
+        # Label "": the scripts count the invalidation in each namespace it retired answers in.
+        return (yield from self._invalidate(suffixes, ""))
 
     def invalidate_namespace(self, namespace: str) -> Flow:
         validate_namespace(namespace)
@@ -401,6 +408,7 @@ class Context:
         self._invalidated([reply])
 
     def invalidate_all(self) -> Flow:
+        # Label "*": the scripts count the version bump in every namespace that has counters.
         yield from self._invalidate(["a"], "*")
 
     def register(self, group: str) -> Flow:
