@@ -86,9 +86,12 @@ def dumps(value: Any) -> bytes:
     return _json_dumps(value)
 
 
-def loads(raw: bytes) -> Any:
-    """The value of JSON bytes, as ``json.loads`` reads them (its errors: ValueError, RecursionError)."""
-    if _orjson is not None and _LONG_RUN not in raw.translate(_DIGITS):
+def loads(raw: bytes | str) -> Any:
+    """The value of JSON bytes, as ``json.loads`` reads them (its errors: ValueError, RecursionError).
+
+    Text (from a client that decodes replies) is read by json alone, as it always was.
+    """
+    if _orjson is not None and not isinstance(raw, str) and _LONG_RUN not in raw.translate(_DIGITS):
         try:
             return _orjson.loads(raw)
         except _orjson.JSONDecodeError:  # json decides: it reads NaN literals and surrogatepass bytes

@@ -182,6 +182,8 @@ CRAFTED = [
 @pytest.mark.parametrize("raw", CRAFTED)
 def test_decoding_gives_what_json_gives(path: str, raw: bytes) -> None:
     assert outcome(jsonbytes.loads, raw) == outcome(json_loads, raw)
+    text = raw.decode("utf-8", "surrogateescape")  # what a client that decodes replies hands over
+    assert outcome(jsonbytes.loads, text) == outcome(json.loads, text)
 
 
 def test_decoding_mutated_bodies_gives_what_json_gives() -> None:
