@@ -204,6 +204,20 @@ _CHECKS: dict[str, Any] = {
     "artifact": lambda v: True,  # plain JSON data by construction
 }
 
+# The checks above that are one isinstance, as types: the same test without a call per field.
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "additional_kwargs": dict,
+    "response_metadata": dict,
+    "name": (str, type(None)),
+    "id": (str, type(None)),
+    "usage_metadata": (dict, type(None)),
+    "chunk_position": (str, type(None)),
+    "tool_call_id": str,
+    "status": str,
+    "role": str,
+}
+_FIELD_SETS: dict[type[BaseMessage], frozenset[str]] = {cls: frozenset(f) for cls, f in _FIELDS.items()}
+
 
 # -- messages ------------------------------------------------------------------------------------------
 
@@ -231,12 +245,14 @@ def decode_message(data: Any) -> BaseMessage:
     if cls is None:
         raise DecodeError(f"not an allowed message type: {data.get('type')!r}")
     fields = _FIELDS[cls]
+    known = _FIELD_SETS[cls]
     for name, value in data.items():
         if name == "type":
             continue
-        if name not in fields:
+        if name not in known:
             raise DecodeError(f"unknown {cls.__name__} field {name!r}")
-        if not _CHECKS[name](value):
+        kind = _TYPES.get(name)  # the plain checks inline: a hit checks every field
+        if not (isinstance(value, kind) if kind is not None else _CHECKS[name](value)):
             raise DecodeError(f"bad {cls.__name__}.{name}")
     if "content" not in data:
         raise DecodeError("a stored message has content")

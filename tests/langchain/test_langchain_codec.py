@@ -157,3 +157,25 @@ def test_the_fast_path_is_refused_where_it_would_differ() -> None:
     for cls in (WithPrivate, WithPostInit, Aliased):
         assert not codec._constructs_alike(cls, frozenset({"a"})), cls
     assert codec._constructs_alike(Plain, frozenset({"a", "b"}))
+
+
+@pytest.mark.parametrize("name", sorted(codec._TYPES))
+def test_the_inline_type_checks_are_the_field_checks(name: str) -> None:
+    samples: list[Any] = [None, "", "x", 0, 1.5, True, [], ["x"], {}, {"a": 1}, (), object()]
+    assert [isinstance(v, codec._TYPES[name]) for v in samples] == [codec._CHECKS[name](v) for v in samples]
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("id", 7),
+        ("name", ["x"]),
+        ("response_metadata", []),
+        ("usage_metadata", "u"),
+        ("additional_kwargs", None),
+    ],
+)
+def test_a_stored_field_of_the_wrong_type_is_a_decode_error(field: str, bad: Any) -> None:
+    data = codec.encode_message(MESSAGES[1])
+    with pytest.raises(codec.DecodeError):
+        codec.decode_message({**data, field: bad})
