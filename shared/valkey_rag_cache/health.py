@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from valkey.exceptions import DataError, NoScriptError, ResponseError, ValkeyError
 
 from .errors import CacheError
+from .glide_driver import as_valkey_error
 
 __all__ = ["Health", "is_backend_error"]
 
@@ -18,6 +19,7 @@ log = logging.getLogger("valkey_rag_cache")
 
 def is_backend_error(exc: BaseException) -> bool:
     """Errors of the server or the network, as opposed to bugs that must surface."""
+    exc = as_valkey_error(exc)  # a Valkey GLIDE error: sorted as valkey-py's twin (glide_driver.py)
     if isinstance(exc, DataError | NoScriptError):
         return False
     if isinstance(exc, ResponseError):

@@ -91,6 +91,9 @@ class CacheOperations:
     def doctor(self) -> DoctorReport:
         return self.core.doctor()
 
+    async def adoctor(self) -> DoctorReport:
+        return await self.core.adoctor()
+
     def sources(
         self, ids: Iterable[Source | str] | Source | str, content_type: str | None = None
     ) -> SourceScope:

@@ -11,6 +11,7 @@ from typing import Any
 from valkey.exceptions import NoScriptError, ResponseError
 
 from .connection import Connector
+from .glide_driver import GlideDriver
 from .protocol import Cmd, Eval, FanOut, Flow, NodeCmd, Primaries
 
 __all__ = ["SyncDriver", "AsyncDriver"]
@@ -145,8 +146,11 @@ class AsyncDriver:
 
     def __init__(self, connector: Connector) -> None:
         self.connector = connector
+        self._glide = GlideDriver(connector) if connector.glide else None
 
     async def run(self, flow: Flow) -> Any:
+        if self._glide is not None:  # a ready-made Valkey GLIDE client
+            return await self._glide.run(flow)
         client = await self.connector.async_client()
         if client is None:
             # Only a sync client was given: run the same operation on it in a worker thread.
