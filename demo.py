@@ -283,6 +283,9 @@ def workload(requests: int, speed: float, seed: int) -> dict[str, Any]:
         f"  a fake model taking 0.5-1.0 simulated seconds per call (played back {speed:g}x faster).{RESET}"
     )
     cache = AnswerCache(prefix="demo-rag", namespace="support")
+    # The embedded Valkey is shared and outlives each run: start from an empty cache, since the simulated
+    # knowledge base starts again from its first version (a real one would have invalidated as it changed).
+    cache.clear()
     bar = tqdm(total=requests, unit="req", desc="  requests", leave=True, file=sys.stdout)
     counts = {"hits": 0, "edits": 0}
 

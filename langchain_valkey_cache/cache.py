@@ -46,6 +46,10 @@ class ValkeyCache(CacheOperations, BaseCache):
         content_type_key: metadata key holding a document's content type (``static``, ``realtime``, ...).
         prefix: every Valkey key of this cache starts with ``prefix:``.
         timeout: socket timeout in seconds (default: the core's); a slower backend turns lookups into misses.
+        embedded: ``False`` forbids the fallback to the shared embedded Valkey when no URL is given (as
+            ``VALKEY_RAG_CACHE_EMBEDDED=0`` does): a missing URL is then an error here.
+        confined: keep to this namespace's tree, for an ACL user limited to one tenant's keys (see
+            `AnswerCache`).
         core: an existing `AnswerCache` to share (then url, client and the rest are not accepted).
 
     Example:
@@ -65,6 +69,8 @@ class ValkeyCache(CacheOperations, BaseCache):
         content_type_key: str | None = "content_type",
         prefix: str = "llmcache",
         timeout: float | None = None,
+        embedded: bool | None = None,
+        confined: bool | None = None,
         core: AnswerCache | None = None,
     ) -> None:
         self.core = self.make_core(
@@ -76,6 +82,8 @@ class ValkeyCache(CacheOperations, BaseCache):
             ttl_policy=ttl_policy,
             default_content_type=default_content_type,
             timeout=timeout,
+            embedded=embedded,
+            confined=confined,
         )
         self.source_id_key = source_id_key
         self.content_type_key = content_type_key

@@ -36,6 +36,10 @@ class ValkeyCache(CacheOperations):
         default_content_type: content type of answers whose sources carry none.
         prefix: every key starts with ``prefix:``; caches on one prefix share invalidation.
         content_type_key: the node metadata key holding a document's content type (``"realtime"``...).
+        embedded: ``False`` forbids the fallback to the shared embedded Valkey when no URL is given (as
+            ``VALKEY_RAG_CACHE_EMBEDDED=0`` does): a missing URL is then an error here.
+        confined: keep to this namespace's tree, for an ACL user limited to one tenant's keys (see
+            `AnswerCache`).
         core: an existing `AnswerCache` to share (for instance a LangChain adapter's ``cache.core``).
 
     Example:
@@ -54,6 +58,8 @@ class ValkeyCache(CacheOperations):
         content_type_key: str = "content_type",
         timeout: float | None = None,
         cluster: bool | None = None,
+        embedded: bool | None = None,
+        confined: bool | None = None,
         core: AnswerCache | None = None,
     ) -> None:
         self.core = self.make_core(
@@ -66,6 +72,8 @@ class ValkeyCache(CacheOperations):
             default_content_type=default_content_type,
             timeout=timeout,
             cluster=cluster,
+            embedded=embedded,
+            confined=confined,
         )
         self.content_type_key = content_type_key
 

@@ -91,6 +91,8 @@ class CachedLLM(LLM):
             raise TypeError(f"llm must be a LlamaIndex LLM, got {type(llm).__name__}")
         if not isinstance(cache, ValkeyCache):
             raise TypeError(f"cache must be a ValkeyCache, got {type(cache).__name__}")
+        if namespace is not None:
+            cache.core.check_namespace(namespace)  # a confined cache refuses another tree here, not per call
         shaping = {name: getattr(llm, name) for name in PROMPT_FIELDS}
         super().__init__(  # type: ignore[call-arg]  # pydantic fields; mypy sees LLM's own __init__
             llm=llm,

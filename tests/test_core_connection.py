@@ -7,7 +7,6 @@ import logging
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -150,28 +149,6 @@ def test_constructor_makes_no_network_call(unused_port: int) -> None:
     cache = AnswerCache(f"valkey://127.0.0.1:{unused_port}")
     assert cache.health.errors == 0
     assert cache.connector._sync is None
-
-
-def test_the_embedded_default_starts_a_real_valkey() -> None:
-    code = (
-        "import logging; logging.basicConfig(level=logging.WARNING)\n"
-        "from valkey_rag_cache import AnswerCache\n"
-        "c = AnswerCache()\n"
-        "from valkey_rag_cache import connection\n"
-        "assert connection._embedded is None  # nothing started yet\n"
-        "k = c.key('qa', 1); c.lookup(k); assert c.store(k, 'v', ['d']); assert c.lookup(k).value == 'v'\n"
-        "c2 = AnswerCache(namespace='other'); c2.lookup(c2.key('qa', 1))\n"
-        "import valkey; r = valkey.Valkey.from_url(c.connector.url)\n"
-        "assert r.config_get('save')['save'] == ''  # no background snapshots\n"
-        "assert r.config_get('maxmemory-policy')['maxmemory-policy'] == 'volatile-lru'\n"
-        "print(c.connector.url)\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "VALKEY_URL"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("valkey://127.0.0.1:")
-    assert out.stderr.count("embedded Valkey") == 1  # logged once, with where its data lives
-    assert "data in" in out.stderr
 
 
 # -- backend down or slow -----------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from valkey.exceptions import ValkeyError
 
 from .connection import Connector
 from .doctor import DoctorReport, diagnose
+from .embedded import EmbeddedUnavailable
 from .envelope import Hit
 from .errors import CacheError, InvalidationError
 from .health import Health, is_backend_error
@@ -109,7 +110,13 @@ class AnswerCache:
         ttl_policy: a `TTLPolicy`, or a mapping of content type to TTL that overrides the defaults.
         default_content_type: content type of answers whose sources carry none.
         timeout: socket timeout in seconds; a slower backend turns lookups into misses.
-        cluster: force cluster mode on or off; by default it is detected on first use.
+        cluster: force cluster mode on or off; by default it is detected on first use (``HELLO``).
+        embedded: with no URL, may the cache fall back to this user's shared embedded Valkey? Default: yes,
+            unless ``VALKEY_RAG_CACHE_EMBEDDED=0``; ``False`` makes a missing URL an error here.
+        confined: keep to this namespace's tree (its top-level namespace, ``tenant-a`` for
+            ``tenant-a:support``), for an ACL user limited to ``~prefix:{tenant-a}*``: the cache never touches
+            the index of groups nor another tree, and its invalidations, `dependents`, `stats` and `purge`
+            cover this tree only.
     """
 
     def __init__(
@@ -124,15 +131,18 @@ class AnswerCache:
         timeout: float = 0.5,
         cluster: bool | None = None,
         retry_after: float = 1.0,
+        embedded: bool | None = None,
+        confined: bool = False,
     ) -> None:
         self.namespace = validate_namespace(namespace)
         self.policy = _policy(ttl_policy, default_content_type)
         self.schema = KeySchema(prefix)
-        self.connector = Connector(url, client, timeout=timeout, cluster=cluster)
+        self.connector = Connector(url, client, timeout=timeout, cluster=cluster, embedded=embedded)
         self.health = Health(retry_after=retry_after)
         self._sync = SyncDriver(self.connector)
         self._async = AsyncDriver(self.connector)
-        self._ctx_base = Context(self.schema, self.policy)
+        self.confined_to = self.namespace.split(":", 1)[0] if confined else None
+        self._ctx_base = Context(self.schema, self.policy, confined_to=self.confined_to)
         self._id = next(_instances)
 
     def __repr__(self) -> str:
@@ -148,7 +158,25 @@ class AnswerCache:
 
     def key(self, kind: str, parts: object, namespace: str | None = None) -> EntryKey:
         """The entry key of everything that changes an answer (JSON-serializable `parts`)."""
-        return self.schema.entry_key(kind, parts, namespace or self.namespace)
+        return self.schema.entry_key(kind, parts, self.check_namespace(namespace or self.namespace))
+
+    def check_namespace(self, namespace: str) -> str:
+        """`namespace` if this cache may use it (any, or one of its own tree when confined); else ValueError.
+
+        >>> tenant = AnswerCache(namespace="tenant-a:support", confined=True)  # doctest: +SKIP
+        >>> tenant.check_namespace("tenant-b")  # doctest: +SKIP
+        Traceback (most recent call last):
+        ValueError: this cache is confined to the namespace tree 'tenant-a'; 'tenant-b' is outside it
+        """
+        if (
+            self.confined_to is not None
+            and validate_namespace(namespace).split(":", 1)[0] != self.confined_to
+        ):
+            raise ValueError(
+                f"this cache is confined to the namespace tree {self.confined_to!r}; "
+                f"{namespace!r} is outside it"
+            )
+        return namespace
 
     def sources(
         self, ids: Iterable[Source | str] | Source | str, content_type: str | None = None
@@ -176,6 +204,12 @@ class AnswerCache:
         return result
 
     def _failed(self, exc: Exception, default: Any, write: bool, strict: type[CacheError] | None) -> Any:
+        # No URL and no embedded server: said once, with what to install or set; no outage to wait out.
+        if isinstance(exc, EmbeddedUnavailable):
+            if strict:
+                raise strict(str(exc)) from exc
+            self.health.not_configured(write)
+            return default
         if is_backend_error(exc):
             if strict:
                 raise strict(f"Valkey did not carry out the operation: {type(exc).__name__}: {exc}") from exc
@@ -312,11 +346,11 @@ class AnswerCache:
 
     def invalidate_namespace(self, namespace: str | None = None) -> None:
         """Invalidate a namespace and all below it (``docs`` covers ``docs:technical``), in O(1)."""
-        ns = namespace or self.namespace
+        ns = self.check_namespace(namespace or self.namespace)
         self._run(lambda ctx: ctx.invalidate_namespace(ns), strict=InvalidationError)
 
     async def ainvalidate_namespace(self, namespace: str | None = None) -> None:
-        ns = namespace or self.namespace
+        ns = self.check_namespace(namespace or self.namespace)
         await self._arun(lambda ctx: ctx.invalidate_namespace(ns), strict=InvalidationError)
 
     def invalidate_all(self) -> None:
@@ -325,6 +359,23 @@ class AnswerCache:
 
     async def ainvalidate_all(self) -> None:
         await self._arun(lambda ctx: ctx.invalidate_all(), strict=InvalidationError)
+
+    def register(self) -> bool:
+        """List this cache's tree in the index of groups, so that global invalidations reach it.
+
+        For the operator of trees that only confined caches use (they never write the index): run it with an
+        unconfined cache on the tree's namespace; a tree listed anew is retired. Unconfined caches list their
+        trees themselves. Returns whether the tree was new to the index.
+
+        >>> AnswerCache(operator_url, namespace="tenant-a").register()  # doctest: +SKIP
+        True
+        """
+        if self.confined_to is not None:
+            raise ValueError(
+                "a confined cache cannot write the index of groups: register with an unconfined one"
+            )
+        group = self.namespace.split(":", 1)[0]
+        return bool(self._run(lambda ctx: ctx.register(group), strict=CacheError))
 
     def dependents(self, source_id: str) -> list[str]:
         """Keys of the live entries built on `source_id`."""
@@ -335,11 +386,11 @@ class AnswerCache:
 
     def clear(self, namespace: str | None = None) -> int:
         """Remove this cache's namespace (and those below it), nothing else; returns the keys deleted."""
-        ns = namespace or self.namespace
+        ns = self.check_namespace(namespace or self.namespace)
         return int(self._run(lambda ctx: ctx.clear(ns), strict=InvalidationError))
 
     async def aclear(self, namespace: str | None = None) -> int:
-        ns = namespace or self.namespace
+        ns = self.check_namespace(namespace or self.namespace)
         return int(await self._arun(lambda ctx: ctx.clear(ns), strict=InvalidationError))
 
     # -- housekeeping ----------------------------------------------------------------------------------
@@ -362,7 +413,6 @@ class AnswerCache:
 
     def doctor(self) -> DoctorReport:
         """Read the eviction policy and memory (where allowed); name configurations that break the cache."""
-
         return self._run(_doctor_flow, strict=CacheError)  # type: ignore[no-any-return]
 
     async def adoctor(self) -> DoctorReport:
@@ -379,9 +429,9 @@ def _doctor_flow(ctx: Context) -> Flow:
 def _infos(ctx: Context) -> Flow:
     try:
         return (yield from ctx.info())
-    except Exception as exc:  # INFO refused by an ACL: the report says it could not tell
+    except Exception as exc:  # INFO refused by an ACL: the report says what it could not read
         if is_backend_error(exc):
-            return [None]
+            return [exc]
         raise
 
 

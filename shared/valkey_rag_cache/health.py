@@ -68,6 +68,13 @@ class Health:
                 exc,
             )
 
+    def not_configured(self, write: bool = False) -> None:
+        """A call skipped because no Valkey is configured (already said once, with what to set)."""
+        with self._lock:
+            self.skipped += 1
+            if write:
+                self.dropped_writes += 1
+
     def script_failed(self, exc: BaseException, write: bool = False) -> None:
         with self._lock:
             self.errors += 1

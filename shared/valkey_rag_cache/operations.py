@@ -67,6 +67,10 @@ class CacheOperations:
     async def ainvalidate_all(self) -> None:
         await self.core.ainvalidate_all()
 
+    def register(self) -> bool:
+        """List this cache's namespace tree in the index of groups, so global invalidations reach it."""
+        return self.core.register()
+
     def dependents(self, source_id: str) -> list[str]:
         """Keys of the live cached answers built on `source_id`."""
         return self.core.dependents(source_id)

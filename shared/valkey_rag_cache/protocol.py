@@ -123,6 +123,9 @@ class Context:
     policy: TTLPolicy
     cluster: bool = False
     count_stats: bool = True
+    # A confined cache keeps to one namespace tree (this top-level namespace): it never touches the index of
+    # groups, and its invalidations, dependents, stats and purge cover its tree only (see `AnswerCache`).
+    confined_to: str | None = None
     clock: Any = field(default=time.time)
     _consts: dict[tuple[str, bool, int], Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -157,13 +160,15 @@ class Context:
         # Clock, stats and token keys derive from the group base inside the script, and the small arguments
         # travel as one string: few arguments to encode on every hit (all keys share the entry's hash slot).
         entry = entry_base + key.digest
-        keys = [entry] if self.cluster else [entry, s.groups]
+        keys = [entry] if self._no_index else [entry, s.groups]
         res = yield Eval(script("lookup"), keys, [(head + _fresh_era() + tail).encode(), ns])
         status = int(res[0])
         if status == NO_CLOCK:
             # Cluster, first use of this group (or its clock was evicted): make it known to invalidations
-            # before anything can be cached in it, then start its clock.
-            yield Cmd(("SADD", s.groups, s.group_base(g)))
+            # before anything can be cached in it, then start its clock. A confined tree has no index entry:
+            # a new clock (a new era) retires what the tree held all the same.
+            if self.confined_to is None:
+                yield Cmd(("SADD", s.groups, s.group_base(g)))
             clock = yield Eval(
                 script("register"), [s.clock(g)], [s.token_base(g), _fresh_era(), self.token_ttl, "0"]
             )
@@ -217,7 +222,7 @@ class Context:
         except (TypeError, ValueError) as exc:  # not JSON (or NaN): the caller's answer is returned uncached
             log.warning("valkey_rag_cache: not caching a value JSON cannot hold: %s", exc)
             return False
-        if seen is None and self.cluster:
+        if seen is None and self.cluster and self.confined_to is None:
             # A write without a lookup still has to make its group known to invalidations first; a group the
             # index had lost may have been skipped by one, so it is retired (standalone: inside the script).
             added = yield Cmd(("SADD", s.groups, s.group_base(g)))
@@ -242,15 +247,22 @@ class Context:
                 *[source_digest(src.id) for src in sources],
             ]
         )
-        keys = [s.entry(key)] if self.cluster else [s.entry(key), s.groups]
+        keys = [s.entry(key)] if self._no_index else [s.entry(key), s.groups]
         args: list[Any] = [small, key.namespace, body]
         stored = yield Eval(script("write"), keys, args)
         return bool(stored)
 
     # -- invalidation ----------------------------------------------------------------------------------
 
+    @property
+    def _no_index(self) -> bool:
+        # The scripts take the index of groups as a second key only on an unconfined standalone server.
+        return self.cluster or self.confined_to is not None
+
     def _groups(self) -> Flow:
-        """The bases (``prefix:{group}:``) of every group in use."""
+        """The bases (``prefix:{group}:``) of every group in use (a confined cache's own only)."""
+        if self.confined_to is not None:
+            return [self.schema.group_base(self.confined_to)]
         members = yield Cmd(("SMEMBERS", self.schema.groups))
         return sorted(_text(m) for m in members)
 
@@ -261,7 +273,7 @@ class Context:
         server for long, in the same pipeline.
         """
         batches = [suffixes[i : i + INVALIDATE_BATCH] for i in range(0, len(suffixes), INVALIDATE_BATCH)]
-        if not self.cluster:
+        if not self._no_index:
             everywhere, groups = script("invalidate_everywhere"), self.schema.groups
             calls: list[Eval | Cmd] = [
                 Eval(everywhere, [groups], [_fresh_era(), self.token_ttl, label, *b]) for b in batches
@@ -291,6 +303,19 @@ class Context:
     def invalidate_all(self) -> Flow:
         yield from self._invalidate(["a"], "*")
 
+    def register(self, group: str) -> Flow:
+        """List a tree in the index of groups, so global invalidations reach it (for trees used confined).
+
+        A tree listed anew is retired: an invalidation may have skipped it while it was not listed.
+        """
+        s = self.schema
+        added = yield Cmd(("SADD", s.groups, s.group_base(group)))
+        if int(added):
+            yield Eval(
+                script("register"), [s.clock(group)], [s.token_base(group), _fresh_era(), self.token_ttl, "1"]
+            )
+        return bool(int(added))
+
     def dependents(self, source_id: str) -> Flow:
         dig = source_digest(_check_id(source_id))
         bases = yield from self._groups()
@@ -306,12 +331,12 @@ class Context:
         """SCAN every primary under the prefix; drop entries that can no longer be served and dead links."""
         s = self.schema
         removed = 0
-        nodes = yield Primaries()
-        for node in nodes:
+        targets = yield from scan_targets(self)
+        for pattern, node, anchor in targets:
             cursor: Any = 0
             while True:
                 cursor, keys = yield NodeCmd(
-                    ("SCAN", cursor, "MATCH", s.scan_pattern(), "COUNT", count), node=node
+                    ("SCAN", cursor, "MATCH", pattern, "COUNT", count), node=node, key=anchor
                 )
                 calls: list[Eval | Cmd] = []
                 for raw in keys:
@@ -385,16 +410,30 @@ def _index_key(rest: str) -> bool:
     return rest in ("clock", "stats", "nss", "t:a") or rest.startswith("t:n:")
 
 
+def scan_targets(ctx: Context) -> Flow:
+    """What to SCAN, as (pattern, node, anchor key).
+
+    Every primary under the prefix, or a confined cache's tree on the primary that owns its slot.
+    """
+    if ctx.confined_to is not None:
+        base = ctx.schema.group_base(ctx.confined_to)
+        return [(glob_escape(base) + "*", None, base + "clock")]
+    nodes = yield Primaries()
+    return [(ctx.schema.scan_pattern(), node, None) for node in nodes]
+
+
 def untimed_keys(ctx: Context, sample: int = 2000) -> Flow:
     """Count keys under the prefix, other than the small index keys, that have no TTL (a sample)."""
     s = ctx.schema
-    nodes = yield Primaries()
+    targets = yield from scan_targets(ctx)
     found = 0
-    for node in nodes:
+    for pattern, node, anchor in targets:
         cursor: Any = 0
         seen = 0
         while True:
-            cursor, keys = yield NodeCmd(("SCAN", cursor, "MATCH", s.scan_pattern(), "COUNT", 500), node=node)
+            cursor, keys = yield NodeCmd(
+                ("SCAN", cursor, "MATCH", pattern, "COUNT", 500), node=node, key=anchor
+            )
             names = [_text(k) for k in keys]
             names = [
                 k for k in names if k != s.groups and not _index_key((s.parse_group_key(k) or ("", ""))[1])
