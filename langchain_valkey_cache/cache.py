@@ -37,7 +37,8 @@ class ValkeyCache(CacheOperations, BaseCache):
     Args:
         url: ``valkey://host:port`` (also ``valkeys://``, ``redis://``, ``rediss://``, ``unix://``); default
             ``VALKEY_URL``, else an embedded Valkey.
-        client: a ready-made valkey client (sync, asyncio or cluster) instead of `url`.
+        client: a ready-made valkey client (sync, asyncio or cluster) instead of `url`, or a Valkey GLIDE
+            ``GlideClient`` / ``GlideClusterClient`` (asyncio only: `alookup`, `aupdate`, `ainvoke`...).
         namespace: where this cache's entries live; ``clear()`` removes this namespace and those below it.
         ttl_policy: content type -> TTL overrides (or a `TTLPolicy`).
         default_content_type: the content type (hence TTL) of answers built on no typed source.

