@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Set up and run the project with nothing but Python: `python3 dev.py demo` or `python3 dev.py test`.
+"""Set up and run the project with nothing but Python: `python3 dev.py demo`, `test`, `lint` or `bench`.
 
 Each command creates `.venv` on first use and installs the project with the extras it needs into it,
 again only when pyproject.toml changes.
@@ -35,9 +35,25 @@ def ensure_venv(extras: str) -> None:
     stamp.write_text(want)
 
 
+# What CI runs before the tests: lint, format check, and the type checker over the three packages.
+LINT = (
+    ["-m", "ruff", "check", "."],
+    ["-m", "ruff", "format", "--check", "."],
+    ["-m", "mypy"],  # files and strictness: [tool.mypy] in pyproject.toml
+)
+
+
+def lint() -> int:
+    failed = 0
+    for args in LINT:
+        print("$", " ".join(["python", *args]), flush=True)
+        failed |= subprocess.call([PY, *args], cwd=ROOT) != 0
+    return int(failed)
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test", "bench"):
-        print("usage: python3 dev.py demo | test [pytest args] | bench [harness args]")
+    if not argv or argv[0] not in ("demo", "test", "lint", "bench"):
+        print("usage: python3 dev.py demo | test [pytest args] | lint | bench [harness args]")
         return 2
     cmd, rest = argv[0], argv[1:]
     if cmd == "demo":
@@ -46,7 +62,9 @@ def main(argv: list[str]) -> int:
     if cmd == "bench":
         ensure_venv("bench")
         return subprocess.call([PY, ROOT / "benchmarks" / "run.py", *rest], cwd=ROOT)
-    ensure_venv("test")
+    ensure_venv("test")  # the test extra holds the linters too: one install for CI's two steps
+    if cmd == "lint":
+        return lint()
     return subprocess.call([PY, "-m", "pytest", *rest], cwd=ROOT)
 
 

@@ -39,19 +39,22 @@ class ValkeyCache(CacheOperations, BaseCache):
             ``VALKEY_URL``, else an embedded Valkey.
         client: a ready-made valkey client (sync, asyncio or cluster) instead of `url`, or a Valkey GLIDE
             ``GlideClient`` / ``GlideClusterClient`` (asyncio only: `alookup`, `aupdate`, `ainvoke`...).
-        namespace: where this cache's entries live; ``clear()`` removes this namespace and those below it.
+        namespace: where this cache's entries live (default ``default``); ``clear()`` removes this namespace
+            and those below it.
         ttl_policy: content type -> TTL overrides (or a `TTLPolicy`).
         default_content_type: the content type (hence TTL) of answers built on no typed source.
         source_id_key: ``None`` (default): a document's source is its ``Document.id`` (``metadata["source"]``
             when the id is missing); a key name: ``metadata[source_id_key]`` (the id when missing).
         content_type_key: metadata key holding a document's content type (``static``, ``realtime``, ...).
-        prefix: every Valkey key of this cache starts with ``prefix:``.
+        prefix: every Valkey key of this cache starts with ``prefix:`` (default ``llmcache``).
         timeout: socket timeout in seconds (default: the core's); a slower backend turns lookups into misses.
         embedded: ``False`` forbids the fallback to the shared embedded Valkey when no URL is given (as
             ``VALKEY_RAG_CACHE_EMBEDDED=0`` does): a missing URL is then an error here.
         confined: keep to this namespace's tree, for an ACL user limited to one tenant's keys (see
             `AnswerCache`).
-        core: an existing `AnswerCache` to share (then url, client and the rest are not accepted).
+        core: an existing `AnswerCache` to share (then url, client and the other core options are refused).
+
+    Options left at None take the core's defaults.
 
     Example:
         >>> cache = ValkeyCache("valkey://localhost:6379", namespace="support")  # doctest: +SKIP
@@ -63,12 +66,12 @@ class ValkeyCache(CacheOperations, BaseCache):
         url: str | None = None,
         *,
         client: Any = None,
-        namespace: str = "default",
+        namespace: str | None = None,
         ttl_policy: TTLPolicy | Mapping[str, TTLValue] | None = None,
         default_content_type: str | None = None,
         source_id_key: str | None = None,
         content_type_key: str | None = "content_type",
-        prefix: str = "llmcache",
+        prefix: str | None = None,
         timeout: float | None = None,
         embedded: bool | None = None,
         confined: bool | None = None,
@@ -89,10 +92,6 @@ class ValkeyCache(CacheOperations, BaseCache):
         self.source_id_key = source_id_key
         self.content_type_key = content_type_key
         self._capture = capture()
-
-    @property
-    def namespace(self) -> str:
-        return self.core.namespace
 
     def _key(self, prompt: str, llm_string: str) -> EntryKey:
         # All of llm_string: after its "---" come stop words, bound tools and structured-output settings.
@@ -127,7 +126,7 @@ class ValkeyCache(CacheOperations, BaseCache):
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         # An entry that does not decode is a counted miss, removed by the core (which keeps the race check).
         hit = self.core.lookup(self._key(prompt, llm_string), decode=decode_generations)
-        return None if hit is None else hit.value  # type: ignore[no-any-return]
+        return None if hit is None else hit.value
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         key = self._key(prompt, llm_string)
@@ -142,7 +141,7 @@ class ValkeyCache(CacheOperations, BaseCache):
 
     async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         hit = await self.core.alookup(self._key(prompt, llm_string), decode=decode_generations)
-        return None if hit is None else hit.value  # type: ignore[no-any-return]
+        return None if hit is None else hit.value
 
     async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         key = self._key(prompt, llm_string)

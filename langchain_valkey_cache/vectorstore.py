@@ -20,7 +20,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
-from valkey_rag_cache import AnswerCache, CacheOperations
+from valkey_rag_cache.operations import Invalidates
 
 __all__ = ["InvalidatingVectorStore"]
 
@@ -35,7 +35,7 @@ class InvalidatingVectorStore(VectorStore):
 
     Args:
         vector_store: the store to wrap.
-        cache: a `ValkeyCache` (or any cache with the core's operations, such as an `AnswerCache`).
+        cache: what to invalidate: a `ValkeyCache` of either framework or an `AnswerCache` (`Invalidates`).
         source_id_key: the metadata key naming a document's source (``index``'s ``source_id_key``); ``None``
             to invalidate by document id only.
     """
@@ -43,7 +43,7 @@ class InvalidatingVectorStore(VectorStore):
     def __init__(
         self,
         vector_store: VectorStore,
-        cache: CacheOperations | AnswerCache,
+        cache: Invalidates,
         source_id_key: str | None = "source",
     ) -> None:
         self.vector_store = vector_store
@@ -230,6 +230,11 @@ class InvalidatingVectorStore(VectorStore):
         self, embedding: list[float], *args: Any, **kwargs: Any
     ) -> list[Document]:
         return self.vector_store.max_marginal_relevance_search_by_vector(embedding, *args, **kwargs)
+
+    async def amax_marginal_relevance_search_by_vector(
+        self, embedding: list[float], *args: Any, **kwargs: Any
+    ) -> list[Document]:
+        return await self.vector_store.amax_marginal_relevance_search_by_vector(embedding, *args, **kwargs)
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         return self.vector_store._select_relevance_score_fn()

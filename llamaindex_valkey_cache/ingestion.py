@@ -42,7 +42,7 @@ from llama_index.core.vector_stores.types import (
 )
 from pydantic import PrivateAttr
 
-from .cache import ValkeyCache
+from valkey_rag_cache.operations import Invalidates
 
 __all__ = ["InvalidatingDocstore", "InvalidatingVectorStore"]
 
@@ -57,13 +57,13 @@ def _unique(ids: Iterable[str]) -> list[str]:
     return [i for i in dict.fromkeys(ids) if i]
 
 
-def _invalidate(cache: ValkeyCache, ids: Iterable[str]) -> None:
+def _invalidate(cache: Invalidates, ids: Iterable[str]) -> None:
     unique = _unique(ids)
     if unique:
         cache.invalidate_sources(unique)  # the core batches large lists itself
 
 
-async def _ainvalidate(cache: ValkeyCache, ids: Iterable[str]) -> None:
+async def _ainvalidate(cache: Invalidates, ids: Iterable[str]) -> None:
     unique = _unique(ids)
     if unique:
         await cache.ainvalidate_sources(unique)
@@ -74,7 +74,7 @@ class InvalidatingVectorStore(BasePydanticVectorStore):
 
     Args:
         vector_store: the store to wrap; everything else is passed through to it.
-        cache: the `ValkeyCache` whose answers depend on the store's documents.
+        cache: the `ValkeyCache` whose answers depend on the store's documents (any `Invalidates`).
 
     Example:
         >>> vector_store = InvalidatingVectorStore(ChromaVectorStore(...), cache)  # doctest: +SKIP
@@ -83,9 +83,9 @@ class InvalidatingVectorStore(BasePydanticVectorStore):
 
     stores_text: bool = False
     _store: BasePydanticVectorStore = PrivateAttr()
-    _cache: ValkeyCache = PrivateAttr()
+    _cache: Invalidates = PrivateAttr()
 
-    def __init__(self, vector_store: BasePydanticVectorStore, cache: ValkeyCache) -> None:
+    def __init__(self, vector_store: BasePydanticVectorStore, cache: Invalidates) -> None:
         super().__init__(
             stores_text=vector_store.stores_text, is_embedding_query=vector_store.is_embedding_query
         )
@@ -208,7 +208,7 @@ class InvalidatingDocstore(BaseDocumentStore):
 
     Args:
         docstore: the docstore to wrap (``SimpleDocumentStore``, a Redis or Postgres docstore...).
-        cache: the `ValkeyCache` whose answers depend on the docstore's documents.
+        cache: the `ValkeyCache` whose answers depend on the docstore's documents (any `Invalidates`).
 
     Example:
         >>> pipeline = IngestionPipeline(  # doctest: +SKIP
@@ -219,7 +219,7 @@ class InvalidatingDocstore(BaseDocumentStore):
         ... )
     """
 
-    def __init__(self, docstore: BaseDocumentStore, cache: ValkeyCache) -> None:
+    def __init__(self, docstore: BaseDocumentStore, cache: Invalidates) -> None:
         self.docstore = docstore
         self.cache = cache
         self._lock = threading.Lock()

@@ -1,10 +1,15 @@
 """valkey_rag_cache: the framework-neutral core of the Valkey LLM and answer cache.
 
-Example:
+Example (without a URL or ``VALKEY_URL``, on an embedded Valkey):
     >>> from valkey_rag_cache import AnswerCache, Source
-    >>> cache = AnswerCache(namespace="faqs:billing")  # doctest: +SKIP
-    >>> key = cache.key("qa", {"question": "When am I billed?"})  # doctest: +SKIP
-    >>> cache.store(key, {"answer": "On the 1st."}, [Source("billing.md", "documentation")])  # doctest: +SKIP
+    >>> cache = AnswerCache(namespace="faqs:billing")
+    >>> key = cache.key("qa", {"question": "When am I billed?"})
+    >>> cache.store(key, {"answer": "On the 1st."}, [Source("billing.md", "documentation")])
+    True
+    >>> cache.lookup(key).value
+    {'answer': 'On the 1st.'}
+    >>> cache.invalidate_source("billing.md"), cache.lookup(key)
+    (1, None)
 """
 
 from .cache import AnswerCache
@@ -12,7 +17,7 @@ from .doctor import DoctorReport
 from .envelope import Hit
 from .errors import CacheError, InvalidationError
 from .keys import EntryKey
-from .operations import CacheOperations
+from .operations import CacheOperations, Invalidates, Operations
 from .protocol import Seen
 from .sources import Source, SourceScope, as_sources, scoped_sources
 from .ttl import DEFAULT_TTLS, TTLPolicy
@@ -25,7 +30,9 @@ __all__ = [
     "DoctorReport",
     "EntryKey",
     "Hit",
+    "Invalidates",
     "InvalidationError",
+    "Operations",
     "Seen",
     "Source",
     "SourceScope",

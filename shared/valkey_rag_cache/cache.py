@@ -1,13 +1,13 @@
 """`AnswerCache`: the framework-neutral cache with the five invalidation strategies, sync and async.
 
-Example:
-    >>> cache = AnswerCache("valkey://localhost:6379", namespace="docs:technical")  # doctest: +SKIP
-    >>> key = cache.key("qa", {"question": "How do I reset my password?"})  # doctest: +SKIP
-    >>> cache.lookup(key) is None  # doctest: +SKIP
+Example (``AnswerCache("valkey://localhost:6379", ...)`` for a server of yours; here an embedded one):
+    >>> cache = AnswerCache(namespace="docs:technical")
+    >>> key = cache.key("qa", {"question": "How do I reset my password?"})
+    >>> cache.lookup(key) is None
     True
-    >>> cache.store(key, {"answer": "..."}, [Source("kb/reset.md", "documentation")])  # doctest: +SKIP
+    >>> cache.store(key, {"answer": "..."}, [Source("kb/reset.md", "documentation")])
     True
-    >>> cache.invalidate_source("kb/reset.md")  # doctest: +SKIP
+    >>> cache.invalidate_source("kb/reset.md")
     1
 """
 
@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from valkey.exceptions import ValkeyError
 
@@ -30,7 +30,7 @@ from .envelope import Hit
 from .errors import CacheError, InvalidationError
 from .health import Health, is_backend_error
 from .keys import EntryKey, KeySchema, validate_namespace
-from .protocol import Context, Flow, Seen, untimed_keys
+from .protocol import Context, Flow, Lookup, Seen, untimed_keys
 from .sources import Source, SourceScope, as_sources, scoped_sources
 from .store import AsyncDriver, SyncDriver
 from .ttl import TTLPolicy, TTLValue
@@ -93,7 +93,7 @@ def _take(ident: tuple[int, str, str]) -> Seen | None:
 
 
 _instances = itertools.count()
-_BAD = object()  # a hit whose value the caller could not decode
+_BAD: Hit[Any] = Hit(None, (), None, 0.0)  # a hit whose value the caller could not decode
 log = logging.getLogger("valkey_rag_cache")
 
 
@@ -237,7 +237,11 @@ class AnswerCache:
 
     # -- lookups and writes ----------------------------------------------------------------------------
 
-    def lookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit | None:
+    @overload
+    def lookup(self, key: EntryKey, decode: None = None) -> Hit[Any] | None: ...
+    @overload
+    def lookup(self, key: EntryKey, decode: Callable[[Any], T | None]) -> Hit[T] | None: ...
+    def lookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit[Any] | None:
         """The cached value, or None. Never raises for a backend that is down or for bad stored data.
 
         `decode` turns the stored JSON into the caller's type; when it raises or returns None the entry is
@@ -247,16 +251,22 @@ class AnswerCache:
         if hit is _BAD:
             self.discard(key)
             return None
-        return hit  # type: ignore[return-value]
+        return hit
 
-    async def alookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit | None:
+    @overload
+    async def alookup(self, key: EntryKey, decode: None = None) -> Hit[Any] | None: ...
+    @overload
+    async def alookup(self, key: EntryKey, decode: Callable[[Any], T | None]) -> Hit[T] | None: ...
+    async def alookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit[Any] | None:
         hit = self._accept(key, await self._arun(lambda ctx: ctx.lookup(key)), decode)
         if hit is _BAD:
             await self.adiscard(key)
             return None
-        return hit  # type: ignore[return-value]
+        return hit
 
-    def _accept(self, key: EntryKey, result: Any, decode: Callable[[Any], Any] | None) -> Hit | None | object:
+    def _accept(
+        self, key: EntryKey, result: Lookup | None, decode: Callable[[Any], Any] | None
+    ) -> Hit[Any] | None:
         if result is None:
             return None
         hit = result.hit
@@ -370,12 +380,19 @@ class AnswerCache:
         >>> AnswerCache(operator_url, namespace="tenant-a").register()  # doctest: +SKIP
         True
         """
+        group = self._registrable_group()
+        return bool(self._run(lambda ctx: ctx.register(group), strict=CacheError))
+
+    async def aregister(self) -> bool:
+        group = self._registrable_group()
+        return bool(await self._arun(lambda ctx: ctx.register(group), strict=CacheError))
+
+    def _registrable_group(self) -> str:
         if self.confined_to is not None:
             raise ValueError(
                 "a confined cache cannot write the index of groups: register with an unconfined one"
             )
-        group = self.namespace.split(":", 1)[0]
-        return bool(self._run(lambda ctx: ctx.register(group), strict=CacheError))
+        return self.namespace.split(":", 1)[0]
 
     def dependents(self, source_id: str) -> list[str]:
         """Keys of the live entries built on `source_id`."""
@@ -413,14 +430,13 @@ class AnswerCache:
 
     def doctor(self) -> DoctorReport:
         """Read the eviction policy and memory (where allowed); name configurations that break the cache."""
-        return self._run(_doctor_flow, strict=CacheError)  # type: ignore[no-any-return]
+        return self._run(_doctor, strict=CacheError)  # type: ignore[no-any-return]
 
     async def adoctor(self) -> DoctorReport:
-        """`doctor()` for asyncio code (the only way with an asyncio-only client such as Valkey GLIDE)."""
-        return await self._arun(_doctor_flow, strict=CacheError)  # type: ignore[no-any-return]
+        return await self._arun(_doctor, strict=CacheError)  # type: ignore[no-any-return]
 
 
-def _doctor_flow(ctx: Context) -> Flow:
+def _doctor(ctx: Context) -> Flow:
     infos = yield from _infos(ctx)
     untimed = yield from untimed_keys(ctx)
     return diagnose(infos, ctx.cluster, untimed)

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 __all__ = ["FORMAT", "Hit", "encode_body", "decode_body"]
 
 FORMAT = 1
 JSON = Any
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
-class Hit:
-    """A cached value and what it was built from."""
+class Hit(Generic[V]):
+    """A cached value (stored JSON, or what the caller's decoder made of it) and what it was built from."""
 
-    value: JSON
+    value: V
     sources: tuple[str, ...]
     content_type: str | None
     created_at: float
@@ -36,7 +37,7 @@ def encode_body(value: JSON, sources: tuple[str, ...], content_type: str | None,
     ).encode("utf-8", "surrogatepass")
 
 
-def decode_body(raw: bytes) -> Hit | None:
+def decode_body(raw: bytes) -> Hit[JSON] | None:
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):

@@ -1,105 +1,152 @@
-"""`CacheOperations`: the core's invalidation and housekeeping methods, for adapters that wrap a core.
+"""The operations every cache offers, as typed protocols, and the one mixin that gives them to an adapter.
 
-An adapter class sets ``self.core`` and inherits these, so LangChain's and LlamaIndex's caches expose the same
-operations with the same semantics, and a source invalidated through one is invalidated for the other.
+`Operations` is what `AnswerCache` and each framework's cache share: invalidation and housekeeping, sync and
+async, with the same signatures. Code that only invalidates (vector store and docstore wrappers) asks for
+the smaller `Invalidates`, so it takes any of them. An adapter's cache holds an `AnswerCache` as ``core`` and
+inherits `CacheOperations`, whose methods *are* the core's (each is `forward`-ed from `AnswerCache` with its
+signature and docstring), so they cannot drift from the core; the adapter writes only what its framework
+needs (``lookup``/``update``, ``clear``).
+
+Example:
+    >>> from valkey_rag_cache import AnswerCache
+    >>> def retire(cache: Invalidates, ids: list[str]) -> int:
+    ...     return cache.invalidate_sources(ids)
+    >>> core: Operations = AnswerCache(namespace="docs")  # any cache type-checks here
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+import functools
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from .cache import AnswerCache
 from .doctor import DoctorReport
 from .sources import Source, SourceScope
 
-__all__ = ["CacheOperations"]
+__all__ = ["CacheOperations", "Invalidates", "Operations", "make_core"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Invalidates(Protocol):
+    """Invalidate documents, or everything, sync and async: what store wrappers need from a cache."""
+
+    def invalidate_sources(self, source_ids: Iterable[str]) -> int: ...
+    async def ainvalidate_sources(self, source_ids: Iterable[str]) -> int: ...
+    def invalidate_all(self) -> None: ...
+    async def ainvalidate_all(self) -> None: ...
+
+
+class Operations(Invalidates, Protocol):
+    """Invalidation and housekeeping, sync and async: `AnswerCache` and every adapter's cache."""
+
+    def invalidate_source(self, source_id: str) -> int: ...
+    async def ainvalidate_source(self, source_id: str) -> int: ...
+    def invalidate_namespace(self, namespace: str | None = None) -> None: ...
+    async def ainvalidate_namespace(self, namespace: str | None = None) -> None: ...
+    def register(self) -> bool: ...
+    async def aregister(self) -> bool: ...
+    def dependents(self, source_id: str) -> list[str]: ...
+    async def adependents(self, source_id: str) -> list[str]: ...
+    def purge(self, count: int = 1000) -> int: ...
+    async def apurge(self, count: int = 1000) -> int: ...
+    def stats(self) -> dict[str, Any]: ...
+    async def astats(self) -> dict[str, Any]: ...
+    def doctor(self) -> DoctorReport: ...
+    async def adoctor(self) -> DoctorReport: ...
+    def sources(
+        self, ids: Iterable[Source | str] | Source | str, content_type: str | None = None
+    ) -> SourceScope: ...
+
+
+class HasCore(Protocol):
+    core: AnswerCache
+
+
+def forward(method: Callable[Concatenate[AnswerCache, P], R]) -> Callable[Concatenate[HasCore, P], R]:
+    """`method` of `AnswerCache`, called on ``self.core``: same signature, same docstring."""
+
+    @functools.wraps(method)
+    def call(self: HasCore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return method(self.core, *args, **kwargs)
+
+    return call
+
+
+def aforward(
+    method: Callable[Concatenate[AnswerCache, P], Awaitable[R]],
+) -> Callable[Concatenate[HasCore, P], Coroutine[Any, Any, R]]:
+    """The async twin of `forward` (the result is a coroutine function, as the core's is)."""
+
+    @functools.wraps(method)
+    async def call(self: HasCore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await method(self.core, *args, **kwargs)
+
+    return call
+
+
+def make_core(core: AnswerCache | None = None, /, **options: Any) -> AnswerCache:
+    """The given core, or a new `AnswerCache` from the options; an option left at None is the core's default.
+
+    Passing a core and any option raises `TypeError`: the options would silently not apply.
+
+    >>> make_core(url=None, namespace="docs", timeout=None)
+    AnswerCache(prefix='llmcache', namespace='docs')
+    >>> make_core(make_core(), namespace="other")
+    Traceback (most recent call last):
+    ...
+    TypeError: pass either core= or the connection and cache options, not both (got namespace)
+    """
+    given = {k: v for k, v in options.items() if v is not None}
+    if core is None:
+        return AnswerCache(given.pop("url", None), **given)
+    if given:
+        names = ", ".join(sorted(given))
+        raise TypeError(f"pass either core= or the connection and cache options, not both (got {names})")
+    return core
 
 
 class CacheOperations:
-    """Mixin: delegates to ``self.core`` (an `AnswerCache`)."""
+    """Mixin for an adapter's cache: the core's operations on ``self.core`` (an `AnswerCache`).
+
+    Each attribute below is the `AnswerCache` method of that name, so signatures, docstrings and behaviour
+    are the core's. ``clear`` is left to the adapter: frameworks give it their own signature.
+    """
 
     core: AnswerCache
-
-    @staticmethod
-    def make_core(core: AnswerCache | None = None, /, **options: Any) -> AnswerCache:
-        """The given core, or a new `AnswerCache` from the options (None values mean the core's defaults).
-
-        >>> CacheOperations.make_core(url=None, namespace="docs", timeout=None)
-        AnswerCache(prefix='llmcache', namespace='docs')
-        """
-        given = {k: v for k, v in options.items() if v is not None}
-        if core is None:
-            return AnswerCache(given.pop("url", None), **given)
-        if any(
-            k not in ("namespace", "prefix") or v not in ("default", "llmcache") for k, v in given.items()
-        ):
-            raise TypeError("pass either core= or the connection and cache options, not both")
-        return core
+    make_core = staticmethod(make_core)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(prefix={self.core.schema.prefix!r}, namespace={self.core.namespace!r})"
 
-    def invalidate_source(self, source_id: str) -> int:
-        """Invalidate and delete every cached answer built on `source_id`; returns how many were deleted."""
-        return self.core.invalidate_source(source_id)
+    @property
+    def namespace(self) -> str:
+        """The namespace this cache reads and writes (its core's)."""
+        return self.core.namespace
 
-    async def ainvalidate_source(self, source_id: str) -> int:
-        return await self.core.ainvalidate_source(source_id)
+    invalidate_source = forward(AnswerCache.invalidate_source)
+    ainvalidate_source = aforward(AnswerCache.ainvalidate_source)
+    invalidate_sources = forward(AnswerCache.invalidate_sources)
+    ainvalidate_sources = aforward(AnswerCache.ainvalidate_sources)
+    invalidate_namespace = forward(AnswerCache.invalidate_namespace)
+    ainvalidate_namespace = aforward(AnswerCache.ainvalidate_namespace)
+    invalidate_all = forward(AnswerCache.invalidate_all)
+    ainvalidate_all = aforward(AnswerCache.ainvalidate_all)
+    register = forward(AnswerCache.register)
+    aregister = aforward(AnswerCache.aregister)
+    dependents = forward(AnswerCache.dependents)
+    adependents = aforward(AnswerCache.adependents)
+    purge = forward(AnswerCache.purge)
+    apurge = aforward(AnswerCache.apurge)
+    stats = forward(AnswerCache.stats)
+    astats = aforward(AnswerCache.astats)
+    doctor = forward(AnswerCache.doctor)
+    adoctor = aforward(AnswerCache.adoctor)
+    sources = forward(AnswerCache.sources)
 
-    def invalidate_sources(self, source_ids: Iterable[str]) -> int:
-        return self.core.invalidate_sources(source_ids)
 
-    async def ainvalidate_sources(self, source_ids: Iterable[str]) -> int:
-        return await self.core.ainvalidate_sources(source_ids)
-
-    def invalidate_namespace(self, namespace: str | None = None) -> None:
-        """Invalidate a namespace and everything below it (default: this cache's own)."""
-        self.core.invalidate_namespace(namespace)
-
-    async def ainvalidate_namespace(self, namespace: str | None = None) -> None:
-        await self.core.ainvalidate_namespace(namespace)
-
-    def invalidate_all(self) -> None:
-        """Bump the version: nothing cached before is served again."""
-        self.core.invalidate_all()
-
-    async def ainvalidate_all(self) -> None:
-        await self.core.ainvalidate_all()
-
-    def register(self) -> bool:
-        """List this cache's namespace tree in the index of groups, so global invalidations reach it."""
-        return self.core.register()
-
-    def dependents(self, source_id: str) -> list[str]:
-        """Keys of the live cached answers built on `source_id`."""
-        return self.core.dependents(source_id)
-
-    async def adependents(self, source_id: str) -> list[str]:
-        return await self.core.adependents(source_id)
-
-    def purge(self, count: int = 1000) -> int:
-        """Reclaim the memory of invalidated entries and dead dependency links (SCAN + UNLINK in batches)."""
-        return self.core.purge(count)
-
-    async def apurge(self, count: int = 1000) -> int:
-        return await self.core.apurge(count)
-
-    def stats(self) -> dict[str, Any]:
-        """Hits, misses, stale rejections, writes, invalidations per namespace, and this process's errors."""
-        return self.core.stats()
-
-    async def astats(self) -> dict[str, Any]:
-        return await self.core.astats()
-
-    def doctor(self) -> DoctorReport:
-        return self.core.doctor()
-
-    async def adoctor(self) -> DoctorReport:
-        return await self.core.adoctor()
-
-    def sources(
-        self, ids: Iterable[Source | str] | Source | str, content_type: str | None = None
-    ) -> SourceScope:
-        """Attach sources to the model calls made inside this block (sync or async)."""
-        return self.core.sources(ids, content_type)
+if TYPE_CHECKING:  # mypy proves the core, and the mixin as an adapter gets it, offer every operation
+    _core: type[Operations] = AnswerCache
+    _mixin: type[Operations] = CacheOperations

@@ -88,7 +88,7 @@ class Seen:
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    hit: Hit | None
+    hit: Hit[Any] | None
     seen: Seen | None
     status: int
 

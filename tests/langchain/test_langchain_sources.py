@@ -70,11 +70,6 @@ def text_chain(llm: Any) -> Runnable[Any, Any]:
 
 
 @pytest.fixture
-def cache(standalone_url: str, prefix: str) -> ValkeyCache:
-    return ValkeyCache(standalone_url, prefix=prefix)
-
-
-@pytest.fixture
 def model(cache: ValkeyCache) -> FakeListChatModel:
     return FakeListChatModel(responses=[f"answer {i}" for i in range(50)], cache=cache)
 

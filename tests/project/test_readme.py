@@ -17,7 +17,7 @@ import valkey
 
 from servers import Server, start_standalone
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 FENCE = re.compile(r"(?P<skip><!-- no-test -->\s*\n)?^```(?P<lang>[\w-]*)\n(?P<body>.*?)^```", re.M | re.S)
 
 

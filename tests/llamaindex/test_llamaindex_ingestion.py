@@ -7,7 +7,6 @@ LlamaIndex calls, and checks that exactly their answers are recomputed while the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,16 +15,14 @@ from llama_index.core.ingestion import DocstoreStrategy, IngestionPipeline
 from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.storage.docstore import SimpleDocumentStore
 from llama_index.core.vector_stores import SimpleVectorStore
-from test_llamaindex_support import (
+
+from llamaindex_support import (
     DOCS,
     CountingLLM,
-    KeywordEmbedding,
     TextVectorStore,
     build_index,
     documents,
-    scoped_settings,
 )
-
 from llamaindex_valkey_cache import (
     CachedLLM,
     CachedQueryEngine,
@@ -42,17 +39,6 @@ QUERIES = {
     "shipping.md": "When does my parcel shipping arrive?",
     "warranty.md": "Does the warranty cover repair?",
 }
-
-
-@pytest.fixture
-def settings() -> Iterator[tuple[KeywordEmbedding, CountingLLM]]:
-    with scoped_settings() as pair:
-        yield pair
-
-
-@pytest.fixture
-def cache(standalone_url: str, prefix: str) -> ValkeyCache:
-    return ValkeyCache(standalone_url, prefix=prefix)
 
 
 def ask_all(engine: Any) -> dict[str, str]:

@@ -63,8 +63,8 @@ def make_chain(retriever: BaseRetriever, model: Any, parse: bool = True) -> Runn
 
 
 @pytest.fixture
-def cache(standalone_url: str, prefix: str) -> ValkeyCache:
-    return ValkeyCache(standalone_url, prefix=prefix, namespace="answers")
+def cache_namespace() -> str:
+    return "answers"
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -30,22 +30,11 @@ from llama_index.core.llms.mock import MockFunctionCallingLLM
 from llama_index.core.prompts import PromptTemplate
 from llama_index.core.tools import FunctionTool
 from pydantic import BaseModel, PrivateAttr
-from test_llamaindex_support import CountingLLM, KeywordEmbedding, scoped_settings
 
+from llamaindex_support import CountingLLM
 from llamaindex_valkey_cache import CachedFunctionCallingLLM, CachedLLM, ValkeyCache, codec
 
 pytestmark = pytest.mark.standalone
-
-
-@pytest.fixture
-def cache(standalone_url: str, prefix: str) -> ValkeyCache:
-    return ValkeyCache(standalone_url, prefix=prefix)
-
-
-@pytest.fixture
-def settings() -> Iterator[tuple[KeywordEmbedding, CountingLLM]]:
-    with scoped_settings() as pair:
-        yield pair
 
 
 def user(text: str) -> list[ChatMessage]:

@@ -62,8 +62,8 @@ def rag_chain(retriever: BaseRetriever, model: Any) -> Runnable[Any, Any]:
 
 
 @pytest.fixture
-def cache(standalone_url: str, prefix: str) -> ValkeyCache:
-    return ValkeyCache(standalone_url, prefix=prefix, namespace="support")
+def cache_namespace() -> str:
+    return "support"
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import valkey_rag_cache
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_core_public_api_is_pinned() -> None:
@@ -22,7 +22,9 @@ def test_core_public_api_is_pinned() -> None:
         "DoctorReport",
         "EntryKey",
         "Hit",
+        "Invalidates",
         "InvalidationError",
+        "Operations",
         "Seen",
         "Source",
         "SourceScope",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,17 +11,15 @@ from llama_index.core import Settings
 from llama_index.core.ingestion import DocstoreStrategy, IngestionPipeline
 from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.storage.docstore import SimpleDocumentStore
-from test_llamaindex_support import (
-    CountingLLM,
-    KeywordEmbedding,
-    TextVectorStore,
-    build_index,
-    documents,
-    scoped_settings,
-)
 
 import llamaindex_valkey_cache
 from langchain_valkey_cache import ValkeyCache as LangChainCache
+from llamaindex_support import (
+    CountingLLM,
+    TextVectorStore,
+    build_index,
+    documents,
+)
 from llamaindex_valkey_cache import (
     CachedLLM,
     CachedQueryEngine,
@@ -34,12 +31,6 @@ from valkey_rag_cache import AnswerCache, DoctorReport, InvalidationError, Sourc
 
 BILLING = "How does billing and a refund work?"
 WARRANTY = "Does the warranty cover repair?"
-
-
-@pytest.fixture
-def settings() -> Iterator[tuple[KeywordEmbedding, CountingLLM]]:
-    with scoped_settings() as pair:
-        yield pair
 
 
 def test_public_api_is_pinned() -> None:
@@ -67,6 +58,11 @@ def test_core_is_shared_or_built_never_both(standalone_url: str, prefix: str) ->
         ValkeyCache(standalone_url, core=core)
     with pytest.raises(TypeError):
         ValkeyCache(core=core, namespace="other")
+    # Also an option equal to the core's default: it is given, and would not apply to a shared core.
+    other = AnswerCache(standalone_url, prefix=prefix, namespace="other")
+    for option in ({"namespace": "default"}, {"prefix": "llmcache"}, {"timeout": 0.5}):
+        with pytest.raises(TypeError, match=next(iter(option))):
+            ValkeyCache(core=other, **option)  # type: ignore[arg-type]
 
 
 @pytest.mark.standalone

@@ -7,7 +7,6 @@ depend on that document and on nothing else" is checked by the dependents of eve
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,22 +14,11 @@ import pytest
 import valkey
 from llama_index.core import Settings, VectorStoreIndex
 from llama_index.core.base.response.schema import AsyncStreamingResponse, StreamingResponse
-from test_llamaindex_support import DOCS, CountingLLM, KeywordEmbedding, build_index, scoped_settings
 
+from llamaindex_support import DOCS, build_index
 from llamaindex_valkey_cache import CachedLLM, ValkeyCache
 
 pytestmark = pytest.mark.standalone
-
-
-@pytest.fixture
-def settings() -> Iterator[tuple[KeywordEmbedding, CountingLLM]]:
-    with scoped_settings() as pair:
-        yield pair
-
-
-@pytest.fixture
-def cache(standalone_url: str, prefix: str) -> ValkeyCache:
-    return ValkeyCache(standalone_url, prefix=prefix)
 
 
 QUERIES = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,25 +16,14 @@ from llama_index.core.schema import ImageNode, NodeWithScore, TextNode
 from llama_index.core.vector_stores import ExactMatchFilter, MetadataFilters
 from llama_index.core.vector_stores.types import VectorStoreQueryMode
 from pydantic import BaseModel, PrivateAttr
-from test_llamaindex_support import CountingLLM, KeywordEmbedding, build_index, scoped_settings
 
+from llamaindex_support import CountingLLM, build_index
 from llamaindex_valkey_cache import CachedQueryEngine, ValkeyCache
 
 pytestmark = pytest.mark.standalone
 
 BILLING = "How does billing and a refund work?"
 SHIPPING = "When does my parcel shipping arrive?"
-
-
-@pytest.fixture
-def settings() -> Iterator[tuple[KeywordEmbedding, CountingLLM]]:
-    with scoped_settings() as pair:
-        yield pair
-
-
-@pytest.fixture
-def cache(standalone_url: str, prefix: str) -> ValkeyCache:
-    return ValkeyCache(standalone_url, prefix=prefix)
 
 
 @pytest.fixture

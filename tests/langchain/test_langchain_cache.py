@@ -48,11 +48,6 @@ RICH = AIMessage(
 
 
 @pytest.fixture
-def cache(standalone_url: str, prefix: str) -> ValkeyCache:
-    return ValkeyCache(standalone_url, prefix=prefix)
-
-
-@pytest.fixture
 def global_cache(cache: ValkeyCache) -> Iterator[ValkeyCache]:
     before = get_llm_cache()
     set_llm_cache(cache)
