@@ -184,3 +184,20 @@ def unused_port() -> int:
     from servers import free_port
 
     return free_port()
+
+
+GLIDE_KINDS = [
+    pytest.param(False, marks=[pytest.mark.standalone, pytest.mark.glide], id="glide"),
+    pytest.param(True, marks=[pytest.mark.cluster, pytest.mark.glide], id="glide-cluster"),
+]
+
+
+@pytest.fixture(params=GLIDE_KINDS)
+async def glide_async_client(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """A Valkey GLIDE client on the standalone server or the cluster, made in this test's loop (GLIDE clients
+    are bound to the loop that made them); ``.is_cluster`` says which."""
+    _, port = _server_of(request, "glide-cluster" if request.param else "glide")
+    client = await glide_client(port, request.param)
+    client.is_cluster = request.param
+    yield client
+    await client.close()

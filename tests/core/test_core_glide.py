@@ -1,28 +1,21 @@
-"""Valkey GLIDE as the client: what its driver must get right beyond the contract, and the adapters over it.
+"""Valkey GLIDE as the client: what its driver must get right beyond the contract.
 
-The core's contract itself runs over GLIDE as the ``glide`` backends of test_core_contract.py.
+The core's contract itself runs over GLIDE as the ``glide`` backends of test_core_contract.py; the adapters'
+async paths over GLIDE are in tests/langchain and tests/llamaindex.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 import glide
 import pytest
 import valkey
-from langchain_core.language_models import FakeListChatModel
-from langchain_core.messages import AIMessage
-from langchain_core.outputs import ChatGeneration
-from test_llamaindex_llm import user
-from test_llamaindex_support import CountingLLM
 from valkey.exceptions import NoScriptError, ResponseError
 
-import langchain_valkey_cache
-import llamaindex_valkey_cache
 from glide_support import glide_client
-from servers import Cluster, Server, start_standalone
+from servers import start_standalone
 from valkey_rag_cache import AnswerCache, CacheError, InvalidationError
 from valkey_rag_cache.glide_driver import GlideDriver, as_valkey_error
 from valkey_rag_cache.health import is_backend_error
@@ -31,19 +24,6 @@ from valkey_rag_cache.scripts import Script
 
 pytestmark = pytest.mark.glide
 
-KINDS = [
-    pytest.param(False, marks=pytest.mark.standalone, id="standalone"),
-    pytest.param(True, marks=pytest.mark.cluster, id="cluster"),
-]
-
-
-def _port(request: pytest.FixtureRequest, cluster: bool) -> int:
-    if cluster:
-        c: Cluster = request.getfixturevalue("valkey_cluster")
-        return c.nodes[0].port
-    s: Server = request.getfixturevalue("standalone_server")
-    return s.port
-
 
 def _raw(request: pytest.FixtureRequest, cluster: bool) -> Any:
     if cluster:
@@ -51,13 +31,9 @@ def _raw(request: pytest.FixtureRequest, cluster: bool) -> Any:
     return valkey.Valkey.from_url(request.getfixturevalue("standalone_url"))
 
 
-@pytest.fixture(params=KINDS)
-async def client(request: pytest.FixtureRequest) -> Any:
-    """A GLIDE client made in this test's loop (GLIDE clients are bound to the loop that made them)."""
-    c = await glide_client(_port(request, request.param), request.param)
-    c.is_cluster = request.param
-    yield c
-    await c.close()
+@pytest.fixture
+def client(glide_async_client: Any) -> Any:
+    return glide_async_client
 
 
 # -- accepted, detected, asyncio only ----
@@ -242,36 +218,3 @@ async def test_a_stalled_backend_times_out_into_a_miss(prefix: str) -> None:
     finally:
         await client.close()
         server.stop()
-
-
-# -- the adapters over GLIDE ----
-
-
-async def test_langchain_async_lookup_update_and_model_calls_over_glide(client: Any, prefix: str) -> None:
-    cache = langchain_valkey_cache.ValkeyCache(client=client, prefix=prefix)
-    gen = [ChatGeneration(message=AIMessage(content="hello", id="run-1"))]
-    assert await cache.alookup("prompt", "llm") is None
-    with cache.sources(["doc.md"]):
-        await cache.aupdate("prompt", "llm", gen)
-    assert await cache.alookup("prompt", "llm") == gen
-    model = FakeListChatModel(responses=["first", "second"], cache=cache)
-    assert (await model.ainvoke("hi")).content == "first"
-    assert (await model.ainvoke("hi")).content == "first"  # served from Valkey through GLIDE
-    assert await cache.ainvalidate_source("doc.md") == 1
-    assert await cache.alookup("prompt", "llm") is None
-    assert (await cache.astats())["totals"]["hits"] == 2
-
-
-async def test_llamaindex_cached_llm_async_over_glide(client: Any, prefix: str) -> None:
-    cache = llamaindex_valkey_cache.ValkeyCache(client=client, prefix=prefix)
-    inner = CountingLLM()
-    llm = llamaindex_valkey_cache.CachedLLM(llm=inner, cache=cache)
-    first = await llm.acomplete("async prompt")
-    assert (await llm.acomplete("async prompt")).text == first.text
-    chat = await llm.achat(user("async chat"))
-    assert (await llm.achat(user("async chat"))).message.content == chat.message.content
-    texts = await asyncio.gather(*(llm.acomplete(f"p{i}") for i in range(8)))
-    assert [t.text for t in await asyncio.gather(*(llm.acomplete(f"p{i}") for i in range(8)))] == [
-        t.text for t in texts
-    ]
-    assert inner.calls == 10
