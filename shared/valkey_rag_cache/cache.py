@@ -204,6 +204,8 @@ class AnswerCache:
         return result
 
     def _failed(self, exc: Exception, default: Any, write: bool, strict: type[CacheError] | None) -> Any:
+        if strict and isinstance(exc, strict):
+            raise exc  # the operation's own report (e.g. the namespace trees it could not invalidate)
         # No URL and no embedded server: said once, with what to install or set; no outage to wait out.
         if isinstance(exc, EmbeddedUnavailable):
             if strict:
@@ -215,6 +217,9 @@ class AnswerCache:
                 raise strict(f"Valkey did not carry out the operation: {type(exc).__name__}: {exc}") from exc
             self.health.failed(exc, write)
             return default
+        if strict and isinstance(exc, ValkeyError):
+            # The server answered, with an error (a refused command, data no writer of ours made).
+            raise strict(f"Valkey refused the operation: {type(exc).__name__}: {exc}") from exc
         if strict or not isinstance(exc, ValkeyError):
             raise exc
         # A script failed on a lookup or a write (data no writer of ours made, or a bug of ours): never an
@@ -347,20 +352,21 @@ class AnswerCache:
         )
 
     def invalidate_sources(self, source_ids: Iterable[str]) -> int:
-        ids = list(source_ids)
+        """Invalidate every answer built on any of `source_ids` (a bare str is one id); returns how many."""
+        ids = _ids(source_ids)
         return int(self._run(lambda ctx: ctx.invalidate_sources(ids), strict=InvalidationError))
 
     async def ainvalidate_sources(self, source_ids: Iterable[str]) -> int:
-        ids = list(source_ids)
+        ids = _ids(source_ids)
         return int(await self._arun(lambda ctx: ctx.invalidate_sources(ids), strict=InvalidationError))
 
     def invalidate_namespace(self, namespace: str | None = None) -> None:
         """Invalidate a namespace and all below it (``docs`` covers ``docs:technical``), in O(1)."""
-        ns = self.check_namespace(namespace or self.namespace)
+        ns = self.check_namespace(self.namespace if namespace is None else namespace)
         self._run(lambda ctx: ctx.invalidate_namespace(ns), strict=InvalidationError)
 
     async def ainvalidate_namespace(self, namespace: str | None = None) -> None:
-        ns = self.check_namespace(namespace or self.namespace)
+        ns = self.check_namespace(self.namespace if namespace is None else namespace)
         await self._arun(lambda ctx: ctx.invalidate_namespace(ns), strict=InvalidationError)
 
     def invalidate_all(self) -> None:
@@ -403,11 +409,11 @@ class AnswerCache:
 
     def clear(self, namespace: str | None = None) -> int:
         """Remove this cache's namespace (and those below it), nothing else; returns the keys deleted."""
-        ns = self.check_namespace(namespace or self.namespace)
+        ns = self.check_namespace(self.namespace if namespace is None else namespace)
         return int(self._run(lambda ctx: ctx.clear(ns), strict=InvalidationError))
 
     async def aclear(self, namespace: str | None = None) -> int:
-        ns = self.check_namespace(namespace or self.namespace)
+        ns = self.check_namespace(self.namespace if namespace is None else namespace)
         return int(await self._arun(lambda ctx: ctx.clear(ns), strict=InvalidationError))
 
     # -- housekeeping ----------------------------------------------------------------------------------
@@ -446,7 +452,7 @@ def _infos(ctx: Context) -> Flow:
     try:
         return (yield from ctx.info())
     except Exception as exc:  # INFO refused by an ACL: the report says what it could not read
-        if is_backend_error(exc):
+        if is_backend_error(exc) or isinstance(exc, ValkeyError):
             return [exc]
         raise
 
@@ -459,10 +465,16 @@ def _policy(policy: TTLPolicy | Mapping[str, TTLValue] | None, default_content_t
     return TTLPolicy(dict(policy or {}), default_content_type or "documentation")
 
 
+def _ids(source_ids: Iterable[str]) -> list[str]:
+    # A bare string is one id: iterating it would invalidate its characters and leave its answers cached.
+    return [source_ids] if isinstance(source_ids, str) else list(source_ids)
+
+
 _COUNTERS = ("hits", "misses", "stale", "bad", "writes", "refused", "invalidations")
 
 
 def _stats_report(per_ns: dict[str, dict[str, int]], process: dict[str, int]) -> dict[str, Any]:
+    unreadable = per_ns.pop("", {}).get("unreadable", 0)  # counters no writer of ours made (skipped)
     namespaces = {ns: {c: counts.get(c, 0) for c in _COUNTERS} for ns, counts in sorted(per_ns.items())}
     totals = {c: sum(n[c] for n in namespaces.values()) for c in _COUNTERS}
-    return {"namespaces": namespaces, "totals": totals, "process": process}
+    return {"namespaces": namespaces, "totals": totals, "process": process, "unreadable": unreadable}

@@ -7,7 +7,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from valkey.exceptions import DataError, NoScriptError, ResponseError, ValkeyError
+from valkey.exceptions import (
+    AskError,
+    ClusterError,
+    ConnectionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TimeoutError,
+    TryAgainError,
+)
 
 from .errors import CacheError
 from .glide_driver import as_valkey_error
@@ -16,17 +25,37 @@ __all__ = ["Health", "is_backend_error"]
 
 log = logging.getLogger("valkey_rag_cache")
 
+# Replies that say the server cannot serve now (busy with a script, loading, a failover, a cluster that is
+# down or resharding, out of memory), as opposed to an answer about the request or the data.
+_UNAVAILABLE = (
+    "BUSY",
+    "LOADING",
+    "READONLY",
+    "MASTERDOWN",
+    "CLUSTERDOWN",
+    "TRYAGAIN",
+    "MOVED",
+    "ASK",
+    "OOM",
+    "NOREPLICAS",
+    "MISCONF",
+)
+
 
 def is_backend_error(exc: BaseException) -> bool:
-    """Errors of the server or the network, as opposed to bugs that must surface."""
-    exc = as_valkey_error(exc)  # a Valkey GLIDE error: sorted as valkey-py's twin (glide_driver.py)
-    if isinstance(exc, DataError | NoScriptError):
-        return False
-    if isinstance(exc, ResponseError):
-        text = str(exc)
-        # A failing script is a bug of ours; OOM, READONLY, CLUSTERDOWN, LOADING, NOAUTH... are the backend.
-        return not ("script" in text.lower() and not text.startswith(("BUSY", "OOM")))
-    return isinstance(exc, ValkeyError | OSError | CacheError)
+    """The backend cannot serve (network, timeout, a server that is down or busy): only these trip the
+    back-off. An error about the request or the data (WRONGTYPE, a counter that is not one, a refused
+    command, a failing script) is a miss for that call alone.
+
+    >>> is_backend_error(TimeoutError()), is_backend_error(ResponseError("WRONGTYPE Operation against a key"))
+    (True, False)
+    """
+    exc = as_valkey_error(exc)  # a Valkey GLIDE error: sorted as its valkey-py twin (glide_driver.py)
+    if isinstance(exc, ConnectionError | TimeoutError | OSError | CacheError | ClusterError):
+        return True
+    if isinstance(exc, OutOfMemoryError | ReadOnlyError | TryAgainError | AskError):  # AskError: MOVED too
+        return True
+    return isinstance(exc, ResponseError) and str(exc).startswith(_UNAVAILABLE)
 
 
 @dataclass

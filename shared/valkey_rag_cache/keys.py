@@ -20,6 +20,7 @@ import json
 import re
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from urllib.parse import unquote
 
 __all__ = ["EntryKey", "KeySchema", "escape", "glob_escape", "validate_namespace"]
 
@@ -51,6 +52,10 @@ def validate_namespace(namespace: str) -> str:
         raise TypeError(f"a namespace is a string, got {type(namespace).__name__}")
     if not namespace or any(not seg for seg in namespace.split(":")):
         raise ValueError(f"invalid namespace {namespace!r}: use non-empty segments separated by ':'")
+    try:
+        namespace.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no key, counter or argument could hold it
+        raise ValueError(f"invalid namespace {namespace!r}: it is not valid Unicode text") from None
     return namespace
 
 
@@ -143,6 +148,24 @@ class KeySchema:
 
     def scan_pattern(self) -> str:
         return glob_escape(self.prefix) + ":*"
+
+    def group_of_base(self, base: str) -> str | None:
+        """The group whose base is exactly `base` (``prefix:{group}:``), or None for anything else.
+
+        >>> ks = KeySchema("llmcache")
+        >>> ks.group_of_base("llmcache:{docs}:"), ks.group_of_base("victim:")
+        ('docs', None)
+        """
+        head = self.prefix + ":{"
+        if not (base.startswith(head) and base.endswith("}:")):
+            return None
+        try:
+            group = unquote(base[len(head) : -2], errors="strict")
+        except UnicodeDecodeError:
+            return None
+        if not group or ":" in group or self.group_base(group) != base:
+            return None  # only the one spelling escape() writes
+        return group
 
     def parse_group_key(self, key: str) -> tuple[str, str] | None:
         """Split ``prefix:{group}:rest`` into (group base, rest); None for keys of other layouts."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .envelope import Hit, decode_body, encode_body
+from .errors import InvalidationError
 from .keys import EntryKey, KeySchema, escape, glob_escape, source_digest, validate_namespace
 from .scripts import Script, script
 from .sources import Source
@@ -168,7 +169,7 @@ class Context:
             # before anything can be cached in it, then start its clock. A confined tree has no index entry:
             # a new clock (a new era) retires what the tree held all the same.
             if self.confined_to is None:
-                yield Cmd(("SADD", s.groups, s.group_base(g)))
+                yield from self._add_group(s.group_base(g))
             clock = yield Eval(
                 script("register"), [s.clock(g)], [s.token_base(g), _fresh_era(), self.token_ttl, "0"]
             )
@@ -195,11 +196,19 @@ class Context:
                 Cmd(("HINCRBY", stats, f"{name}:{ns}", n))
                 for name, n in (("bad", 1), ("hits", -1), ("misses", 1))
             ]
-        yield FanOut(calls)  # one pipeline: every key shares the group's slot
+        try:
+            yield FanOut(calls)  # one pipeline: every key shares the group's slot
+        except Exception as exc:  # counters no writer of ours made: the next script call repairs them
+            if not _data_error(exc):
+                raise
 
     def _count(self, group: str, field_name: str) -> Flow:
         if self.count_stats:
-            yield Cmd(("HINCRBY", self.schema.stats(group), field_name, 1))
+            try:
+                yield Cmd(("HINCRBY", self.schema.stats(group), field_name, 1))
+            except Exception as exc:
+                if not _data_error(exc):
+                    raise
 
     def write(
         self,
@@ -225,8 +234,8 @@ class Context:
         if seen is None and self.cluster and self.confined_to is None:
             # A write without a lookup still has to make its group known to invalidations first; a group the
             # index had lost may have been skipped by one, so it is retired (standalone: inside the script).
-            added = yield Cmd(("SADD", s.groups, s.group_base(g)))
-            if int(added):
+            added = yield from self._add_group(s.group_base(g))
+            if added:
                 retire: list[Any] = [s.token_base(g), _fresh_era(), self.token_ttl, "1"]
                 yield Eval(script("register"), [s.clock(g)], retire)
         # The script derives the group's keys and the namespace levels' token names itself, and takes the
@@ -260,29 +269,103 @@ class Context:
         return self.cluster or self.confined_to is not None
 
     def _groups(self) -> Flow:
-        """The bases (``prefix:{group}:``) of every group in use (a confined cache's own only)."""
+        """The bases (``prefix:{group}:``) of every group in use (a confined cache's own only).
+
+        Only members spelled exactly as `KeySchema.group_base` writes them are followed (a tampered member
+        could name keys outside the prefix); others are removed. An index of the wrong type is rebuilt.
+        """
+        s = self.schema
         if self.confined_to is not None:
-            return [self.schema.group_base(self.confined_to)]
-        members = yield Cmd(("SMEMBERS", self.schema.groups))
-        return sorted(_text(m) for m in members)
+            return [s.group_base(self.confined_to)]
+        try:
+            members = yield Cmd(("SMEMBERS", s.groups))
+        except Exception as exc:
+            if not _wrong_type(exc):
+                raise
+            members = yield from self._rebuild_groups()
+        bases, foreign = [], []
+        for m in members:
+            text = _utf8(m)
+            if text is not None and s.group_of_base(text) is not None:
+                bases.append(text)
+            else:
+                foreign.append(m)
+        if foreign:
+            log.warning(
+                "valkey_rag_cache: ignoring and removing %d invalid members of %s", len(foreign), s.groups
+            )
+            yield Cmd(("SREM", s.groups, *foreign))
+        return sorted(bases)
+
+    def _add_group(self, base: str) -> Flow:
+        """Add a group to the index of groups (rebuilt first when it has the wrong type); True when new."""
+        s = self.schema
+        try:
+            added = yield Cmd(("SADD", s.groups, base))
+        except Exception as exc:
+            if not _wrong_type(exc):
+                raise
+            yield from self._rebuild_groups()
+            added = yield Cmd(("SADD", s.groups, base))
+        return bool(int(added))
+
+    def _rebuild_groups(self) -> Flow:
+        """Replace an index of groups of the wrong type with the groups whose clocks a SCAN finds.
+
+        A group without a clock needs no member: its next lookup or write registers it and retires what it
+        held.
+        """
+        s = self.schema
+        found: list[str] = []
+        nodes = yield Primaries()
+        for node in nodes:
+            cursor: Any = 0
+            while True:
+                pattern = glob_escape(s.prefix) + ":{*}:clock"
+                cursor, keys = yield NodeCmd(("SCAN", cursor, "MATCH", pattern, "COUNT", 1000), node=node)
+                for raw in keys:
+                    parts = s.parse_group_key(_utf8(raw) or "")
+                    if parts and parts[1] == "clock" and s.group_of_base(parts[0]) is not None:
+                        found.append(parts[0])
+                if int(cursor) == 0:
+                    break
+        log.warning("valkey_rag_cache: %s was not a set; rebuilt it with %d groups", s.groups, len(found))
+        yield Eval(script("rebuild_groups"), [s.groups], list(found))
+        return found
 
     def _invalidate(self, suffixes: list[str], label: str) -> Flow:
         """Invalidate tokens in every group: one pipeline on a standalone server, one per shard in a cluster.
 
         Large batches go as several scripts (of `INVALIDATE_BATCH` tokens) so no single script blocks the
-        server for long, in the same pipeline.
+        server for long, in the same pipeline. Each group is invalidated on its own: one holding damaged data
+        is retired as a whole instead, and one that can be neither is named in an `InvalidationError` once
+        every other group was invalidated.
         """
         batches = [suffixes[i : i + INVALIDATE_BATCH] for i in range(0, len(suffixes), INVALIDATE_BATCH)]
         if not self._no_index:
-            everywhere, groups = script("invalidate_everywhere"), self.schema.groups
+            everywhere, s = script("invalidate_everywhere"), self.schema
             calls: list[Eval | Cmd] = [
-                Eval(everywhere, [groups], [_fresh_era(), self.token_ttl, label, *b]) for b in batches
+                Eval(everywhere, [s.groups], [_fresh_era(), self.token_ttl, label, s.prefix, *b])
+                for b in batches
             ]
         else:
             bases = yield from self._groups()
             calls = [self._invalidate_call(base, b, label) for base in bases for b in batches]
-        counts = yield FanOut(calls)
-        return sum(int(c) for c in counts)
+        replies = yield FanOut(calls)
+        return self._invalidated(replies)
+
+    def _invalidated(self, replies: list[Any]) -> int:
+        deleted, failed = 0, set[str]()
+        for reply in replies:
+            deleted += int(reply[0])
+            failed.update(_text(base) for base in reply[1:])
+        if failed:
+            groups = sorted(self.schema.group_of_base(b) or b for b in failed)
+            raise InvalidationError(
+                f"namespace trees {groups} could be neither invalidated nor retired (every other tree was "
+                "invalidated); their cached answers may still be served"
+            )
+        return deleted
 
     def _invalidate_call(self, base: str, suffixes: list[str], label: str) -> Eval:
         return Eval(
@@ -290,6 +373,8 @@ class Context:
         )
 
     def invalidate_sources(self, ids: Iterable[str]) -> Flow:
+        if isinstance(ids, str):  # one id, not its characters
+            ids = [ids]
         suffixes = [self.schema.source_suffix(_check_id(i)) for i in dict.fromkeys(ids)]
         if not suffixes:
             return 0
@@ -298,7 +383,8 @@ class Context:
     def invalidate_namespace(self, namespace: str) -> Flow:
         validate_namespace(namespace)
         base = self.schema.group_base(namespace.split(":", 1)[0])
-        yield self._invalidate_call(base, ["n:" + escape(namespace)], namespace)
+        reply = yield self._invalidate_call(base, ["n:" + escape(namespace)], namespace)
+        self._invalidated([reply])
 
     def invalidate_all(self) -> Flow:
         yield from self._invalidate(["a"], "*")
@@ -309,12 +395,12 @@ class Context:
         A tree listed anew is retired: an invalidation may have skipped it while it was not listed.
         """
         s = self.schema
-        added = yield Cmd(("SADD", s.groups, s.group_base(group)))
-        if int(added):
+        added = yield from self._add_group(s.group_base(group))
+        if added:
             yield Eval(
                 script("register"), [s.clock(group)], [s.token_base(group), _fresh_era(), self.token_ttl, "1"]
             )
-        return bool(int(added))
+        return added
 
     def dependents(self, source_id: str) -> Flow:
         dig = source_digest(_check_id(source_id))
@@ -373,14 +459,43 @@ class Context:
                 return removed
 
     def stats(self) -> Flow:
+        """Counters per namespace.
+
+        What no writer of ours made (a stats key that is not a hash, a field that is not UTF-8 or names no
+        namespace, a count that is not an integer) is skipped and counted, under the namespace ``""`` (which
+        no cache can have); the scripts reset such counters as they count.
+        """
         bases = yield from self._groups()
-        results = yield FanOut([Cmd(("HGETALL", b + "stats")) for b in bases])
+        calls: list[Eval | Cmd] = [Cmd(("HGETALL", b + "stats")) for b in bases]
+        try:
+            results = yield FanOut(calls)
+        except Exception as exc:
+            if not _data_error(exc):
+                raise
+            results = []
+            for call in calls:  # one at a time, to skip the hashes that are not
+                try:
+                    results.append((yield call))
+                except Exception as one:
+                    if not _data_error(one):
+                        raise
+                    results.append(None)
         per_ns: dict[str, dict[str, int]] = {}
+        unreadable = 0
         for fields in results:
+            if not isinstance(fields, dict):
+                unreadable += 1
+                continue
             for k, v in fields.items():
-                name, _, ns = _text(k).partition(":")
+                text, count = _utf8(k), _integer(v)
+                name, _, ns = (text or "").partition(":")
+                if count is None or not name or not ns:
+                    unreadable += 1
+                    continue
                 per_ns.setdefault(ns, {}).setdefault(name, 0)
-                per_ns[ns][name] += int(v)
+                per_ns[ns][name] += count
+        if unreadable:
+            per_ns.setdefault("", {})["unreadable"] = unreadable
         return per_ns
 
     def info(self) -> Flow:
@@ -389,6 +504,32 @@ class Context:
         for node in nodes:
             out.append((yield NodeCmd(("INFO", "memory"), node=node)))
         return out
+
+
+def _utf8(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    try:
+        return bytes(value).decode()
+    except (UnicodeDecodeError, TypeError):
+        return None
+
+
+def _integer(value: Any) -> int | None:
+    text = _utf8(value)
+    if text is None or not text.lstrip("-").isdigit() or not text.isascii() or len(text) > 20:
+        return None
+    return int(text)
+
+
+def _wrong_type(exc: BaseException) -> bool:
+    return str(exc).startswith("WRONGTYPE")
+
+
+def _data_error(exc: BaseException) -> bool:
+    """An error about the data of a key (wrong type, a counter that is not one), not about the backend."""
+    text = str(exc)
+    return text.startswith("WRONGTYPE") or ("not an integer" in text) or ("overflow" in text)
 
 
 def _check_id(source_id: str) -> str:

@@ -8,7 +8,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from valkey.exceptions import NoScriptError, ResponseError
+from valkey.exceptions import NoPermissionError, NoScriptError, ResponseError
 
 from .connection import Connector
 from .glide_driver import GlideDriver
@@ -26,6 +26,14 @@ def _scan_reply(reply: Any) -> Any:
     if isinstance(reply, tuple | list) and len(reply) == 2 and isinstance(reply[0], dict):
         return next(iter(reply[0].values())), reply[1]
     return reply
+
+
+def _queue_eval(pipe: Any, call: Eval, use_eval: bool) -> None:
+    # EVAL where an ACL refuses SCRIPT LOAD (it loads the script as it runs it), EVALSHA otherwise.
+    if use_eval:
+        pipe.eval(call.script.source, len(call.keys), *call.keys, *call.args)
+    else:
+        pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
 
 
 _executor: ThreadPoolExecutor | None = None
@@ -84,7 +92,10 @@ class SyncDriver:
         try:
             return client.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
         except NoScriptError:
-            client.script_load(op.script.source)
+            try:
+                client.script_load(op.script.source)
+            except NoPermissionError:  # an ACL without SCRIPT LOAD: EVAL runs it (and caches it)
+                return client.eval(op.script.source, len(op.keys), *op.keys, *op.args)
             return client.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
 
     def _fanout(self, client: Any, calls: list[Eval | Cmd]) -> list[Any]:
@@ -118,17 +129,21 @@ class SyncDriver:
     def _pipeline(
         self, conn: Any, items: list[tuple[int, Eval | Cmd]], results: list[Any], cluster_client: Any = None
     ) -> list[Any]:
+        use_eval = False
         for attempt in range(2):
             pipe = conn.pipeline(transaction=False)
             for _, call in items:
                 if isinstance(call, Eval):
-                    pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+                    _queue_eval(pipe, call, use_eval)
                 else:
                     pipe.execute_command(*call.args)
             replies = pipe.execute(raise_on_error=False)
             if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
-                for script in {c.script for _, c in items if isinstance(c, Eval)}:
-                    conn.script_load(script.source)
+                try:
+                    for script in {c.script for _, c in items if isinstance(c, Eval)}:
+                        conn.script_load(script.source)
+                except NoPermissionError:
+                    use_eval = True
                 continue
             break
         for (i, call), reply in zip(items, replies, strict=True):
@@ -188,7 +203,10 @@ class AsyncDriver:
         try:
             return await client.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
         except NoScriptError:
-            await client.script_load(op.script.source)
+            try:
+                await client.script_load(op.script.source)
+            except NoPermissionError:  # an ACL without SCRIPT LOAD: EVAL runs it (and caches it)
+                return await client.eval(op.script.source, len(op.keys), *op.keys, *op.args)
             return await client.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
 
     async def _fanout(self, client: Any, calls: list[Eval | Cmd]) -> list[Any]:
@@ -198,17 +216,21 @@ class AsyncDriver:
             # The async cluster client multiplexes over one connection per node: concurrent calls are sent
             # back to back, so each shard sees one burst.
             return list(await asyncio.gather(*(self._do(client, c) for c in calls)))
+        use_eval = False
         for attempt in range(2):
             async with client.pipeline(transaction=False) as pipe:
                 for call in calls:
                     if isinstance(call, Eval):
-                        pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+                        _queue_eval(pipe, call, use_eval)
                     else:
                         pipe.execute_command(*call.args)
                 replies = await pipe.execute(raise_on_error=False)
             if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
-                for script in {c.script for c in calls if isinstance(c, Eval)}:
-                    await client.script_load(script.source)
+                try:
+                    for script in {c.script for c in calls if isinstance(c, Eval)}:
+                        await client.script_load(script.source)
+                except NoPermissionError:
+                    use_eval = True
                 continue
             break
         for reply in replies:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from valkey_rag_cache import EntryKey, Seen, Source, TTLPolicy
+from valkey_rag_cache import EntryKey, InvalidationError, Seen, Source, TTLPolicy
 from valkey_rag_cache.envelope import decode_body, encode_body
 from valkey_rag_cache.keys import KeySchema, source_digest
 from valkey_rag_cache.protocol import (
@@ -186,11 +186,12 @@ def test_a_cluster_write_to_a_known_group_skips_the_registration(key: EntryKey) 
 
 def test_invalidating_sources_on_one_server_is_one_pipeline_of_batches() -> None:
     ids = [f"doc-{i}" for i in range(INVALIDATE_BATCH + 1)] + ["doc-0"]  # a repeat counts once
-    ops, result = run(context().invalidate_sources(ids), [[3, 4]])
+    ops, result = run(context().invalidate_sources(ids), [[[3], [4]]])
     (fan,) = ops
     assert isinstance(fan, FanOut) and len(fan.calls) == 2
     assert all(c.script.name == "invalidate_everywhere" and c.keys == ["p:groups"] for c in fan.calls)
-    suffixes = [a for c in fan.calls for a in c.args[3:]]
+    assert all(c.args[3] == "p" for c in fan.calls)  # the prefix: the script checks every member against it
+    suffixes = [a for c in fan.calls for a in c.args[4:]]
     assert suffixes == [KeySchema.source_suffix(i) for i in ids[:-1]]
     assert result == 7
 
@@ -207,7 +208,7 @@ def test_a_source_id_is_checked_before_anything_is_sent() -> None:
 
 
 def test_invalidating_sources_in_a_cluster_goes_to_every_group() -> None:
-    ops, result = run(context(cluster=True).invalidate_sources(["a"]), [[b"p:{x}:", b"p:{y}:"], [1, 2]])
+    ops, result = run(context(cluster=True).invalidate_sources(["a"]), [[b"p:{x}:", b"p:{y}:"], [[1], [2]]])
     assert ops[0] == Cmd(("SMEMBERS", "p:groups"))
     calls = ops[1].calls
     assert [c.keys for c in calls] == [["p:{x}:clock"], ["p:{y}:clock"]]
@@ -216,15 +217,21 @@ def test_invalidating_sources_in_a_cluster_goes_to_every_group() -> None:
 
 
 def test_invalidating_a_namespace_is_one_call_on_its_group() -> None:
-    ops, _ = run(context().invalidate_namespace("docs:tech"), [1])
+    ops, _ = run(context().invalidate_namespace("docs:tech"), [[1]])
     (op,) = ops
     assert op.script.name == "invalidate" and op.keys == ["p:{docs}:clock"]
     assert op.args[0] == "p:{docs}:" and op.args[3] == "docs:tech" and op.args[4].startswith("n:")
 
 
 def test_invalidate_all_bumps_the_version_token() -> None:
-    ops, _ = run(context().invalidate_all(), [[0]])
-    assert [c.args[3:] for c in ops[0].calls] == [["a"]]
+    ops, _ = run(context().invalidate_all(), [[[0]]])
+    assert [c.args[4:] for c in ops[0].calls] == [["a"]]
+
+
+def test_a_tree_that_could_not_be_invalidated_is_named_after_the_others_were() -> None:
+    flow = context(cluster=True).invalidate_sources(["a"])
+    with pytest.raises(InvalidationError, match=r"\['y'\]"):
+        run(flow, [[b"p:{x}:", b"p:{y}:"], [[2], [0, b"p:{y}:"]]])
 
 
 # -- housekeeping -------------------------------------------------------------------------------------
@@ -264,7 +271,7 @@ def test_purge_scans_every_primary_and_sweeps_entries_and_dependency_sets() -> N
 
 
 def test_clear_invalidates_then_unlinks_the_namespace_keys() -> None:
-    ops, removed = run(context().clear("docs", count=50), [1, (7, [b"k1"]), 1, (0, [b"k2"]), 1])
+    ops, removed = run(context().clear("docs", count=50), [[1], (7, [b"k1"]), 1, (0, [b"k2"]), 1])
     assert ops[0].script.name == "invalidate"
     scan = ops[1]
     assert isinstance(scan, NodeCmd) and scan.key == "p:{docs}:clock" and scan.args[3] == "p:{docs}:e:docs:*"

@@ -1,19 +1,105 @@
 -- Shared helpers, prepended to every script. Everything a script touches lives in one hash slot: the
 -- `{group}` of the entry's top-level namespace. Tokens are "<era>.<counter>" strings: the clock hands out
 -- counters, and its era is drawn afresh whenever the clock key is (re)created, so no token value repeats.
-local function clock_get(clock_key)
-  local c = redis.pcall('HMGET', clock_key, 'e', 'c', 'i')
-  -- A clock this code did not write (wrong type, odd era) counts as lost: it is made anew with a fresh era.
-  if c.err or not c[1] or not string.match(c[1], '^%w+$') then return nil end
-  return {c[1], tonumber(c[2]) or 0, tonumber(c[3]) or 0}
+-- Anything under the prefix may hold what no writer of ours made (a tampered or damaged key): reads check
+-- what they parse, and a key of the wrong kind is repaired, so such data is a miss, never a script error.
+
+local function failed(reply) return type(reply) == 'table' and reply.err ~= nil end
+
+-- A counter as this code writes it: a small non-negative integer (HINCRBY answers up to 2^63, Lua numbers
+-- are exact up to 2^53 and print as integers below 1e15).
+local function counter(text)
+  if type(text) ~= 'string' or #text > 14 or not string.match(text, '^%d+$') then return nil end
+  return tonumber(text)
 end
 
+-- UTF-8 as Python's strict codec reads it: no overlong forms, no surrogates, nothing above U+10FFFF.
+local function utf8_valid(text)
+  local i = 1
+  while i <= #text do
+    local c, len = string.byte(text, i), 0
+    if c < 0x80 then len = 1
+    elseif c >= 0xC2 and c <= 0xDF then len = 2
+    elseif c >= 0xE0 and c <= 0xEF then len = 3
+    elseif c >= 0xF0 and c <= 0xF4 then len = 4
+    else return false end
+    for j = i + 1, i + len - 1 do
+      local b = string.byte(text, j)
+      if not b or b < 0x80 or b > 0xBF then return false end
+    end
+    local b2 = string.byte(text, i + 1)
+    if (c == 0xE0 and b2 < 0xA0) or (c == 0xED and b2 > 0x9F) or (c == 0xF0 and b2 < 0x90)
+        or (c == 0xF4 and b2 > 0x8F) then
+      return false
+    end
+    i = i + len
+  end
+  return true
+end
+
+-- A member of the index of groups exactly as keys.py writes it: '<prefix>:{<group>}:', the group (never
+-- empty, no ':') percent-encoded by escape(). Nothing else is followed: a tampered member could otherwise
+-- name keys outside the prefix.
+local function valid_base(prefix, base)
+  local head = prefix .. ':{'
+  if type(base) ~= 'string' or string.sub(base, 1, #head) ~= head or string.sub(base, -2) ~= '}:' then
+    return false
+  end
+  local group = string.sub(base, #head + 1, -3)
+  if group == '' or string.find(group, '[^A-Za-z0-9_.%%-]') then return false end
+  if string.find((string.gsub(group, '%%[0-9A-F][0-9A-F]', '')), '%', 1, true) then return false end
+  local canonical = true
+  local text = string.gsub(group, '%%(%x%x)', function(hex)
+    local ch = string.char(tonumber(hex, 16))
+    if string.find(ch, '^[A-Za-z0-9_.:-]$') then canonical = false end  -- escape() leaves these as they are
+    return ch
+  end)
+  return canonical and utf8_valid(text)
+end
+
+-- The group's clock {era, counter, invalidations}, or nil when it is missing or holds anything this code did
+-- not write (wrong type, odd era, counters that are not integers): such a clock counts as lost.
+local function clock_get(clock_key)
+  local c = redis.pcall('HMGET', clock_key, 'e', 'c', 'i')
+  if failed(c) or type(c[1]) ~= 'string' or #c[1] > 40 or not string.match(c[1], '^%w+$') then return nil end
+  local n, i = counter(c[2]), counter(c[3])
+  if not n or not i then return nil end
+  return {c[1], n, i}
+end
+
+-- A lost clock is made anew with a fresh era: tokens it issues can equal no token issued before, and a write
+-- whose lookup saw the old clock is refused (its era differs).
 local function clock_ensure(clock_key, fresh_era)
   local c = clock_get(clock_key)
   if c then return c end
   redis.call('UNLINK', clock_key)
   redis.call('HSET', clock_key, 'e', fresh_era, 'c', 0, 'i', 0)
   return {fresh_era, 0, 0}
+end
+
+-- A token as this code writes it: "<era>.<counter>". Returns its era and counter, or nil.
+local function token_parts(tok)
+  if type(tok) ~= 'string' then return nil end
+  local era, n = string.match(tok, '^(%w+)%.(%d+)$')
+  if not era or #n > 14 then return nil end
+  return era, tonumber(n)
+end
+
+-- SADD to a set that only serves eager deletion and listings: a key of another type is replaced.
+-- Returns SADD's answer; 1 also when the set had to be made anew.
+local function sadd(key, member)
+  local r = redis.pcall('SADD', key, member)
+  if not failed(r) then return r end
+  redis.call('UNLINK', key)
+  return redis.call('SADD', key, member)
+end
+
+-- SMEMBERS, or nil (and the key deleted when `repair`) when the key holds something else than a set.
+local function smembers(key, repair)
+  local r = redis.pcall('SMEMBERS', key)
+  if not failed(r) then return r end
+  if repair then redis.call('UNLINK', key) end
+  return nil
 end
 
 -- Issue a new token: it differs from every token this key (or any key) ever held. Version and namespace
@@ -46,22 +132,30 @@ local function mget(keys)
   return out
 end
 
--- Register a group in the index of groups (standalone: `groups_key` is that index; cluster: '' and the client
--- registered it). A group that was not registered may have been skipped by an invalidation (the index was
--- evicted, or the group is new): retire everything it held. Returns the clock.
-local function register_group(groups_key, base, fresh_era, tok_ttl)
+-- Retire everything a group held: a new version token, and an invalidation counted first (so racing writes
+-- check their tokens). Returns the clock.
+local function retire_group(base, fresh_era, tok_ttl)
   local clock_key = base .. 'clock'
-  if groups_key ~= '' and redis.call('SADD', groups_key, base) == 1 then
-    local clock = clock_ensure(clock_key, fresh_era)
-    issue_token(clock_key, clock[1], base .. 't:a', tok_ttl)
-    redis.call('HINCRBY', clock_key, 'i', 1)
-    return clock_get(clock_key)
-  end
-  return clock_ensure(clock_key, fresh_era)
+  local clock = clock_ensure(clock_key, fresh_era)
+  issue_token(clock_key, clock[1], base .. 't:a', tok_ttl)
+  redis.call('HINCRBY', clock_key, 'i', 1)
+  return clock_get(clock_key)
 end
 
+-- Register a group in the index of groups (standalone: `groups_key` is that index; cluster: '' and the client
+-- registered it). A group that was not registered may have been skipped by an invalidation (the index was
+-- evicted or replaced, or the group is new): retire everything it held. Returns the clock.
+local function register_group(groups_key, base, fresh_era, tok_ttl)
+  -- An index of another type is made anew: every group then re-registers, and is retired, on first use.
+  if groups_key ~= '' and sadd(groups_key, base) == 1 then return retire_group(base, fresh_era, tok_ttl) end
+  return clock_ensure(base .. 'clock', fresh_era)
+end
+
+-- Count in the group's stats; counters no writer of ours made (not a hash, not an integer) start again.
 local function stat(stats_key, field, n)
-  if stats_key ~= '' then redis.call('HINCRBY', stats_key, field, n) end
+  if stats_key == '' or not failed(redis.pcall('HINCRBY', stats_key, field, n)) then return end
+  if failed(redis.pcall('HDEL', stats_key, field)) then redis.call('UNLINK', stats_key) end
+  redis.call('HINCRBY', stats_key, field, n)
 end
 
 -- Parse an entry's header: "vrc1\n<era> <invalidations>\n<suffix> <token>\n...\n\n<body>" (entries of
@@ -100,7 +194,7 @@ local function check_entry(v, tok_base, clock)
     local eol = string.find(v, '\n', 6, true)
     local sp = eol and string.find(v, ' ', 6, true)
     if sp and sp < eol and string.sub(v, 1, 5) == 'vrc1\n' and string.find(v, '\n\n', eol, true)
-        and string.sub(v, 6, sp - 1) == clock[1] and tonumber(string.sub(v, sp + 1, eol - 1)) == clock[3] then
+        and string.sub(v, 6, sp - 1) == clock[1] and counter(string.sub(v, sp + 1, eol - 1)) == clock[3] then
       return 'ok'
     end
   end
@@ -138,10 +232,11 @@ local function invalidate_group(base, fresh_era, ttl, label, suffixes)
       -- A source nobody cached needs no token: the invalidation counter above already stops racing writes.
       if redis.call('EXISTS', k) == 1 then issue_token(clock_key, era, k, ttl) end
       local dig = string.sub(suffix, 3)
-      namespaces = namespaces or redis.call('SMEMBERS', base .. 'nss')
+      -- The token is replaced: the sets below only serve eager deletion, so one of the wrong type goes.
+      namespaces = namespaces or smembers(base .. 'nss', true) or {}
       for _, ns in ipairs(namespaces) do
         local dk = base .. 'd:' .. dig .. ':' .. ns
-        local members = redis.call('SMEMBERS', dk)
+        local members = smembers(dk, true) or {}
         if #members > 0 then
           local keys = {}
           local entry_base = base .. 'e:' .. ns .. ':'
@@ -154,6 +249,16 @@ local function invalidate_group(base, fresh_era, ttl, label, suffixes)
       issue_token(clock_key, era, k, ttl)
     end
   end
-  redis.call('HINCRBY', base .. 'stats', 'invalidations:' .. label, 1)
+  stat(base .. 'stats', 'invalidations:' .. label, 1)
   return deleted
+end
+
+-- Invalidate one group with its failures kept to it: when something stops it half-way (data no writer of
+-- ours made, a key the user may not write), the whole group is retired instead. Returns the number of entries
+-- deleted, and the group base when even retiring it failed (the caller names it in its error).
+local function invalidate_tree(base, fresh_era, ttl, label, suffixes)
+  local ok, deleted = pcall(invalidate_group, base, fresh_era, ttl, label, suffixes)
+  if ok then return deleted, nil end
+  if pcall(retire_group, base, fresh_era, ttl) then return 0, nil end
+  return 0, base
 end

@@ -1,7 +1,8 @@
 -- Invalidates tokens in one group and eagerly deletes the dependents of the sources among them.
 -- KEYS: the group's clock (the group base is derived from it)
 -- ARGV: 1 group base, 2 fresh era, 3 token ttl, 4 stats label, 5.. token suffixes ('a', 'n:..', 's:..')
--- Returns the number of entries deleted.
+-- Returns {entries deleted[, the group base when it could be neither invalidated nor retired]}.
 local suffixes = {}
 for i = 5, #ARGV do suffixes[#suffixes + 1] = ARGV[i] end
-return invalidate_group(ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], suffixes)
+local deleted, failed_base = invalidate_tree(ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], suffixes)
+return {deleted, failed_base}

@@ -55,10 +55,9 @@ local cur = mget(tok_keys)
 local lines = {'vrc1', era .. ' ' .. clock[3]}
 for j, k in ipairs(tok_keys) do
   local tok = cur[j]
-  if tok and not string.find(tok, '.', 1, true) then tok = nil end  -- not a token of ours: replace it
+  local t_era, t_n = token_parts(tok)
+  if not t_era then tok = nil end  -- not a token of ours (missing, odd, another type): replace it
   if tok then
-    local dot = string.find(tok, '.', 1, true)
-    local t_era, t_n = string.sub(tok, 1, dot - 1), tonumber(string.sub(tok, dot + 1))
     if check and t_era == era and t_n > seen_c then
       -- Issued after the lookup: an invalidation (or a racing write) moved on; this answer may be stale.
       stat(stats_key, 'refused:' .. ns, 1)
@@ -81,7 +80,7 @@ end
 redis.call('SET', entry_key, table.concat(lines, '\n') .. '\n\n' .. ARGV[3], 'EX', ttl)
 for i = first_source, #a do
   local dk = deps_base .. a[i] .. ':' .. ns_esc
-  redis.call('SADD', dk, digest)
+  sadd(dk, digest)
   local t = redis.call('TTL', dk)
   if t == -1 or (t >= 0 and t < ttl) then redis.call('EXPIRE', dk, ttl) end
   if housekeeping then
@@ -91,6 +90,6 @@ for i = first_source, #a do
     end
   end
 end
-if #a >= first_source then redis.call('SADD', base .. 'nss', ns_esc) end
+if #a >= first_source then sadd(base .. 'nss', ns_esc) end
 stat(stats_key, 'writes:' .. ns, 1)
 return 1
