@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import inspect
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -58,6 +59,21 @@ class LoopThread:
         self._thread.start()
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        ctx, done = self._start(fn, args, kwargs)
+        result = done.result(60)
+        _copy_back(ctx)
+        return result
+
+    async def acall(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`call` from another event loop: awaits the result there."""
+        ctx, done = self._start(fn, args, kwargs)
+        result = await asyncio.wait_for(asyncio.wrap_future(done), 60)
+        _copy_back(ctx)
+        return result
+
+    def _start(
+        self, fn: Callable[..., Any], args: Any, kwargs: Any
+    ) -> tuple[contextvars.Context, concurrent.futures.Future[Any]]:
         ctx = contextvars.copy_context()
         done: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
@@ -73,12 +89,7 @@ class LoopThread:
             task.add_done_callback(finished)
 
         self.loop.call_soon_threadsafe(start)
-        result = done.result(60)
-        # What the call changed in its context (the record of lookups) is visible to the caller afterwards.
-        for var, value in ctx.items():
-            if var.get(_MISSING) is not value:
-                var.set(value)
-        return result
+        return ctx, done
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -86,18 +97,36 @@ class LoopThread:
         self.loop.close()
 
 
+def _copy_back(ctx: contextvars.Context) -> None:
+    # What the call changed in its context (the record of lookups) is visible to the caller afterwards.
+    for var, value in ctx.items():
+        if var.get(_MISSING) is not value:
+            var.set(value)
+
+
 class SyncView:
-    """An `AnswerCache` (or adapter) over GLIDE, its sync methods run as their asyncio twins on `loop`."""
+    """An `AnswerCache` (or adapter) over GLIDE, its sync methods run as their asyncio twins on `loop`.
+
+    Its async methods run on `loop` too, awaited from whatever loop calls them.
+    """
 
     def __init__(self, cache: Any, loop: LoopThread) -> None:
         self._cache, self._loop = cache, loop
 
     def __getattr__(self, name: str) -> Any:
         twin = SYNC_TWINS.get(name)
-        if twin is None:
-            return getattr(self._cache, name)
-        method = getattr(self._cache, twin)
-        return lambda *args, **kwargs: self._loop.call(method, *args, **kwargs)
+        if twin is not None:
+            method = getattr(self._cache, twin)
+            return lambda *args, **kwargs: self._loop.call(method, *args, **kwargs)
+        attr = getattr(self._cache, name)
+        if inspect.iscoroutinefunction(attr):
+            # An async method called from another loop (a test's own asyncio.run): it still runs on the loop
+            # that owns the GLIDE client.
+            async def bridged(*args: Any, **kwargs: Any) -> Any:
+                return await self._loop.acall(attr, *args, **kwargs)
+
+            return bridged
+        return attr
 
     def __repr__(self) -> str:
         return f"SyncView({self._cache!r})"
