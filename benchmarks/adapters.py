@@ -46,11 +46,13 @@ def langchain_cache(url: str, *, prefix: str, namespace: str, timeout: float) ->
 
 def llamaindex_llm(url: str, *, prefix: str, namespace: str, timeout: float) -> Adapter:
     try:
-        from llamaindex_valkey_cache import CachedLLM, ValkeyCache
+        from llamaindex_valkey_cache import CachedLLM, LlamaIndexCache
     except ImportError as exc:
         return Adapter(reason=f"llamaindex_valkey_cache.CachedLLM does not import ({exc})")
     from payloads import llamaindex_llm as fixed_llm
 
-    cache = ValkeyCache(url, **_kwargs(ValkeyCache, prefix=prefix, namespace=namespace, timeout=timeout))
+    cache = LlamaIndexCache(
+        url, **_kwargs(LlamaIndexCache, prefix=prefix, namespace=namespace, timeout=timeout)
+    )
     inner = fixed_llm()
     return Adapter(cache=cache, llm=CachedLLM(llm=inner, cache=cache), inner=inner)

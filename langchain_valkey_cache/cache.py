@@ -10,15 +10,15 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, Unpack
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 
-from valkey_rag_cache import AnswerCache, CacheOperations, EntryKey, Seen, Source, TTLPolicy
-from valkey_rag_cache.ttl import TTLValue
+from valkey_rag_cache import CacheOperations, EntryKey, Seen, Source
+from valkey_rag_cache.operations import CoreOptions
+from valkey_rag_cache.telemetry import warn_once
 
-from .capture import Captured, capture, document_sources
+from .capture import Captured, capture
 from .codec import decode_generations, encode_generations
 
 __all__ = ["ValkeyCache"]
@@ -37,24 +37,13 @@ class ValkeyCache(CacheOperations, BaseCache):
     Args:
         url: ``valkey://host:port`` (also ``valkeys://``, ``redis://``, ``rediss://``, ``unix://``); default
             ``VALKEY_URL``, else an embedded Valkey.
-        client: a ready-made valkey client (sync, asyncio or cluster) instead of `url`, or a Valkey GLIDE
-            ``GlideClient`` / ``GlideClusterClient`` (asyncio only: `alookup`, `aupdate`, `ainvoke`...).
-        namespace: where this cache's entries live (default ``default``); ``clear()`` removes this namespace
-            and those below it.
-        ttl_policy: content type -> TTL overrides (or a `TTLPolicy`).
-        default_content_type: the content type (hence TTL) of answers built on no typed source.
         source_id_key: ``None`` (default): a document's source is its ``Document.id`` (``metadata["source"]``
             when the id is missing); a key name: ``metadata[source_id_key]`` (the id when missing).
         content_type_key: metadata key holding a document's content type (``static``, ``realtime``, ...).
-        prefix: every Valkey key of this cache starts with ``prefix:`` (default ``llmcache``).
-        timeout: socket timeout in seconds (default: the core's); a slower backend turns lookups into misses.
-        embedded: ``False`` forbids the fallback to the shared embedded Valkey when no URL is given (as
-            ``VALKEY_RAG_CACHE_EMBEDDED=0`` does): a missing URL is then an error here.
-        confined: keep to this namespace's tree, for an ACL user limited to one tenant's keys (see
-            `AnswerCache`).
-        core: an existing `AnswerCache` to share (then url, client and the other core options are refused).
-
-    Options left at None take the core's defaults.
+        options: the core's (`CoreOptions`): ``namespace`` (``clear()`` removes it and those below it),
+            ``ttl_policy``, ``default_content_type``, ``prefix``, ``timeout``, ``client``, ``cluster``,
+            ``retry_after``, ``embedded``, ``confined``, or ``core=`` an existing `AnswerCache` to share.
+            Options left at None take the core's defaults.
 
     Example:
         >>> cache = ValkeyCache("valkey://localhost:6379", namespace="support")  # doctest: +SKIP
@@ -65,30 +54,11 @@ class ValkeyCache(CacheOperations, BaseCache):
         self,
         url: str | None = None,
         *,
-        client: Any = None,
-        namespace: str | None = None,
-        ttl_policy: TTLPolicy | Mapping[str, TTLValue] | None = None,
-        default_content_type: str | None = None,
         source_id_key: str | None = None,
         content_type_key: str | None = "content_type",
-        prefix: str | None = None,
-        timeout: float | None = None,
-        embedded: bool | None = None,
-        confined: bool | None = None,
-        core: AnswerCache | None = None,
+        **options: Unpack[CoreOptions],
     ) -> None:
-        self.core = self.make_core(
-            core,
-            url=url,
-            client=client,
-            prefix=prefix,
-            namespace=namespace,
-            ttl_policy=ttl_policy,
-            default_content_type=default_content_type,
-            timeout=timeout,
-            embedded=embedded,
-            confined=confined,
-        )
+        super().__init__(url, **options)
         self.source_id_key = source_id_key
         self.content_type_key = content_type_key
         self._capture = capture()
@@ -109,16 +79,13 @@ class ValkeyCache(CacheOperations, BaseCache):
 
     def captured_sources(self, captured: Captured) -> list[Source]:
         """Sources for captured documents and metadata ids, read with this cache's metadata keys."""
-        sources = document_sources(captured.documents, self.source_id_key, self.content_type_key)
-        for item in captured.extra:
-            sources.append(item if isinstance(item, Source) else Source(item))
-        return sources
+        return captured.sources(self.source_id_key, self.content_type_key)
 
     def _encode(self, return_val: RETURN_VAL_TYPE) -> dict[str, Any] | None:
         try:
             return encode_generations(return_val)
         except TypeError as exc:  # UnsupportedValue: a generation type we cannot restore exactly
-            log.warning("langchain_valkey_cache: not caching this answer: %s", exc)
+            warn_once(log, f"uncachable:{exc}", "langchain_valkey_cache: not caching this answer: %s", exc)
             return None
 
     # -- BaseCache -------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from langchain_core.documents import Document
 from langchain_core.tracers.context import register_configure_hook
 
 from valkey_rag_cache import Source
+from valkey_rag_cache.sources import source_from
 
 __all__ = ["Captured", "SourceCapture", "capture", "document_sources", "metadata_sources"]
 
@@ -53,6 +54,12 @@ class Captured:
 
     def __bool__(self) -> bool:
         return bool(self.documents or self.extra)
+
+    def sources(self, source_id_key: str | None, content_type_key: str | None) -> list[Source]:
+        """The documents' sources (see `document_sources`), then the ids named in metadata."""
+        out = document_sources(self.documents, source_id_key, content_type_key)
+        out.extend(item if isinstance(item, Source) else Source(item) for item in self.extra)
+        return out
 
     def merge(self, other: Captured) -> Captured:
         """Both, without repeating what this one already holds (one prompt's runs often share documents)."""
@@ -324,8 +331,7 @@ def document_sources(
         if ident is None or ident == "":
             _warn_unidentified()
             continue
-        ctype = meta.get(content_type_key) if content_type_key else None
-        out.append(Source(str(ident), ctype if isinstance(ctype, str) and ctype else None))
+        out.append(source_from(str(ident), meta, content_type_key))
     return out
 
 

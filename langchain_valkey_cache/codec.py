@@ -37,6 +37,8 @@ from langchain_core.messages import (
 from langchain_core.outputs import ChatGeneration, Generation
 from langchain_core.runnables.utils import AddableDict
 
+from valkey_rag_cache.errors import DecodeError  # the core's rule: stored data we did not write is a miss
+
 __all__ = [
     "DecodeError",
     "UnsupportedValue",
@@ -49,28 +51,20 @@ __all__ = [
 ]
 
 
-class DecodeError(ValueError):
-    """Stored data that is not a value this codec wrote: the cache treats it as a miss and removes it."""
-
-
 class UnsupportedValue(TypeError):
     """A value this codec cannot store faithfully: the cache skips the write instead of storing a lie."""
 
 
-_MESSAGE_CLASSES: tuple[type[BaseMessage], ...] = (
-    AIMessage,
-    AIMessageChunk,
-    HumanMessage,
-    HumanMessageChunk,
-    SystemMessage,
-    SystemMessageChunk,
-    ToolMessage,
-    ToolMessageChunk,
-    ChatMessage,
-    ChatMessageChunk,
-    FunctionMessage,
-    FunctionMessageChunk,
+# Each message class with its chunk class (what a stream yields).
+_MESSAGE_PAIRS: tuple[tuple[type[BaseMessage], type[BaseMessage]], ...] = (
+    (AIMessage, AIMessageChunk),
+    (HumanMessage, HumanMessageChunk),
+    (SystemMessage, SystemMessageChunk),
+    (ToolMessage, ToolMessageChunk),
+    (ChatMessage, ChatMessageChunk),
+    (FunctionMessage, FunctionMessageChunk),
 )
+_MESSAGE_CLASSES = tuple(cls for pair in _MESSAGE_PAIRS for cls in pair)
 # The allowlist: a stored "type" can only ever build one of these classes.
 _BY_TYPE: dict[str, type[BaseMessage]] = {cls.model_fields["type"].default: cls for cls in _MESSAGE_CLASSES}
 _FIELDS: dict[type[BaseMessage], tuple[str, ...]] = {

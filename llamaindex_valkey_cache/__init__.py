@@ -2,17 +2,18 @@
 
 Example:
     >>> from llama_index.core import Settings
-    >>> from llamaindex_valkey_cache import CachedLLM, ValkeyCache
-    >>> cache = ValkeyCache("valkey://localhost:6379")  # doctest: +SKIP
+    >>> from llamaindex_valkey_cache import CachedLLM, LlamaIndexCache
+    >>> cache = LlamaIndexCache("valkey://localhost:6379")  # doctest: +SKIP
     >>> Settings.llm = CachedLLM(llm=Settings.llm, cache=cache)  # doctest: +SKIP
 
 An answer depends on the documents (``ref_doc_id``s) retrieved for the query it answers. Wrapping the vector
-store (`InvalidatingVectorStore`) or the docstore (`InvalidatingDocstore`) makes ingestion invalidate them;
-``cache.invalidate_source(doc_id)`` does it by hand. `CachedQueryEngine` caches a whole query engine.
+store (`InvalidatingPydanticVectorStore`) or the docstore (`InvalidatingDocstore`) makes ingestion
+invalidate them; ``cache.invalidate_source(doc_id)`` does it by hand. `CachedQueryEngine` caches a whole
+query engine.
 """
 
-from .cache import ValkeyCache
-from .ingestion import InvalidatingDocstore, InvalidatingVectorStore
+from .cache import LlamaIndexCache
+from .ingestion import InvalidatingDocstore, InvalidatingPydanticVectorStore
 from .llm import CachedFunctionCallingLLM, CachedLLM
 from .query_engine import CachedQueryEngine
 
@@ -21,6 +22,6 @@ __all__ = [
     "CachedLLM",
     "CachedQueryEngine",
     "InvalidatingDocstore",
-    "InvalidatingVectorStore",
-    "ValkeyCache",
+    "InvalidatingPydanticVectorStore",
+    "LlamaIndexCache",
 ]

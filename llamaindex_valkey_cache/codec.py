@@ -4,8 +4,8 @@ Nothing stored can name a class: a chat entry is always a `ChatResponse`, a comp
 `CompletionResponse`, a source node a `TextNode` or `IndexNode`. The provider's ``raw`` object is dropped
 (it is often not serializable and may hold request details). Nothing decoded may make anyone read a file or
 a URL later: a message keeps only text, thinking and tool-call blocks, and a source node holds no image
-path or URL. Anything else does not validate and decodes to None, which the core turns into a miss and a
-discarded entry. An encoder returns None for a response that cannot be cached (it is then not stored).
+path or URL. Anything else raises `DecodeError` (the core's rule: a miss, and a discarded entry counted as
+bad). An encoder returns None for a response that cannot be cached (it is then not stored).
 
 Example:
     >>> from llama_index.core.base.llms.types import CompletionResponse
@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -31,7 +31,11 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.base.response.schema import Response
 from llama_index.core.schema import IndexNode, NodeWithScore, TextNode
+from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
+
+from valkey_rag_cache.errors import DecodeError
+from valkey_rag_cache.telemetry import warn_once
 
 __all__ = [
     "Answer",
@@ -47,6 +51,7 @@ __all__ = [
 ]
 
 R = TypeVar("R", ChatResponse, CompletionResponse)
+M = TypeVar("M", bound=BaseModel)
 
 log = logging.getLogger("llamaindex_valkey_cache")
 
@@ -57,7 +62,8 @@ _BLOCK_TYPES = frozenset(cls.model_fields["block_type"].default for cls in _BLOC
 
 
 def _not_cached(reason: object) -> None:
-    log.warning("llamaindex_valkey_cache: not caching this answer: %s", reason)
+    # Reasons name types, never content: a bounded set of kinds, each warned about once.
+    warn_once(log, f"uncachable:{reason}", "llamaindex_valkey_cache: not caching this answer: %s", reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,17 +109,22 @@ def _deltas(value: dict[str, Any]) -> tuple[str, ...] | None:
     if deltas is None:
         return None
     if not isinstance(deltas, list) or not all(isinstance(d, str) for d in deltas):
-        raise ValueError("deltas must be a list of strings")
+        raise DecodeError("deltas must be a list of strings")
     return tuple(deltas)
 
 
-def _validated(model: type[R], value: Any, field: str) -> LLMEntry[R] | None:
-    if not isinstance(value, dict) or not isinstance(value.get(field), dict):
-        return None
+def _validate(model: type[M], value: Any) -> M:
+    """`model` rebuilt from stored data; data it does not accept is a `DecodeError`."""
     try:
-        return LLMEntry(model.model_validate(value[field]), _deltas(value))
-    except Exception:  # validators of untrusted data may raise anything: it is a bad entry, not a bug
-        return None
+        return model.model_validate(value)
+    except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+        raise DecodeError(f"not a stored {model.__name__}") from exc
+
+
+def _validated(model: type[R], value: Any, field: str) -> LLMEntry[R]:
+    if not isinstance(value, dict) or not isinstance(value.get(field), dict):
+        raise DecodeError(f"not a stored {field} entry")
+    return LLMEntry(_validate(model, value[field]), _deltas(value))
 
 
 def _plain_message(response: Any) -> bool:
@@ -130,44 +141,46 @@ def _plain_message(response: Any) -> bool:
     )
 
 
-def decode_chat(value: Any) -> LLMEntry[ChatResponse] | None:
+def decode_chat(value: Any) -> LLMEntry[ChatResponse]:
+    """The chat entry `encode_chat` stored; anything else raises `DecodeError`."""
     if not isinstance(value, dict) or not _plain_message(value.get("chat")):
-        return None
+        raise DecodeError("not a stored chat response with text, thinking and tool-call blocks only")
     entry = _validated(ChatResponse, value, "chat")
-    if entry is None or not all(isinstance(b, _BLOCKS) for b in entry.response.message.blocks):
-        return None
+    if not all(isinstance(b, _BLOCKS) for b in entry.response.message.blocks):
+        raise DecodeError("a stored chat response holds text, thinking and tool-call blocks only")
     return entry
 
 
-def decode_completion(value: Any) -> LLMEntry[CompletionResponse] | None:
+def decode_completion(value: Any) -> LLMEntry[CompletionResponse]:
+    """The completion entry `encode_completion` stored; anything else raises `DecodeError`."""
     return _validated(CompletionResponse, value, "completion")
 
 
 def replay_chat(entry: LLMEntry[ChatResponse]) -> list[ChatResponse]:
     """The chunks of a stream: cumulative text with each delta, and the final response last."""
     final = entry.response
-    deltas = entry.deltas if entry.deltas is not None else (final.delta or final.message.content or "",)
-    if not deltas:
-        return [final]
-    chunks: list[ChatResponse] = []
-    text = ""
-    for delta in deltas[:-1]:
-        text += delta
-        chunks.append(ChatResponse(message=ChatMessage(role=final.message.role, content=text), delta=delta))
-    chunks.append(final.model_copy(update={"delta": deltas[-1]}))
-    return chunks
+    role = final.message.role
+    return _replay(
+        entry,
+        final.message.content,
+        lambda text, delta: ChatResponse(message=ChatMessage(role=role, content=text), delta=delta),
+    )
 
 
 def replay_completion(entry: LLMEntry[CompletionResponse]) -> list[CompletionResponse]:
+    return _replay(entry, entry.response.text, lambda text, delta: CompletionResponse(text=text, delta=delta))
+
+
+def _replay(entry: LLMEntry[R], final_text: str | None, chunk: Callable[[str, str], R]) -> list[R]:
     final = entry.response
-    deltas = entry.deltas if entry.deltas is not None else (final.delta or final.text or "",)
+    deltas = entry.deltas if entry.deltas is not None else (final.delta or final_text or "",)
     if not deltas:
         return [final]
-    chunks: list[CompletionResponse] = []
+    chunks: list[R] = []
     text = ""
     for delta in deltas[:-1]:
         text += delta
-        chunks.append(CompletionResponse(text=text, delta=delta))
+        chunks.append(chunk(text, delta))
     chunks.append(final.model_copy(update={"delta": deltas[-1]}))
     return chunks
 
@@ -194,16 +207,16 @@ def _encode_node(item: NodeWithScore) -> dict[str, Any]:
 
 def _decode_node(value: Any) -> NodeWithScore:
     if not isinstance(value, dict) or not isinstance(value.get("node"), dict):
-        raise ValueError("a source node is an object")
+        raise DecodeError("a source node is an object")
     cls = _NODE_CLASSES.get(value.get("class"))  # type: ignore[arg-type]
     if cls is None:
-        raise ValueError(f"unknown node class {value.get('class')!r}")
+        raise DecodeError(f"unknown node class {value.get('class')!r}")
     if value["node"].get("obj") is not None:
-        raise ValueError("a cached node points to no object")
+        raise DecodeError("a cached node points to no object")
     score = value.get("score")
     if score is not None and (not isinstance(score, int | float) or isinstance(score, bool)):
-        raise ValueError("a score is a number")
-    return NodeWithScore(node=cls.model_validate(value["node"]), score=score)
+        raise DecodeError("a score is a number")
+    return NodeWithScore(node=_validate(cls, value["node"]), score=score)
 
 
 def encode_answer(
@@ -239,27 +252,23 @@ class Answer:
         )
 
 
-def decode_answer(value: Any) -> Answer | None:
-    try:
-        if not isinstance(value, dict) or not isinstance(value.get("text"), str):
-            return None
-        nodes = value.get("nodes")
-        metadata = value.get("metadata")
-        tokens = value.get("tokens")
-        if not isinstance(nodes, list) or (metadata is not None and not isinstance(metadata, dict)):
-            return None
-        if tokens is not None and (
-            not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens)
-        ):
-            return None
-        return Answer(
-            value["text"],
-            [_decode_node(n) for n in nodes],
-            metadata,
-            tuple(tokens) if tokens is not None else None,
-        )
-    except Exception:  # validators of untrusted data may raise anything: it is a bad entry, not a bug
-        return None
+def decode_answer(value: Any) -> Answer:
+    """The answer `encode_answer` stored; anything else raises `DecodeError`."""
+    if not isinstance(value, dict) or not isinstance(value.get("text"), str):
+        raise DecodeError("not a stored answer")
+    nodes = value.get("nodes")
+    metadata = value.get("metadata")
+    tokens = value.get("tokens")
+    if not isinstance(nodes, list) or (metadata is not None and not isinstance(metadata, dict)):
+        raise DecodeError("a stored answer has a list of nodes and dict metadata")
+    if tokens is not None and (not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens)):
+        raise DecodeError("stored tokens are a list of strings")
+    return Answer(
+        value["text"],
+        [_decode_node(n) for n in nodes],
+        metadata,
+        tuple(tokens) if tokens is not None else None,
+    )
 
 
 def _json_metadata(metadata: Any) -> dict[str, Any] | None:

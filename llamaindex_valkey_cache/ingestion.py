@@ -4,10 +4,10 @@ Wrap the stores once; ``IngestionPipeline`` (``DocstoreStrategy.UPSERTS`` / ``UP
 and ``arun``) and ``VectorStoreIndex`` (``insert``, ``refresh_ref_docs``, ``update_ref_doc``,
 ``delete_ref_doc``, sync and async) then need no extra code.
 
-- `InvalidatingVectorStore`: every ``delete`` / ``add`` of a document's nodes invalidates that document
-  (``node.ref_doc_id``), after the store changed, so no answer computed from the old content survives. It
-  sees every path that changes what retrieval returns, including ``index.delete_ref_doc(id)``, which never
-  touches the docstore.
+- `InvalidatingPydanticVectorStore` (any LlamaIndex vector store, a ``BasePydanticVectorStore``): every
+  ``delete`` / ``add`` of a document's nodes invalidates that document (``node.ref_doc_id``), after the store
+  changed, so no answer computed from the old content survives. It sees every path that changes what
+  retrieval returns, including ``index.delete_ref_doc(id)``, which never touches the docstore.
 - `InvalidatingDocstore`: a document whose stored hash changes, or that is deleted, is invalidated. Use it
   for indexes that read nodes from the docstore (``SummaryIndex``...), or next to the vector store wrapper.
   A pipeline deletes a document from the docstore *before* it deletes it from the vector store, so a
@@ -20,7 +20,7 @@ now retrieve it expire with their TTL, or call ``cache.invalidate_namespace()`` 
 
 Example:
     >>> storage = StorageContext.from_defaults(  # doctest: +SKIP
-    ...     vector_store=InvalidatingVectorStore(SimpleVectorStore(), cache),
+    ...     vector_store=InvalidatingPydanticVectorStore(SimpleVectorStore(), cache),
     ...     docstore=InvalidatingDocstore(SimpleDocumentStore(), cache),
     ... )
 """
@@ -44,7 +44,7 @@ from pydantic import PrivateAttr
 
 from valkey_rag_cache.operations import Invalidates
 
-__all__ = ["InvalidatingDocstore", "InvalidatingVectorStore"]
+__all__ = ["InvalidatingDocstore", "InvalidatingPydanticVectorStore"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,15 +69,15 @@ async def _ainvalidate(cache: Invalidates, ids: Iterable[str]) -> None:
         await cache.ainvalidate_sources(unique)
 
 
-class InvalidatingVectorStore(BasePydanticVectorStore):
+class InvalidatingPydanticVectorStore(BasePydanticVectorStore):
     """A vector store that invalidates a document's cached answers whenever its nodes are added or deleted.
 
     Args:
         vector_store: the store to wrap; everything else is passed through to it.
-        cache: the `ValkeyCache` whose answers depend on the store's documents (any `Invalidates`).
+        cache: the `LlamaIndexCache` whose answers depend on the store's documents (any `Invalidates`).
 
     Example:
-        >>> vector_store = InvalidatingVectorStore(ChromaVectorStore(...), cache)  # doctest: +SKIP
+        >>> vector_store = InvalidatingPydanticVectorStore(ChromaVectorStore(...), cache)  # doctest: +SKIP
         >>> index = VectorStoreIndex.from_vector_store(vector_store)  # doctest: +SKIP
     """
 
@@ -94,7 +94,7 @@ class InvalidatingVectorStore(BasePydanticVectorStore):
 
     @classmethod
     def class_name(cls) -> str:
-        return "InvalidatingVectorStore"
+        return "InvalidatingPydanticVectorStore"
 
     def __getattr__(self, name: str) -> Any:
         # Store-specific attributes (SimpleVectorStore.data, flat_metadata...) come from the wrapped store.
@@ -208,13 +208,13 @@ class InvalidatingDocstore(BaseDocumentStore):
 
     Args:
         docstore: the docstore to wrap (``SimpleDocumentStore``, a Redis or Postgres docstore...).
-        cache: the `ValkeyCache` whose answers depend on the docstore's documents (any `Invalidates`).
+        cache: the `LlamaIndexCache` whose answers depend on the docstore's documents (any `Invalidates`).
 
     Example:
         >>> pipeline = IngestionPipeline(  # doctest: +SKIP
         ...     transformations=[SentenceSplitter(), embed_model],
         ...     docstore=InvalidatingDocstore(SimpleDocumentStore(), cache),
-        ...     vector_store=InvalidatingVectorStore(vector_store, cache),
+        ...     vector_store=InvalidatingPydanticVectorStore(vector_store, cache),
         ...     docstore_strategy=DocstoreStrategy.UPSERTS_AND_DELETE,
         ... )
     """

@@ -10,13 +10,13 @@ the tool-calling hooks, so ``chat_with_tools``, ``predict_and_call``, ``structur
 
 Example:
     >>> from llama_index.core import Settings
-    >>> cache = ValkeyCache("valkey://localhost:6379")  # doctest: +SKIP
+    >>> cache = LlamaIndexCache("valkey://localhost:6379")  # doctest: +SKIP
     >>> Settings.llm = CachedLLM(llm=OpenAI(model="gpt-4o-mini"), cache=cache)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Generator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Generator, Iterable, Sequence
 from typing import Any, TypeVar
 
 from llama_index.core.base.llms.types import (
@@ -35,16 +35,18 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 from pydantic import Field, PrivateAttr, SerializeAsAny
 
-from valkey_rag_cache import EntryKey, Seen, Source
+from valkey_rag_cache import AnswerCache, EntryKey, Seen, Source
+from valkey_rag_cache.streams import arecorded, recorded
 
 from . import codec
-from .cache import ValkeyCache
+from .cache import LlamaIndexCache
 from .keying import jsonable, llm_identity
 from .tracking import current_retrievals, install
 
 __all__ = ["CachedFunctionCallingLLM", "CachedLLM"]
 
 R = TypeVar("R", ChatResponse, CompletionResponse)
+Encoder = Callable[[Any, list[str]], dict[str, Any] | None]  # a final response and its deltas -> an entry
 
 # The fields that shape prompts in `LLM.predict`, `stream` and `structured_predict`; copied from the inner LLM
 # so that a prompt formatted by the wrapper is the prompt the inner LLM would have formatted.
@@ -66,11 +68,11 @@ class CachedLLM(LLM):
 
     Args:
         llm: the LLM to cache; a `FunctionCallingLLM` gets a `CachedFunctionCallingLLM`.
-        cache: the `ValkeyCache` holding the answers.
+        cache: the `LlamaIndexCache` holding the answers.
         namespace: store this LLM's answers in another namespace than the cache's.
 
     Example:
-        >>> llm = CachedLLM(llm=MockLLM(max_tokens=8), cache=ValkeyCache())  # doctest: +SKIP
+        >>> llm = CachedLLM(llm=MockLLM(max_tokens=8), cache=LlamaIndexCache())  # doctest: +SKIP
         >>> llm.complete("Hello").text  # second call served from Valkey  # doctest: +SKIP
     """
 
@@ -78,7 +80,7 @@ class CachedLLM(LLM):
     namespace: str | None = Field(
         default=None, description="Namespace of the entries (default: the cache's)."
     )
-    _cache: ValkeyCache = PrivateAttr()
+    _cache: LlamaIndexCache = PrivateAttr()
 
     def __new__(cls, *args: Any, **kwargs: Any) -> CachedLLM:
         inner = kwargs.get("llm", args[0] if args else None)
@@ -86,11 +88,13 @@ class CachedLLM(LLM):
             cls = CachedFunctionCallingLLM
         return super().__new__(cls)
 
-    def __init__(self, llm: LLM, cache: ValkeyCache, *, namespace: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, llm: LLM, cache: LlamaIndexCache, *, namespace: str | None = None, **kwargs: Any
+    ) -> None:
         if not isinstance(llm, LLM):
             raise TypeError(f"llm must be a LlamaIndex LLM, got {type(llm).__name__}")
-        if not isinstance(cache, ValkeyCache):
-            raise TypeError(f"cache must be a ValkeyCache, got {type(cache).__name__}")
+        if not isinstance(cache, LlamaIndexCache):
+            raise TypeError(f"cache must be a LlamaIndexCache, got {type(cache).__name__}")
         if namespace is not None:
             cache.core.check_namespace(namespace)  # a confined cache refuses another tree here, not per call
         shaping = {name: getattr(llm, name) for name in PROMPT_FIELDS}
@@ -112,8 +116,12 @@ class CachedLLM(LLM):
         return self.llm.metadata
 
     @property
-    def cache(self) -> ValkeyCache:
+    def cache(self) -> LlamaIndexCache:
         return self._cache
+
+    @property
+    def _core(self) -> AnswerCache:
+        return self._cache.core
 
     # -- keys, sources, lookups ------------------------------------------------------------------------
 
@@ -135,124 +143,115 @@ class CachedLLM(LLM):
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         key = self._chat_key(messages, kwargs)
-        entry, seen = self._cache.lookup(key, codec.decode_chat)
-        if entry is not None:
-            return _final(entry)
+        hit = self._core.lookup(key, codec.decode_chat)
+        if hit is not None:
+            return _final(hit.value)
         sources = self._sources()
         response = self.llm.chat(messages, **kwargs)
-        self._cache.store(key, codec.encode_chat(response), sources, seen)
+        self._store(key, codec.encode_chat(response), sources)
         return response
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         key = self._chat_key(messages, kwargs)
-        entry, seen = await self._cache.alookup(key, codec.decode_chat)
-        if entry is not None:
-            return _final(entry)
+        hit = await self._core.alookup(key, codec.decode_chat)
+        if hit is not None:
+            return _final(hit.value)
         sources = self._sources()
         response = await self.llm.achat(messages, **kwargs)
-        await self._cache.astore(key, codec.encode_chat(response), sources, seen)
+        await self._astore(key, codec.encode_chat(response), sources)
         return response
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         key = self._chat_key(messages, kwargs)
-        entry, seen = self._cache.lookup(key, codec.decode_chat)
-        if entry is not None:
-            return _replay(codec.replay_chat(entry))
+        hit = self._core.lookup(key, codec.decode_chat)
+        if hit is not None:
+            return _replay(codec.replay_chat(hit.value))
         sources = self._sources()  # now, while the caller's span is active: the stream is read later
         stream = self.llm.stream_chat(messages, **kwargs)
-        return self._recorded(stream, codec.encode_chat, key, sources, seen)
+        return self._recorded(stream, codec.encode_chat, key, sources)
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
         key = self._chat_key(messages, kwargs)
-        entry, seen = await self._cache.alookup(key, codec.decode_chat)
-        if entry is not None:
-            return _areplay(codec.replay_chat(entry))
+        hit = await self._core.alookup(key, codec.decode_chat)
+        if hit is not None:
+            return _areplay(codec.replay_chat(hit.value))
         sources = self._sources()
         stream = await self.llm.astream_chat(messages, **kwargs)
-        return self._arecorded(stream, codec.encode_chat, key, sources, seen)
+        return self._arecorded(stream, codec.encode_chat, key, sources)
 
     # -- completion ------------------------------------------------------------------------------------
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         key = self._completion_key(prompt, formatted, kwargs)
-        entry, seen = self._cache.lookup(key, codec.decode_completion)
-        if entry is not None:
-            return _final(entry)
+        hit = self._core.lookup(key, codec.decode_completion)
+        if hit is not None:
+            return _final(hit.value)
         sources = self._sources()
         response = self.llm.complete(prompt, formatted=formatted, **kwargs)
-        self._cache.store(key, codec.encode_completion(response), sources, seen)
+        self._store(key, codec.encode_completion(response), sources)
         return response
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         key = self._completion_key(prompt, formatted, kwargs)
-        entry, seen = await self._cache.alookup(key, codec.decode_completion)
-        if entry is not None:
-            return _final(entry)
+        hit = await self._core.alookup(key, codec.decode_completion)
+        if hit is not None:
+            return _final(hit.value)
         sources = self._sources()
         response = await self.llm.acomplete(prompt, formatted=formatted, **kwargs)
-        await self._cache.astore(key, codec.encode_completion(response), sources, seen)
+        await self._astore(key, codec.encode_completion(response), sources)
         return response
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         key = self._completion_key(prompt, formatted, kwargs)
-        entry, seen = self._cache.lookup(key, codec.decode_completion)
-        if entry is not None:
-            return _replay(codec.replay_completion(entry))
+        hit = self._core.lookup(key, codec.decode_completion)
+        if hit is not None:
+            return _replay(codec.replay_completion(hit.value))
         sources = self._sources()
         stream = self.llm.stream_complete(prompt, formatted=formatted, **kwargs)
-        return self._recorded(stream, codec.encode_completion, key, sources, seen)
+        return self._recorded(stream, codec.encode_completion, key, sources)
 
     @llm_completion_callback()
     async def astream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
         key = self._completion_key(prompt, formatted, kwargs)
-        entry, seen = await self._cache.alookup(key, codec.decode_completion)
-        if entry is not None:
-            return _areplay(codec.replay_completion(entry))
+        hit = await self._core.alookup(key, codec.decode_completion)
+        if hit is not None:
+            return _areplay(codec.replay_completion(hit.value))
         sources = self._sources()
         stream = await self.llm.astream_complete(prompt, formatted=formatted, **kwargs)
-        return self._arecorded(stream, codec.encode_completion, key, sources, seen)
+        return self._arecorded(stream, codec.encode_completion, key, sources)
 
-    # -- streams ---------------------------------------------------------------------------------------
+    # -- writes: an answer the codec cannot store faithfully (None) is returned, not cached --------------
+
+    def _store(self, key: EntryKey, value: Any, sources: list[Source], seen: Seen | None = None) -> None:
+        if value is not None:
+            self._core.store(key, value, sources, seen=seen)
+
+    async def _astore(
+        self, key: EntryKey, value: Any, sources: list[Source], seen: Seen | None = None
+    ) -> None:
+        if value is not None:
+            await self._core.astore(key, value, sources, seen=seen)
 
     def _recorded(
-        self,
-        stream: Generator[Any, None, None],
-        encode: Callable[[Any, list[str]], Any],
-        key: EntryKey,
-        sources: list[Source],
-        seen: Seen | None,
+        self, stream: Iterable[Any], encode: Encoder, key: EntryKey, sources: list[Source]
     ) -> Generator[Any, None, None]:
-        """Pass the chunks through; store them only once the stream ran to its end."""
-        chunks: list[Any] = []
-        # An exception or an early close() leaves the loop without reaching the store.
-        for chunk in stream:
-            chunks.append(chunk)
-            yield chunk
-        if chunks:
-            self._cache.store(key, encode(chunks[-1], [c.delta or "" for c in chunks]), sources, seen)
+        """The stream's chunks, stored once it ran to its end (`streams.recorded`)."""
+        seen = self._core.seen(key)  # now: the stream is read later, maybe in another context
+        return recorded(stream, lambda chunks: self._store(key, _encoded(encode, chunks), sources, seen))
 
-    async def _arecorded(
-        self,
-        stream: AsyncGenerator[Any, None],
-        encode: Callable[[Any, list[str]], Any],
-        key: EntryKey,
-        sources: list[Source],
-        seen: Seen | None,
+    def _arecorded(
+        self, stream: AsyncIterable[Any], encode: Encoder, key: EntryKey, sources: list[Source]
     ) -> AsyncGenerator[Any, None]:
-        chunks: list[Any] = []
-        async for chunk in stream:
-            chunks.append(chunk)
-            yield chunk
-        if chunks:
-            await self._cache.astore(key, encode(chunks[-1], [c.delta or "" for c in chunks]), sources, seen)
+        seen = self._core.seen(key)
+        return arecorded(stream, lambda chunks: self._astore(key, _encoded(encode, chunks), sources, seen))
 
 
 class CachedFunctionCallingLLM(CachedLLM, FunctionCallingLLM):
@@ -308,6 +307,11 @@ class CachedFunctionCallingLLM(CachedLLM, FunctionCallingLLM):
         return self.llm.get_tool_calls_from_response(
             response, error_on_no_tool_call=error_on_no_tool_call, **kwargs
         )
+
+
+def _encoded(encode: Encoder, chunks: list[Any]) -> dict[str, Any] | None:
+    """A whole stream's entry: its last chunk (the final response) and the deltas it arrived in."""
+    return encode(chunks[-1], [c.delta or "" for c in chunks]) if chunks else None
 
 
 def _final(entry: codec.LLMEntry[R]) -> R:

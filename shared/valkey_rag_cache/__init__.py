@@ -15,7 +15,7 @@ Example (without a URL or ``VALKEY_URL``, on an embedded Valkey):
 from .cache import AnswerCache
 from .doctor import DoctorReport
 from .envelope import Hit
-from .errors import CacheError, InvalidationError
+from .errors import CacheError, DecodeError, InvalidationError
 from .keys import EntryKey
 from .operations import CacheOperations, Invalidates, Operations
 from .protocol import Seen
@@ -27,6 +27,7 @@ __all__ = [
     "CacheError",
     "CacheOperations",
     "DEFAULT_TTLS",
+    "DecodeError",
     "DoctorReport",
     "EntryKey",
     "Hit",

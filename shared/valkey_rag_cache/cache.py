@@ -23,14 +23,16 @@ from typing import Any, TypeVar, overload
 
 from valkey.exceptions import ValkeyError
 
+from . import housekeeping, telemetry
 from .connection import Connector
+from .decoding import decoded
 from .doctor import DoctorReport, diagnose
 from .embedded import EmbeddedUnavailable
 from .envelope import Hit
 from .errors import CacheError, InvalidationError
 from .health import Health, is_backend_error
 from .keys import EntryKey, KeySchema, validate_namespace
-from .protocol import Context, Flow, Lookup, Seen, untimed_keys
+from .protocol import BAD, HIT, MISS, STALE, UNREACHED, Context, Flow, Lookup, Seen, untimed_keys
 from .sources import Source, SourceScope, as_sources, scoped_sources
 from .store import AsyncDriver, SyncDriver
 from .ttl import TTLPolicy, TTLValue
@@ -56,10 +58,15 @@ _FLOOR: contextvars.ContextVar[dict[tuple[int, str], tuple[Seen, float]]] = cont
 
 def _remember(ident: tuple[int, str, str], seen: Seen | None, hit: bool) -> None:
     current = _SEEN.get({})
-    if hit or seen is None:
+    if hit:
         if ident in current:  # nothing will be written after a hit
             _SEEN.set({k: v for k, v in current.items() if k != ident})
         return
+    if seen is None:
+        # The lookup did not reach Valkey (timeout, refused connection, back-off, script error). Forgetting
+        # it would make the write that follows look like a write without a lookup, stored unchecked: an
+        # invalidation that returned meanwhile would then be overtaken. The write is refused instead.
+        seen = UNREACHED
     # The newest view wins: within one context a lookup and the write that follows it are sequential.
     updated = {**{k: v for k, v in current.items() if k != ident}, ident: seen}
     if len(updated) > _SEEN_PER_CONTEXT:
@@ -139,8 +146,9 @@ class AnswerCache:
         self.schema = KeySchema(prefix)
         self.connector = Connector(url, client, timeout=timeout, cluster=cluster, embedded=embedded)
         self.health = Health(retry_after=retry_after)
-        self._sync = SyncDriver(self.connector)
-        self._async = AsyncDriver(self.connector)
+        # A call meeting a moving cluster slot is retried within the timeout, then fails as a backend error.
+        self._sync = SyncDriver(self.connector, settle_for=timeout)
+        self._async = AsyncDriver(self.connector, settle_for=timeout)
         self.confined_to = self.namespace.split(":", 1)[0] if confined else None
         self._ctx_base = Context(self.schema, self.policy, confined_to=self.confined_to)
         self._id = next(_instances)
@@ -206,6 +214,8 @@ class AnswerCache:
     def _failed(self, exc: Exception, default: Any, write: bool, strict: type[CacheError] | None) -> Any:
         if strict and isinstance(exc, strict):
             raise exc  # the operation's own report (e.g. the namespace trees it could not invalidate)
+        if telemetry._observers:
+            telemetry.backend_error("admin" if strict else "write" if write else "lookup")
         # No URL and no embedded server: said once, with what to install or set; no outage to wait out.
         if isinstance(exc, EmbeddedUnavailable):
             if strict:
@@ -245,46 +255,58 @@ class AnswerCache:
     @overload
     def lookup(self, key: EntryKey, decode: None = None) -> Hit[Any] | None: ...
     @overload
-    def lookup(self, key: EntryKey, decode: Callable[[Any], T | None]) -> Hit[T] | None: ...
+    def lookup(self, key: EntryKey, decode: Callable[[Any], T]) -> Hit[T] | None: ...
     def lookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit[Any] | None:
         """The cached value, or None. Never raises for a backend that is down or for bad stored data.
 
-        `decode` turns the stored JSON into the caller's type; when it raises or returns None the entry is
-        bad data: it is deleted and counted, and the write that follows is still checked against this lookup.
+        `decode` turns the stored JSON into the caller's type, raising `DecodeError` for data it cannot read:
+        the entry is then deleted and counted as bad, and the write that follows is still checked against
+        this lookup. Any other exception from `decode` is logged once as a bug and is a miss too.
         """
-        hit = self._accept(key, self._run(lambda ctx: ctx.lookup(key)), decode)
-        if hit is _BAD:
-            self.discard(key)
-            return None
-        return hit
+        if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
+            start = time.perf_counter_ns()
+            result = self._run(lambda ctx: ctx.lookup(key))
+            hit = self._accept(key, result, decode)
+            if hit is _BAD:
+                self.discard(key)
+            _report_lookup(key, result, hit, start)
+        else:
+            hit = self._accept(key, self._run(lambda ctx: ctx.lookup(key)), decode)
+            if hit is _BAD:
+                self.discard(key)
+        return None if hit is _BAD else hit
 
     @overload
     async def alookup(self, key: EntryKey, decode: None = None) -> Hit[Any] | None: ...
     @overload
-    async def alookup(self, key: EntryKey, decode: Callable[[Any], T | None]) -> Hit[T] | None: ...
+    async def alookup(self, key: EntryKey, decode: Callable[[Any], T]) -> Hit[T] | None: ...
     async def alookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit[Any] | None:
-        hit = self._accept(key, await self._arun(lambda ctx: ctx.lookup(key)), decode)
-        if hit is _BAD:
-            await self.adiscard(key)
-            return None
-        return hit
+        if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
+            start = time.perf_counter_ns()
+            result = await self._arun(lambda ctx: ctx.lookup(key))
+            hit = self._accept(key, result, decode)
+            if hit is _BAD:
+                await self.adiscard(key)
+            _report_lookup(key, result, hit, start)
+        else:
+            hit = self._accept(key, await self._arun(lambda ctx: ctx.lookup(key)), decode)
+            if hit is _BAD:
+                await self.adiscard(key)
+        return None if hit is _BAD else hit
 
     def _accept(
         self, key: EntryKey, result: Lookup | None, decode: Callable[[Any], Any] | None
     ) -> Hit[Any] | None:
-        if result is None:
+        if result is None:  # the lookup did not reach Valkey
+            _remember(self._ident(key), None, hit=False)
             return None
         hit = result.hit
         if hit is not None and decode is not None:
-            try:
-                value = decode(hit.value)
-            except Exception as exc:  # any failure to rebuild the caller's type is bad stored data
-                log.warning("valkey_rag_cache: dropping an entry the caller could not decode: %r", exc)
-                value = None
+            value = decoded(decode, hit.value)  # the one rule: see `decoding`
             if value is None:
                 _remember(self._ident(key), result.seen, hit=False)
                 return _BAD
-            hit = replace(hit, value=value)
+            hit = replace(hit, value=value[0])
         _remember(self._ident(key), result.seen, hit is not None)
         return hit
 
@@ -301,7 +323,15 @@ class AnswerCache:
         srcs = as_sources(sources) if sources is not None else ()
         srcs = as_sources([*srcs, *scoped_sources()])
         seen = seen if seen is not None else _take(self._ident(key))
-        return lambda ctx: ctx.write(key, value, srcs, seen, ttl, content_type)
+        if seen is not None and not seen.reached:
+            # Refused without a round trip (the protocol refuses it too): the lookup that preceded this write
+            # did not reach Valkey. Refusing rather than checking against some older view of the clock: the
+            # only views at hand are other lookups', and one that returned after this lookup began may be
+            # newer than the answer's retrieval; an older one would refuse nearly as often. It costs one
+            # uncached answer per prompt during a fault, which the next call's miss caches again.
+            self.health.dropped()
+            return None, len(srcs)
+        return lambda ctx: ctx.write(key, value, srcs, seen, ttl, content_type), len(srcs)
 
     def store(
         self,
@@ -315,10 +345,15 @@ class AnswerCache:
     ) -> bool:
         """Store a JSON-serializable value built from `sources` (plus any `sources()` scope in effect).
 
-        Returns False when the write was refused (an invalidation overtook it) or dropped (backend down).
+        Returns False when the write was refused (an invalidation overtook it, or the lookup before it did not
+        reach Valkey, so nothing can tell) or dropped (backend down).
         """
-        make = self._write_flow(key, value, sources, ttl, content_type, seen)
-        return bool(self._run(make, default=False, write=True))
+        make, n = self._write_flow(key, value, sources, ttl, content_type, seen)
+        if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
+            start = time.perf_counter_ns()
+            stored = _DROPPED if make is None else self._run(make, default=_DROPPED, write=True)
+            return _report_write(key, stored, start, n)
+        return make is not None and bool(self._run(make, default=False, write=True))
 
     async def astore(
         self,
@@ -330,8 +365,12 @@ class AnswerCache:
         content_type: str | None = None,
         seen: Seen | None = None,
     ) -> bool:
-        make = self._write_flow(key, value, sources, ttl, content_type, seen)
-        return bool(await self._arun(make, default=False, write=True))
+        make, n = self._write_flow(key, value, sources, ttl, content_type, seen)
+        if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
+            start = time.perf_counter_ns()
+            stored = _DROPPED if make is None else await self._arun(make, default=_DROPPED, write=True)
+            return _report_write(key, stored, start, n)
+        return make is not None and bool(await self._arun(make, default=False, write=True))
 
     def discard(self, key: EntryKey) -> None:
         """Delete an entry whose value the caller could not use, counting it as bad data."""
@@ -344,37 +383,43 @@ class AnswerCache:
 
     def invalidate_source(self, source_id: str) -> int:
         """Invalidate and delete every answer built on `source_id`, in every namespace; returns how many."""
-        return int(self._run(lambda ctx: ctx.invalidate_sources([source_id]), strict=InvalidationError))
+        n = int(self._run(lambda ctx: ctx.invalidate_sources([source_id]), strict=InvalidationError))
+        return _reported("source", n)
 
     async def ainvalidate_source(self, source_id: str) -> int:
-        return int(
-            await self._arun(lambda ctx: ctx.invalidate_sources([source_id]), strict=InvalidationError)
-        )
+        n = int(await self._arun(lambda ctx: ctx.invalidate_sources([source_id]), strict=InvalidationError))
+        return _reported("source", n)
 
     def invalidate_sources(self, source_ids: Iterable[str]) -> int:
         """Invalidate every answer built on any of `source_ids` (a bare str is one id); returns how many."""
         ids = _ids(source_ids)
-        return int(self._run(lambda ctx: ctx.invalidate_sources(ids), strict=InvalidationError))
+        n = int(self._run(lambda ctx: ctx.invalidate_sources(ids), strict=InvalidationError))
+        return _reported("source", n)
 
     async def ainvalidate_sources(self, source_ids: Iterable[str]) -> int:
         ids = _ids(source_ids)
-        return int(await self._arun(lambda ctx: ctx.invalidate_sources(ids), strict=InvalidationError))
+        n = int(await self._arun(lambda ctx: ctx.invalidate_sources(ids), strict=InvalidationError))
+        return _reported("source", n)
 
     def invalidate_namespace(self, namespace: str | None = None) -> None:
         """Invalidate a namespace and all below it (``docs`` covers ``docs:technical``), in O(1)."""
         ns = self.check_namespace(self.namespace if namespace is None else namespace)
         self._run(lambda ctx: ctx.invalidate_namespace(ns), strict=InvalidationError)
+        _reported("namespace", None)
 
     async def ainvalidate_namespace(self, namespace: str | None = None) -> None:
         ns = self.check_namespace(self.namespace if namespace is None else namespace)
         await self._arun(lambda ctx: ctx.invalidate_namespace(ns), strict=InvalidationError)
+        _reported("namespace", None)
 
     def invalidate_all(self) -> None:
         """Bump the version: nothing written before this call is served again, in any namespace."""
         self._run(lambda ctx: ctx.invalidate_all(), strict=InvalidationError)
+        _reported("all", None)
 
     async def ainvalidate_all(self) -> None:
         await self._arun(lambda ctx: ctx.invalidate_all(), strict=InvalidationError)
+        _reported("all", None)
 
     def register(self) -> bool:
         """List this cache's tree in the index of groups, so that global invalidations reach it.
@@ -418,12 +463,56 @@ class AnswerCache:
 
     # -- housekeeping ----------------------------------------------------------------------------------
 
-    def purge(self, count: int = 1000) -> int:
-        """Reclaim invalidated entries and dead dependency links (SCAN + UNLINK in batches, every primary)."""
-        return int(self._run(lambda ctx: ctx.purge(count), strict=CacheError))
+    def purge(
+        self,
+        count: int = 1000,
+        *,
+        idle_after: float | None = housekeeping.DEFAULT_IDLE_AFTER,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Reclaim invalidated entries and dead dependency links (SCAN + UNLINK in batches, every primary),
+        and drop the bookkeeping of top-level namespace trees idle for `idle_after` seconds (``None``: keep).
 
-    async def apurge(self, count: int = 1000) -> int:
-        return int(await self._arun(lambda ctx: ctx.purge(count), strict=CacheError))
+        `progress(n)` is told how many keys each SCAN page examined. Returns the keys or links removed.
+        """
+        return int(
+            self._run(lambda ctx: housekeeping.purge(ctx, count, idle_after, progress), strict=CacheError)
+        )
+
+    async def apurge(
+        self,
+        count: int = 1000,
+        *,
+        idle_after: float | None = housekeeping.DEFAULT_IDLE_AFTER,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        flow = lambda ctx: housekeeping.purge(ctx, count, idle_after, progress)  # noqa: E731
+        return int(await self._arun(flow, strict=CacheError))
+
+    def drop_namespace(self, namespace: str | None = None) -> int:
+        """Remove a namespace tree for good: entries, tokens, dependency sets, counters (and for a top-level
+        namespace its clock and index entry). Safe while in use: nothing written before is served again and
+        a write whose lookup came before the drop is refused. Returns the number of keys deleted.
+        """
+        ns = self.check_namespace(namespace or self.namespace)
+        n = int(self._run(lambda ctx: housekeeping.drop_namespace(ctx, ns), strict=InvalidationError))
+        return _reported("drop", n)
+
+    async def adrop_namespace(self, namespace: str | None = None) -> int:
+        ns = self.check_namespace(namespace or self.namespace)
+        n = int(await self._arun(lambda ctx: housekeeping.drop_namespace(ctx, ns), strict=InvalidationError))
+        return _reported("drop", n)
+
+    def reset_stats(self, namespace: str | None = None) -> None:
+        """Zero the shared counters of a namespace and those below it (``None``: every namespace)."""
+        if namespace is not None:
+            self.check_namespace(namespace)
+        self._run(lambda ctx: housekeeping.reset_stats(ctx, namespace), strict=CacheError)
+
+    async def areset_stats(self, namespace: str | None = None) -> None:
+        if namespace is not None:
+            self.check_namespace(namespace)
+        await self._arun(lambda ctx: housekeeping.reset_stats(ctx, namespace), strict=CacheError)
 
     def stats(self) -> dict[str, Any]:
         """Counters: per namespace from Valkey (shared by every process), and this process's errors."""
@@ -468,6 +557,41 @@ def _policy(policy: TTLPolicy | Mapping[str, TTLValue] | None, default_content_t
 def _ids(source_ids: Iterable[str]) -> list[str]:
     # A bare string is one id: iterating it would invalidate its characters and leave its answers cached.
     return [source_ids] if isinstance(source_ids, str) else list(source_ids)
+
+
+_DROPPED = object()  # a write that never reached Valkey (down, or skipped during an outage)
+_LOOKUP_RESULT = {HIT: "hit", MISS: "miss", STALE: "stale", BAD: "bad"}
+
+
+def _report_lookup(key: EntryKey, result: Lookup | None, hit: Any, start: int) -> None:
+    if result is None:
+        outcome = "error"
+    elif hit is _BAD:
+        outcome = "bad"
+    else:
+        outcome = _LOOKUP_RESULT.get(result.status, "miss")
+    sources = len(hit.sources) if isinstance(hit, Hit) else 0
+    telemetry.lookup(key.namespace, key.digest, outcome, start, time.perf_counter_ns(), sources)
+
+
+def _report_write(key: EntryKey, stored: Any, start: int, sources: int) -> bool:
+    outcome = (
+        "dropped"
+        if stored is _DROPPED
+        else "uncachable"
+        if stored is None
+        else "stored"
+        if stored
+        else "refused"
+    )
+    telemetry.write(key.namespace, key.digest, outcome, start, time.perf_counter_ns(), sources)
+    return outcome == "stored"
+
+
+def _reported(kind: str, retired: int | None) -> int:
+    if telemetry._observers:
+        telemetry.invalidation(kind, retired)
+    return retired or 0
 
 
 _COUNTERS = ("hits", "misses", "stale", "bad", "writes", "refused", "invalidations")

@@ -20,6 +20,7 @@ from valkey.exceptions import (
 
 from .errors import CacheError
 from .glide_driver import as_valkey_error
+from .resharding import is_resharding
 
 __all__ = ["Health", "is_backend_error"]
 
@@ -52,6 +53,8 @@ def is_backend_error(exc: BaseException) -> bool:
     """
     exc = as_valkey_error(exc)  # a Valkey GLIDE error: sorted as its valkey-py twin (glide_driver.py)
     if isinstance(exc, ConnectionError | TimeoutError | OSError | CacheError | ClusterError):
+        return True
+    if is_resharding(exc):  # a slot moving between shards ("non local key", "... rehashing of the slot")
         return True
     if isinstance(exc, OutOfMemoryError | ReadOnlyError | TryAgainError | AskError):  # AskError: MOVED too
         return True
@@ -114,6 +117,11 @@ class Health:
                 self._script_errors.add(str(exc))
         if first:
             log.error("valkey_rag_cache: a cache script failed; treated as a miss: %s", exc, exc_info=exc)
+
+    def dropped(self) -> None:
+        """A write not attempted because its lookup did not reach the backend."""
+        with self._lock:
+            self.dropped_writes += 1
 
     def succeeded(self) -> None:
         if self._down:

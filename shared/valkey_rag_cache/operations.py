@@ -5,7 +5,8 @@ async, with the same signatures. Code that only invalidates (vector store and do
 the smaller `Invalidates`, so it takes any of them. An adapter's cache holds an `AnswerCache` as ``core`` and
 inherits `CacheOperations`, whose methods *are* the core's (each is `forward`-ed from `AnswerCache` with its
 signature and docstring), so they cannot drift from the core; the adapter writes only what its framework
-needs (``lookup``/``update``, ``clear``).
+needs (``lookup``/``update``, ``clear``). Its constructor takes the URL and `CoreOptions`, so every adapter
+accepts the core's options with one definition.
 
 Example:
     >>> from valkey_rag_cache import AnswerCache
@@ -17,14 +18,15 @@ Example:
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypedDict, TypeVar, Unpack
 
 from .cache import AnswerCache
 from .doctor import DoctorReport
 from .sources import Source, SourceScope
+from .ttl import TTLPolicy, TTLValue
 
-__all__ = ["CacheOperations", "Invalidates", "Operations", "make_core"]
+__all__ = ["CacheOperations", "CoreOptions", "Invalidates", "Operations", "make_core"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -52,6 +54,10 @@ class Operations(Invalidates, Protocol):
     async def adependents(self, source_id: str) -> list[str]: ...
     def purge(self, count: int = 1000) -> int: ...
     async def apurge(self, count: int = 1000) -> int: ...
+    def drop_namespace(self, namespace: str | None = None) -> int: ...
+    async def adrop_namespace(self, namespace: str | None = None) -> int: ...
+    def reset_stats(self, namespace: str | None = None) -> None: ...
+    async def areset_stats(self, namespace: str | None = None) -> None: ...
     def stats(self) -> dict[str, Any]: ...
     async def astats(self) -> dict[str, Any]: ...
     def doctor(self) -> DoctorReport: ...
@@ -108,15 +114,53 @@ def make_core(core: AnswerCache | None = None, /, **options: Any) -> AnswerCache
     return core
 
 
-class CacheOperations:
-    """Mixin for an adapter's cache: the core's operations on ``self.core`` (an `AnswerCache`).
+class CoreOptions(TypedDict, total=False):
+    """The core's options as every adapter's cache takes them (after the URL); None is the core's default.
 
-    Each attribute below is the `AnswerCache` method of that name, so signatures, docstrings and behaviour
+    ``client``: a ready-made valkey client (sync, asyncio or cluster) instead of the URL. ``prefix``: every
+    key starts with ``prefix:`` (default ``llmcache``). ``namespace``: where the entries live (default
+    ``default``), ``:``-separated. ``ttl_policy``: content type -> TTL overrides, or a `TTLPolicy`.
+    ``default_content_type``: the content type (hence TTL) of answers built on no typed source. ``timeout``:
+    socket timeout in seconds (a slower backend turns lookups into misses). ``cluster``: force cluster mode
+    on or off. ``retry_after``: seconds to leave a failed backend alone. ``embedded``: ``False`` forbids the
+    fallback to the shared embedded Valkey when no URL is given. ``confined``: keep to this namespace's tree
+    (an ACL user limited to one tenant's keys). ``core``: an existing `AnswerCache` to share; then the URL
+    and every other option are refused. See `AnswerCache` for each.
+    """
+
+    client: Any
+    prefix: str | None
+    namespace: str | None
+    ttl_policy: TTLPolicy | Mapping[str, TTLValue] | None
+    default_content_type: str | None
+    timeout: float | None
+    cluster: bool | None
+    retry_after: float | None
+    embedded: bool | None
+    confined: bool | None
+    core: AnswerCache | None
+
+
+class CacheOperations:
+    """Base of an adapter's cache: built from the core's options, with the core's operations on ``self.core``.
+
+    Each operation below is the `AnswerCache` method of that name, so signatures, docstrings and behaviour
     are the core's. ``clear`` is left to the adapter: frameworks give it their own signature.
+
+    Example:
+        >>> class MyFrameworkCache(CacheOperations):
+        ...     def __init__(self, url: str | None = None, **options: Unpack[CoreOptions]) -> None:
+        ...         super().__init__(url, **options)  # then the framework's own options
+        >>> MyFrameworkCache(namespace="docs").core  # doctest: +SKIP
+        AnswerCache(prefix='llmcache', namespace='docs')
     """
 
     core: AnswerCache
     make_core = staticmethod(make_core)
+
+    def __init__(self, url: str | None = None, **options: Unpack[CoreOptions]) -> None:
+        core = options.pop("core", None)
+        self.core = make_core(core, url=url, **options)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(prefix={self.core.schema.prefix!r}, namespace={self.core.namespace!r})"
@@ -140,6 +184,10 @@ class CacheOperations:
     adependents = aforward(AnswerCache.adependents)
     purge = forward(AnswerCache.purge)
     apurge = aforward(AnswerCache.apurge)
+    drop_namespace = forward(AnswerCache.drop_namespace)
+    adrop_namespace = aforward(AnswerCache.adrop_namespace)
+    reset_stats = forward(AnswerCache.reset_stats)
+    areset_stats = aforward(AnswerCache.areset_stats)
     stats = forward(AnswerCache.stats)
     astats = aforward(AnswerCache.astats)
     doctor = forward(AnswerCache.doctor)

@@ -19,11 +19,12 @@ from .errors import InvalidationError
 from .keys import EntryKey, KeySchema, escape, glob_escape, source_digest, validate_namespace
 from .scripts import Script, script
 from .sources import Source
+from .telemetry import value_kind, warn_once
 from .ttl import TTLPolicy, TTLValue
 
 log = logging.getLogger("valkey_rag_cache")
 
-__all__ = ["Eval", "Cmd", "FanOut", "Primaries", "NodeCmd", "Seen", "Lookup", "Context", "Flow"]
+__all__ = ["Eval", "Cmd", "FanOut", "Primaries", "NodeCmd", "Seen", "UNREACHED", "Lookup", "Context", "Flow"]
 
 # One write in this many also lengthens source tokens' TTLs and prunes dead dependency-set members: the
 # rest skip that upkeep (neither is needed for correctness; `purge()` does the rest).
@@ -85,6 +86,16 @@ class Seen:
     era: str
     counter: int
     invalidations: int
+
+    @property
+    def reached(self) -> bool:
+        """False for `UNREACHED`: the lookup never read the clock, so nothing can check a write against it."""
+        return bool(self.era)
+
+
+# What a lookup that did not reach Valkey saw (timeout, refused connection, the back-off after a failure, a
+# script error). An era is never empty, so no clock matches it; a write carrying it is refused.
+UNREACHED = Seen("", 0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +231,10 @@ class Context:
         content_type: str | None = None,
     ) -> Flow:
         s, g = self.schema, key.group
+        if seen is not None and not seen.reached:
+            # Its lookup did not reach Valkey: an invalidation may have returned since the answer was
+            # computed, and no clock says whether one did. Refused, never stored unchecked.
+            return False
         if content_type is not None:
             types: list[str | None] = [content_type]
         else:
@@ -229,8 +244,13 @@ class Context:
         try:
             body = encode_body(value, tuple(src.id for src in sources), resolved_type, self.clock())
         except (TypeError, ValueError) as exc:  # not JSON (or NaN): the caller's answer is returned uncached
-            log.warning("valkey_rag_cache: not caching a value JSON cannot hold: %s", exc)
-            return False
+            warn_once(
+                log,
+                "uncachable:" + value_kind(exc),
+                "valkey_rag_cache: not caching a value JSON cannot hold: %s",
+                exc,
+            )
+            return None  # falsy like a refusal; None tells observers it was never sent
         if seen is None and self.cluster and self.confined_to is None:
             # A write without a lookup still has to make its group known to invalidations first; a group the
             # index had lost may have been skipped by one, so it is retired (standalone: inside the script).
@@ -378,7 +398,8 @@ class Context:
         suffixes = [self.schema.source_suffix(_check_id(i)) for i in dict.fromkeys(ids)]
         if not suffixes:
             return 0
-        return (yield from self._invalidate(suffixes, "*"))
+        # Label "": the scripts count the invalidation in each namespace it retired answers in.
+        return (yield from self._invalidate(suffixes, ""))
 
     def invalidate_namespace(self, namespace: str) -> Flow:
         validate_namespace(namespace)
@@ -387,6 +408,7 @@ class Context:
         self._invalidated([reply])
 
     def invalidate_all(self) -> Flow:
+        # Label "*": the scripts count the version bump in every namespace that has counters.
         yield from self._invalidate(["a"], "*")
 
     def register(self, group: str) -> Flow:

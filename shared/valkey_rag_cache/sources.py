@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
-__all__ = ["Source", "SourceScope", "as_sources", "scoped_sources"]
+__all__ = ["Source", "SourceScope", "as_sources", "scoped_sources", "source_from"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,20 @@ class Source:
             raise TypeError(f"a source id is a string, got {type(self.id).__name__}")
         if not self.id:
             raise ValueError("a source id must not be empty")
+
+
+def source_from(id: str, metadata: Mapping[str, Any] | None, content_type_key: str | None) -> Source:
+    """The `Source` of a retrieved document: its id, typed by ``metadata[content_type_key]``.
+
+    Every adapter reads a document's content type here: a non-empty string, else none (the policy's default).
+
+    >>> source_from("faq.md", {"content_type": "static", "page": 3}, "content_type")
+    Source(id='faq.md', content_type='static')
+    >>> source_from("feed", {"content_type": 7}, "content_type"), source_from("feed", {}, None)
+    (Source(id='feed', content_type=None), Source(id='feed', content_type=None))
+    """
+    content_type = (metadata or {}).get(content_type_key) if content_type_key else None
+    return Source(id, content_type if isinstance(content_type, str) and content_type else None)
 
 
 def as_sources(

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from valkey.exceptions import NoPermissionError, NoScriptError, ResponseError
+from valkey.exceptions import ConnectionError, MovedError, NoPermissionError, NoScriptError, TimeoutError
 
 from .connection import Connector
 from .glide_driver import GlideDriver
 from .protocol import Cmd, Eval, FanOut, Flow, NodeCmd, Primaries
+from .resharding import RETRY_PAUSE, gave_up, is_resharding
 
 __all__ = ["SyncDriver", "AsyncDriver"]
-
-
-def _redirected(exc: BaseException) -> bool:
-    return isinstance(exc, ResponseError) and str(exc).startswith(("MOVED", "ASK", "TRYAGAIN"))
 
 
 def _scan_reply(reply: Any) -> Any:
@@ -26,6 +25,11 @@ def _scan_reply(reply: Any) -> Any:
     if isinstance(reply, tuple | list) and len(reply) == 2 and isinstance(reply[0], dict):
         return next(iter(reply[0].values())), reply[1]
     return reply
+
+
+def _attempts(cluster_client: Any) -> int:
+    # The first try and the retries valkey-py's cluster client makes after a dropped connection or a timeout.
+    return 1 + int(getattr(cluster_client, "cluster_error_retry_attempts", 3))
 
 
 def _queue_eval(pipe: Any, call: Eval, use_eval: bool) -> None:
@@ -49,10 +53,16 @@ def _pool() -> ThreadPoolExecutor:
 
 
 class SyncDriver:
-    """Runs an operation with the sync client: one call (or one pipeline per shard) per yielded op."""
+    """Runs an operation with the sync client: one call (or one pipeline per shard) per yielded op.
 
-    def __init__(self, connector: Connector) -> None:
+    In a cluster, a call that meets a moving hash slot is retried for up to `settle_for` seconds (the cache's
+    timeout): MOVED refreshes the slot map and goes to the new owner; a script waits while its slot is being
+    migrated (single commands follow ASK through the cluster client).
+    """
+
+    def __init__(self, connector: Connector, settle_for: float = 0.5) -> None:
         self.connector = connector
+        self.settle_for = settle_for
 
     def run(self, flow: Flow) -> Any:
         client = self.connector.sync_client()
@@ -69,10 +79,10 @@ class SyncDriver:
             return done.value
 
     def _do(self, client: Any, op: Any) -> Any:
-        if isinstance(op, Eval):
-            return self._eval(client, op)
-        if isinstance(op, Cmd):
-            return client.execute_command(*op.args)
+        if isinstance(op, Eval | Cmd):
+            if self.connector.cluster:
+                return self._settled(client, op, time.monotonic() + self.settle_for)
+            return self._single(client, op)
         if isinstance(op, FanOut):
             return self._fanout(client, op.calls)
         if isinstance(op, Primaries):
@@ -86,6 +96,42 @@ class SyncDriver:
             return client
         node = op.node if op.node is not None else client.get_node_from_key(op.key)
         return client.get_valkey_connection(node)
+
+    def _single(self, client: Any, op: Eval | Cmd) -> Any:
+        if isinstance(op, Cmd):
+            return client.execute_command(*op.args)
+        if not self.connector.cluster:
+            return self._eval(client, op)
+        # A script runs on the slot's owner only, never after an ASK redirect: on the importing node, a key
+        # not migrated yet reads as missing, and a script would act on half a tree (an invalidation that
+        # finds no token to replace). The owner refuses a script that touches a key it no longer holds.
+        # A dropped connection or a timeout is retried as valkey-py's cluster client retries it.
+        for attempt in range(_attempts(client)):
+            node = client.get_node_from_key(op.keys[0])
+            try:
+                return self._eval(client.get_valkey_connection(node), op)
+            except MovedError:
+                client.nodes_manager.initialize()  # the slot map is out of date: read it anew, then retry
+                raise
+            except (ConnectionError, TimeoutError):
+                with contextlib.suppress(Exception):  # the node may have failed over: learn the layout
+                    client.nodes_manager.initialize()
+                if attempt + 1 == _attempts(client):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _settled(self, client: Any, op: Eval | Cmd, deadline: float) -> Any:
+        while True:
+            try:
+                return self._single(client, op)
+            except Exception as exc:
+                if not is_resharding(exc):
+                    raise
+                if time.monotonic() + RETRY_PAUSE > deadline:
+                    raise gave_up(exc, self.settle_for) from exc
+                moved = isinstance(exc, MovedError)  # the map was refreshed: retry at once
+            if not moved:
+                time.sleep(RETRY_PAUSE)
 
     @staticmethod
     def _eval(client: Any, op: Eval) -> Any:
@@ -122,8 +168,11 @@ class SyncDriver:
             send(next(iter(by_node)))
         else:
             # The shards' pipelines go out together: one round trip in wall-clock time, not one per shard.
-            for future in [_pool().submit(send, name) for name in by_node]:
-                future.result()
+            # Every shard's pipeline is waited for before the first error is raised, as in the async driver.
+            futures = [_pool().submit(send, name) for name in by_node]
+            errors = [exc for exc in (f.exception() for f in futures) if exc is not None]
+            if errors:
+                raise errors[0]
         return results
 
     def _pipeline(
@@ -146,21 +195,30 @@ class SyncDriver:
                     use_eval = True
                 continue
             break
+        deadline = time.monotonic() + self.settle_for
+        first_error: Exception | None = None
         for (i, call), reply in zip(items, replies, strict=True):
-            if cluster_client is not None and _redirected(reply):
-                # The slot moved while resharding: let the cluster client follow the redirect.
-                reply = self._do(cluster_client, call)
+            if cluster_client is not None and is_resharding(reply):
+                # Sent on a slot map that is out of date, or the slot is moving: retried on the owner after
+                # refreshing the map (so the next fan-out goes to the right node), or until the slot settles.
+                try:
+                    reply = self._settled(cluster_client, call, deadline)
+                except Exception as exc:
+                    reply = exc
             if isinstance(reply, Exception):
-                raise reply
+                first_error = first_error or reply
             results[i] = reply
+        if first_error is not None:
+            raise first_error
         return results
 
 
 class AsyncDriver:
     """The asyncio twin of `SyncDriver`, over valkey.asyncio."""
 
-    def __init__(self, connector: Connector) -> None:
+    def __init__(self, connector: Connector, settle_for: float = 0.5) -> None:
         self.connector = connector
+        self.settle_for = settle_for
         self._glide = GlideDriver(connector) if connector.glide else None
 
     async def run(self, flow: Flow) -> Any:
@@ -169,7 +227,7 @@ class AsyncDriver:
         client = await self.connector.async_client()
         if client is None:
             # Only a sync client was given: run the same operation on it in a worker thread.
-            return await asyncio.to_thread(SyncDriver(self.connector).run, flow)
+            return await asyncio.to_thread(SyncDriver(self.connector, self.settle_for).run, flow)
         try:
             op = next(flow)
             while True:
@@ -183,10 +241,10 @@ class AsyncDriver:
             return done.value
 
     async def _do(self, client: Any, op: Any) -> Any:
-        if isinstance(op, Eval):
-            return await self._eval(client, op)
-        if isinstance(op, Cmd):
-            return await client.execute_command(*op.args)
+        if isinstance(op, Eval | Cmd):
+            if self.connector.cluster:
+                return await self._settled(client, op, time.monotonic() + self.settle_for)
+            return await self._single(client, op)
         if isinstance(op, FanOut):
             return await self._fanout(client, op.calls)
         if isinstance(op, Primaries):
@@ -197,6 +255,52 @@ class AsyncDriver:
             node = op.node if op.node is not None else client.get_node_from_key(op.key)
             return _scan_reply(await client.execute_command(*op.args, target_nodes=node))
         raise TypeError(f"unknown operation {op!r}")
+
+    async def _single(self, client: Any, op: Eval | Cmd) -> Any:
+        if isinstance(op, Cmd):
+            return await client.execute_command(*op.args)
+        if not self.connector.cluster:
+            return await self._eval(client, op)
+        # On the slot's owner only, never after an ASK redirect (see `SyncDriver._single`).
+        await client.initialize()  # the async cluster client reads its slot map on first use (once)
+        for attempt in range(_attempts(client)):
+            node = client.get_node_from_key(op.keys[0])
+            try:
+                return await self._node_eval(node, op)
+            except MovedError:
+                await client.nodes_manager.initialize()
+                raise
+            except (ConnectionError, TimeoutError):
+                with contextlib.suppress(Exception):
+                    await client.nodes_manager.initialize()
+                if attempt + 1 == _attempts(client):
+                    raise
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    async def _node_eval(node: Any, op: Eval) -> Any:
+        call = ("EVALSHA", op.script.sha, len(op.keys), *op.keys, *op.args)
+        try:
+            return await node.execute_command(*call)
+        except NoScriptError:
+            try:
+                await node.execute_command("SCRIPT", "LOAD", op.script.source)
+            except NoPermissionError:  # an ACL without SCRIPT LOAD: EVAL runs it (and caches it)
+                return await node.execute_command("EVAL", op.script.source, len(op.keys), *op.keys, *op.args)
+            return await node.execute_command(*call)
+
+    async def _settled(self, client: Any, op: Eval | Cmd, deadline: float) -> Any:
+        while True:
+            try:
+                return await self._single(client, op)
+            except Exception as exc:
+                if not is_resharding(exc):
+                    raise
+                if time.monotonic() + RETRY_PAUSE > deadline:
+                    raise gave_up(exc, self.settle_for) from exc
+                moved = isinstance(exc, MovedError)
+            if not moved:
+                await asyncio.sleep(RETRY_PAUSE)
 
     @staticmethod
     async def _eval(client: Any, op: Eval) -> Any:
@@ -214,8 +318,16 @@ class AsyncDriver:
             return []
         if self.connector.cluster:
             # The async cluster client multiplexes over one connection per node: concurrent calls are sent
-            # back to back, so each shard sees one burst.
-            return list(await asyncio.gather(*(self._do(client, c) for c in calls)))
+            # back to back, so each shard sees one burst. Like the sync driver, each call follows MOVED and
+            # waits out a moving slot, and every call completes before the first error is raised.
+            deadline = time.monotonic() + self.settle_for
+            replies = await asyncio.gather(
+                *(self._settled(client, c, deadline) for c in calls), return_exceptions=True
+            )
+            for reply in replies:
+                if isinstance(reply, BaseException):
+                    raise reply
+            return list(replies)
         use_eval = False
         for attempt in range(2):
             async with client.pipeline(transaction=False) as pipe:

@@ -5,12 +5,13 @@ The ``glide`` backends run it again over Valkey GLIDE clients on the same real s
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import Any
 
 import pytest
 
-from valkey_rag_cache import AnswerCache, InvalidationError, Source, TTLPolicy
+from valkey_rag_cache import AnswerCache, DecodeError, InvalidationError, Source, TTLPolicy, decoding
 
 # Standalone-only behaviours (fakeredis, the real server, and the real server through GLIDE).
 STANDALONE = [
@@ -506,7 +507,7 @@ def test_a_write_without_lookup_does_not_revive_a_group_an_invalidation_skipped(
 
 
 def test_entries_with_thousands_of_sources(make_cache: Any) -> None:
-    cache = make_cache()
+    cache = make_cache(timeout=5.0)  # one write of 9000 tokens: not a test of the timeout on a busy machine
     key = cache.key("qa", "wide")
     cache.lookup(key)
     ids = [f"doc-{i}" for i in range(9000)]
@@ -548,14 +549,21 @@ def test_a_value_json_cannot_hold_is_not_stored(make_cache: Any) -> None:
     assert cache.lookup(key) is None
 
 
-def test_decode_failures_are_bad_data_and_keep_the_race_check(make_cache: Any, raw_client: Any) -> None:
+def test_decode_failures_are_bad_data_and_keep_the_race_check(
+    make_cache: Any, raw_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     cache = make_cache()
     key = put(cache, 1, {"shape": "old"}, ["doc"])
 
     def decode(value: Any) -> Any:
-        raise KeyError("unexpected shape")
+        raise DecodeError("unexpected shape")
 
-    assert cache.lookup(key, decode=decode) is None
+    with caplog.at_level(logging.DEBUG, logger="valkey_rag_cache"):
+        assert cache.lookup(key, decode=decode) is None
+    # Bad data is counted, not logged: stored bytes must not flood the logs. The one record is the per-lookup
+    # DEBUG line (outcome, namespace, key digest, time), which holds none of them.
+    assert [r.getMessage().split()[1:3] for r in caplog.records] == [["lookup", "bad"]]
+    assert "old" not in caplog.text and "shape" not in caplog.text
     assert not raw_client.exists(entry_key(cache, key))
     totals = cache.stats()["totals"]
     assert (totals["bad"], totals["hits"], totals["misses"]) == (1, 0, 2)  # put()'s miss, then this one
@@ -564,6 +572,39 @@ def test_decode_failures_are_bad_data_and_keep_the_race_check(make_cache: Any, r
     assert cache.lookup(key, decode=lambda v: v.upper()) is None
     assert cache.store(key, "fresh", ["doc"]) is True
     assert cache.lookup(key, decode=lambda v: v.upper()).value == "FRESH"  # type: ignore[union-attr]
+
+
+def test_a_decoder_bug_is_logged_once_with_its_traceback_and_is_a_miss(
+    make_cache: Any, raw_client: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(decoding, "_said", set())  # once per process: each backend's run starts afresh
+    cache = make_cache()
+    prompt = "What is my secret plan?"
+    key = put(cache, {"prompt": prompt}, {"answer": "the plan"}, ["doc"])
+
+    def buggy_decode(value: Any) -> Any:
+        return value["no such field"]  # a KeyError: a bug in the decoder, not bad data
+
+    with caplog.at_level(logging.WARNING, logger="valkey_rag_cache"):
+        assert cache.lookup(key, decode=buggy_decode) is None  # a miss, not an exception
+        assert cache.store(key, {"answer": "again"}, ["doc"])
+        assert cache.lookup(key, decode=buggy_decode) is None
+    (record,) = [r for r in caplog.records if "buggy_decode" in r.getMessage()]  # said once
+    assert record.levelno == logging.ERROR and record.exc_info and record.exc_info[0] is KeyError
+    assert "KeyError" in caplog.text and "Traceback" in caplog.text
+    assert prompt not in caplog.text and "the plan" not in caplog.text and key.digest not in caplog.text
+    assert not raw_client.exists(entry_key(cache, key))  # removed: the recomputed answer replaces it
+    cache.invalidate_source("doc")  # the race check still holds for the write after the miss
+    assert cache.store(key, "stale", ["doc"]) is False
+    assert cache.lookup(key, decode=lambda v: v) is None
+
+
+def test_a_decoder_may_decode_to_none(make_cache: Any) -> None:
+    cache = make_cache()
+    key = put(cache, 1, "nothing", ["doc"])
+    hit = cache.lookup(key, decode=lambda v: None)
+    assert hit is not None and hit.value is None  # a value, not a failure: only DecodeError means bad data
+    assert cache.stats()["totals"]["bad"] == 0
 
 
 @pytest.mark.parametrize("backend", STANDALONE, indirect=True)

@@ -203,7 +203,7 @@ def test_a_runtime_dir_others_can_write_is_refused_once(runtime: str) -> None:
 
 def _constructors() -> list[Any]:
     from langchain_valkey_cache import ValkeyCache as LangChainCache
-    from llamaindex_valkey_cache import ValkeyCache as LlamaIndexCache
+    from llamaindex_valkey_cache import LlamaIndexCache
     from valkey_rag_cache import AnswerCache
 
     return [AnswerCache, LangChainCache, LlamaIndexCache]

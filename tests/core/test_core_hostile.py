@@ -408,7 +408,7 @@ def test_adapters_treat_a_bare_string_as_one_source_id() -> None:
     import fakeredis
 
     from langchain_valkey_cache import ValkeyCache as LangChainCache
-    from llamaindex_valkey_cache import ValkeyCache as LlamaIndexCache
+    from llamaindex_valkey_cache import LlamaIndexCache
 
     server = fakeredis.FakeServer()
     core = AnswerCache(client=fakeredis.FakeValkey(server=server), namespace="docs")

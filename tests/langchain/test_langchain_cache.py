@@ -15,7 +15,8 @@ from langchain_core.outputs import ChatGeneration, Generation
 
 import langchain_valkey_cache
 from langchain_valkey_cache import ValkeyCache
-from valkey_rag_cache import AnswerCache, DoctorReport
+from langchain_valkey_cache.codec import decode_generations
+from valkey_rag_cache import AnswerCache, DecodeError, DoctorReport
 
 pytestmark = pytest.mark.standalone
 
@@ -60,7 +61,12 @@ def entry_count(url: str, prefix: str) -> int:
 
 
 def test_public_api_is_pinned() -> None:
-    assert langchain_valkey_cache.__all__ == ["CachedRunnable", "InvalidatingVectorStore", "ValkeyCache"]
+    assert langchain_valkey_cache.__all__ == [
+        "CachedRunnable",
+        "InvalidatingVectorStore",
+        "ValkeyCache",
+        "ValkeySemanticCache",
+    ]
 
 
 def test_set_llm_cache_serves_a_chat_model_from_the_cache(global_cache: ValkeyCache) -> None:
@@ -187,6 +193,8 @@ def test_lc_shaped_data_comes_back_as_plain_data(cache: ValkeyCache, monkeypatch
 def test_undecodable_values_are_a_miss_and_are_removed(
     cache: ValkeyCache, standalone_url: str, prefix: str, stored: Any
 ) -> None:
+    with pytest.raises(DecodeError):  # the one rule: bad data is a DecodeError, never another error
+        decode_generations(stored)
     key = cache._key("prompt", "llm")
     assert cache.core.store(key, stored, ["doc-x"])
     assert cache.lookup("prompt", "llm") is None

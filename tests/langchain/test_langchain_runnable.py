@@ -24,7 +24,8 @@ from langchain_core.runnables import (
 from pydantic import Field
 
 from langchain_valkey_cache import CachedRunnable, ValkeyCache
-from valkey_rag_cache import AnswerCache
+from langchain_valkey_cache.runnable import decode_output
+from valkey_rag_cache import AnswerCache, DecodeError
 
 pytestmark = pytest.mark.standalone
 
@@ -345,10 +346,21 @@ BAD_ENTRIES = [
 ]
 
 
+def test_stream_chunks_that_do_not_add_up_are_bad_data_for_invoke(rag: Any, cache: ValkeyCache) -> None:
+    stored = {"c": [1, "a"]}  # a stream can replay these, but invoke has no single output to return
+    with pytest.raises(DecodeError):
+        decode_output(stored)
+    assert cache.core.store(rag._entry_key("password?", {}), stored, ["kb-reset"])
+    assert rag.invoke("password?").startswith("answer number")
+    assert cache.stats()["totals"]["bad"] == 1
+
+
 @pytest.mark.parametrize("stored", BAD_ENTRIES)
 def test_a_bad_entry_is_recomputed_by_invoke(
     rag: Any, cache: ValkeyCache, retriever: Any, stored: Any
 ) -> None:
+    with pytest.raises(DecodeError):  # the one rule: bad data is a DecodeError, never another error
+        decode_output(stored)
     assert cache.core.store(rag._entry_key("password?", {}), stored, ["kb-reset"])
     answer = rag.invoke("password?")
     assert isinstance(answer, str) and answer.startswith("answer number")

@@ -1,4 +1,4 @@
-"""Fixtures of the LlamaIndex adapter tests: a `ValkeyCache` on the session's standalone Valkey, and
+"""Fixtures of the LlamaIndex adapter tests: a `LlamaIndexCache` on the session's standalone Valkey, and
 ``Settings`` with the deterministic models of `llamaindex_support`, restored after each test."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ from collections.abc import Iterator
 import pytest
 
 from llamaindex_support import CountingLLM, KeywordEmbedding, scoped_settings
-from llamaindex_valkey_cache import ValkeyCache
+from llamaindex_valkey_cache import LlamaIndexCache
 
 
 @pytest.fixture
-def cache(standalone_url: str, prefix: str) -> ValkeyCache:
-    return ValkeyCache(standalone_url, prefix=prefix)
+def cache(standalone_url: str, prefix: str) -> LlamaIndexCache:
+    return LlamaIndexCache(standalone_url, prefix=prefix)
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from llama_index.core.vector_stores import SimpleVectorStore
 from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryResult
 from pydantic import PrivateAttr
 
-from llamaindex_valkey_cache import InvalidatingDocstore, InvalidatingVectorStore, ValkeyCache
+from llamaindex_valkey_cache import InvalidatingDocstore, InvalidatingPydanticVectorStore, LlamaIndexCache
 
 VOCAB = ("billing", "refund", "password", "login", "shipping", "parcel", "warranty", "repair", "weather")
 
@@ -174,10 +174,10 @@ def scoped_settings() -> Iterator[tuple[KeywordEmbedding, CountingLLM]]:
         Settings._llm, Settings._embed_model = saved_llm, saved_embed
 
 
-def build_index(cache: ValkeyCache, docs: list[Document] | None = None) -> VectorStoreIndex:
+def build_index(cache: LlamaIndexCache, docs: list[Document] | None = None) -> VectorStoreIndex:
     """A VectorStoreIndex over `docs` whose stores invalidate `cache` when documents change."""
     storage = StorageContext.from_defaults(
         docstore=InvalidatingDocstore(SimpleDocumentStore(), cache),
-        vector_store=InvalidatingVectorStore(SimpleVectorStore(), cache),
+        vector_store=InvalidatingPydanticVectorStore(SimpleVectorStore(), cache),
     )
     return VectorStoreIndex.from_documents(docs if docs is not None else documents(), storage_context=storage)

@@ -1,4 +1,4 @@
-"""ValkeyCache for LlamaIndex: public API, options, invalidation methods, sharing with LangChain, clusters."""
+"""LlamaIndexCache: public API, options, invalidation methods, sharing with LangChain, clusters."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from llamaindex_valkey_cache import (
     CachedLLM,
     CachedQueryEngine,
     InvalidatingDocstore,
-    InvalidatingVectorStore,
-    ValkeyCache,
+    InvalidatingPydanticVectorStore,
+    LlamaIndexCache,
 )
 from valkey_rag_cache import AnswerCache, DoctorReport, InvalidationError, Source
 
@@ -39,35 +39,37 @@ def test_public_api_is_pinned() -> None:
         "CachedLLM",
         "CachedQueryEngine",
         "InvalidatingDocstore",
-        "InvalidatingVectorStore",
-        "ValkeyCache",
+        "InvalidatingPydanticVectorStore",
+        "LlamaIndexCache",
     ]
 
 
 def test_constructor_makes_no_network_call() -> None:
-    cache = ValkeyCache("valkey://127.0.0.1:1", prefix="nowhere", namespace="docs:technical")
-    assert repr(cache) == "ValkeyCache(prefix='nowhere', namespace='docs:technical')"
+    cache = LlamaIndexCache("valkey://127.0.0.1:1", prefix="nowhere", namespace="docs:technical")
+    assert repr(cache) == "LlamaIndexCache(prefix='nowhere', namespace='docs:technical')"
     assert cache.namespace == "docs:technical"
 
 
 @pytest.mark.standalone
 def test_core_is_shared_or_built_never_both(standalone_url: str, prefix: str) -> None:
     core = AnswerCache(standalone_url, prefix=prefix)
-    assert ValkeyCache(core=core).core is core
+    assert LlamaIndexCache(core=core).core is core
     with pytest.raises(TypeError):
-        ValkeyCache(standalone_url, core=core)
+        LlamaIndexCache(standalone_url, core=core)
     with pytest.raises(TypeError):
-        ValkeyCache(core=core, namespace="other")
+        LlamaIndexCache(core=core, namespace="other")
     # Also an option equal to the core's default: it is given, and would not apply to a shared core.
     other = AnswerCache(standalone_url, prefix=prefix, namespace="other")
     for option in ({"namespace": "default"}, {"prefix": "llmcache"}, {"timeout": 0.5}):
         with pytest.raises(TypeError, match=next(iter(option))):
-            ValkeyCache(core=other, **option)  # type: ignore[arg-type]
+            LlamaIndexCache(core=other, **option)  # type: ignore[arg-type]
 
 
 @pytest.mark.standalone
 def test_sources_scope_and_content_type_key(standalone_url: str, prefix: str) -> None:
-    cache = ValkeyCache(standalone_url, prefix=prefix, content_type_key="kind", ttl_policy={"realtime": 120})
+    cache = LlamaIndexCache(
+        standalone_url, prefix=prefix, content_type_key="kind", ttl_policy={"realtime": 120}
+    )
     inner = CountingLLM()
     llm = CachedLLM(llm=inner, cache=cache)
     with cache.sources([Source("prices.csv", "realtime"), "catalog.md"]):
@@ -85,8 +87,8 @@ def test_sources_scope_and_content_type_key(standalone_url: str, prefix: str) ->
 
 @pytest.mark.standalone
 async def test_invalidation_methods_and_async_twins(standalone_url: str, prefix: str) -> None:
-    cache = ValkeyCache(standalone_url, prefix=prefix, namespace="docs:technical")
-    other = ValkeyCache(standalone_url, prefix=prefix, namespace="faqs")
+    cache = LlamaIndexCache(standalone_url, prefix=prefix, namespace="docs:technical")
+    other = LlamaIndexCache(standalone_url, prefix=prefix, namespace="faqs")
     inner = CountingLLM()
     tech, faqs = CachedLLM(llm=inner, cache=cache), CachedLLM(llm=inner, cache=other)
 
@@ -121,7 +123,7 @@ async def test_invalidation_methods_and_async_twins(standalone_url: str, prefix:
 
 
 def test_invalidation_raises_when_valkey_is_down_while_lookups_degrade() -> None:
-    cache = ValkeyCache("valkey://127.0.0.1:1", prefix="down", timeout=0.2)
+    cache = LlamaIndexCache("valkey://127.0.0.1:1", prefix="down", timeout=0.2)
     inner = CountingLLM()
     llm = CachedLLM(llm=inner, cache=cache)
     assert llm.complete("still answers").text.startswith("answer 1")
@@ -136,7 +138,7 @@ def test_langchain_and_llamaindex_apps_share_invalidation(
 ) -> None:
     """A LangChain app and a LlamaIndex app on one prefix: either side's invalidate_source reaches both."""
     _, inner = settings
-    li_cache = ValkeyCache(standalone_url, prefix=prefix, namespace="llamaindex")
+    li_cache = LlamaIndexCache(standalone_url, prefix=prefix, namespace="llamaindex")
     lc_cache = LangChainCache(standalone_url, prefix=prefix, namespace="langchain")
     Settings.llm = CachedLLM(llm=inner, cache=li_cache)
     engine = build_index(li_cache).as_query_engine(similarity_top_k=1)
@@ -167,7 +169,7 @@ def test_core_answer_cache_entries_are_invalidated_through_the_adapter(
     core = AnswerCache(standalone_url, prefix=prefix, namespace="elsewhere")
     key = core.key("qa", {"q": "refunds"})
     assert core.store(key, {"a": "5 days"}, sources=["billing.md"])
-    assert ValkeyCache(standalone_url, prefix=prefix).invalidate_source("billing.md") == 1
+    assert LlamaIndexCache(standalone_url, prefix=prefix).invalidate_source("billing.md") == 1
     assert core.lookup(key) is None
 
 
@@ -177,10 +179,10 @@ def test_core_answer_cache_entries_are_invalidated_through_the_adapter(
 @pytest.mark.cluster
 def test_cluster_llm_and_answer_caches_with_ingestion(settings: Any, cluster_url: str, prefix: str) -> None:
     _, inner = settings
-    docs_cache = ValkeyCache(cluster_url, prefix=prefix, namespace="docs:technical")
-    faqs_cache = ValkeyCache(cluster_url, prefix=prefix, namespace="faqs")  # another hash slot
+    docs_cache = LlamaIndexCache(cluster_url, prefix=prefix, namespace="docs:technical")
+    faqs_cache = LlamaIndexCache(cluster_url, prefix=prefix, namespace="faqs")  # another hash slot
     Settings.llm = CachedLLM(llm=inner, cache=docs_cache)
-    vector_store = InvalidatingVectorStore(TextVectorStore(), docs_cache)
+    vector_store = InvalidatingPydanticVectorStore(TextVectorStore(), docs_cache)
     pipeline = IngestionPipeline(
         transformations=[SentenceSplitter(chunk_size=256, chunk_overlap=0), Settings.embed_model],
         docstore=InvalidatingDocstore(SimpleDocumentStore(), docs_cache),
@@ -205,8 +207,8 @@ def test_cluster_llm_and_answer_caches_with_ingestion(settings: Any, cluster_url
 @pytest.mark.cluster
 async def test_cluster_async_streams_and_namespaces(cluster_url: str, prefix: str) -> None:
     inner = CountingLLM()
-    a = CachedLLM(llm=inner, cache=ValkeyCache(cluster_url, prefix=prefix, namespace="docs:a"))
-    b = CachedLLM(llm=inner, cache=ValkeyCache(cluster_url, prefix=prefix, namespace="support"))
+    a = CachedLLM(llm=inner, cache=LlamaIndexCache(cluster_url, prefix=prefix, namespace="docs:a"))
+    b = CachedLLM(llm=inner, cache=LlamaIndexCache(cluster_url, prefix=prefix, namespace="support"))
     with a.cache.sources(["manual.md"]):
         live = [c.delta async for c in await a.astream_complete("stream on a cluster")]
         await b.acomplete("other slot")

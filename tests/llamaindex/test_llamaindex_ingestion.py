@@ -27,8 +27,8 @@ from llamaindex_valkey_cache import (
     CachedLLM,
     CachedQueryEngine,
     InvalidatingDocstore,
-    InvalidatingVectorStore,
-    ValkeyCache,
+    InvalidatingPydanticVectorStore,
+    LlamaIndexCache,
 )
 
 pytestmark = pytest.mark.standalone
@@ -52,11 +52,13 @@ def recomputed(before: int, llm: CountingLLM) -> int:
 class Pipeline:
     """An IngestionPipeline into a vector store and docstore wrapped as the test asks, plus a query engine."""
 
-    def __init__(self, cache: ValkeyCache, strategy: DocstoreStrategy, wrap: str) -> None:
+    def __init__(self, cache: LlamaIndexCache, strategy: DocstoreStrategy, wrap: str) -> None:
         self.cache = cache
         store = TextVectorStore()
         docstore = SimpleDocumentStore()
-        self.vector_store = InvalidatingVectorStore(store, cache) if wrap in ("vector", "both") else store
+        self.vector_store = (
+            InvalidatingPydanticVectorStore(store, cache) if wrap in ("vector", "both") else store
+        )
         self.docstore = InvalidatingDocstore(docstore, cache) if wrap in ("docstore", "both") else docstore
         self.pipeline = IngestionPipeline(
             transformations=[SentenceSplitter(chunk_size=256, chunk_overlap=0), Settings.embed_model],
@@ -76,7 +78,7 @@ WRAPS = ["vector", "docstore", "both"]
 @pytest.mark.parametrize("wrap", WRAPS)
 @pytest.mark.parametrize("strategy", [DocstoreStrategy.UPSERTS, DocstoreStrategy.UPSERTS_AND_DELETE])
 def test_pipeline_run_invalidates_changed_documents(
-    settings: Any, cache: ValkeyCache, strategy: DocstoreStrategy, wrap: str
+    settings: Any, cache: LlamaIndexCache, strategy: DocstoreStrategy, wrap: str
 ) -> None:
     _, llm = settings
     p = Pipeline(cache, strategy, wrap)
@@ -96,7 +98,7 @@ def test_pipeline_run_invalidates_changed_documents(
 
 @pytest.mark.parametrize("wrap", WRAPS)
 async def test_pipeline_arun_invalidates_changed_and_deleted_documents(
-    settings: Any, cache: ValkeyCache, wrap: str
+    settings: Any, cache: LlamaIndexCache, wrap: str
 ) -> None:
     _, llm = settings
     p = Pipeline(cache, DocstoreStrategy.UPSERTS_AND_DELETE, wrap)
@@ -128,12 +130,12 @@ class SlowDeleteStore(TextVectorStore):
 
 @pytest.mark.parametrize("wrap", WRAPS)
 def test_an_answer_computed_mid_ingestion_does_not_outlive_the_run(
-    settings: Any, cache: ValkeyCache, wrap: str
+    settings: Any, cache: LlamaIndexCache, wrap: str
 ) -> None:
     _, llm = settings
     p = Pipeline(cache, DocstoreStrategy.UPSERTS, wrap)
     store = SlowDeleteStore()
-    p.vector_store = InvalidatingVectorStore(store, cache) if wrap != "docstore" else store
+    p.vector_store = InvalidatingPydanticVectorStore(store, cache) if wrap != "docstore" else store
     p.pipeline.vector_store = p.vector_store
     p.index = VectorStoreIndex.from_vector_store(p.vector_store)
     p.pipeline.run(documents=documents())
@@ -150,7 +152,7 @@ def test_an_answer_computed_mid_ingestion_does_not_outlive_the_run(
 
 
 def test_pipeline_upserts_and_delete_invalidates_a_removed_document(
-    settings: Any, cache: ValkeyCache
+    settings: Any, cache: LlamaIndexCache
 ) -> None:
     _, llm = settings
     p = Pipeline(cache, DocstoreStrategy.UPSERTS_AND_DELETE, "docstore")
@@ -163,11 +165,11 @@ def test_pipeline_upserts_and_delete_invalidates_a_removed_document(
 
 
 @pytest.mark.parametrize("wrap", WRAPS)
-def test_index_refresh_update_and_delete_ref_doc(settings: Any, cache: ValkeyCache, wrap: str) -> None:
+def test_index_refresh_update_and_delete_ref_doc(settings: Any, cache: LlamaIndexCache, wrap: str) -> None:
     _, llm = settings
     store, docstore = SimpleVectorStore(), SimpleDocumentStore()
     storage = StorageContext.from_defaults(
-        vector_store=InvalidatingVectorStore(store, cache) if wrap in ("vector", "both") else store,
+        vector_store=InvalidatingPydanticVectorStore(store, cache) if wrap in ("vector", "both") else store,
         docstore=InvalidatingDocstore(docstore, cache) if wrap in ("docstore", "both") else docstore,
     )
     index = VectorStoreIndex.from_documents(documents(), storage_context=storage)
@@ -194,7 +196,7 @@ def test_index_refresh_update_and_delete_ref_doc(settings: Any, cache: ValkeyCac
     assert after["billing.md"] != first["billing.md"] and after["shipping.md"] != first["shipping.md"]
 
 
-async def test_index_async_refresh_and_delete(settings: Any, cache: ValkeyCache) -> None:
+async def test_index_async_refresh_and_delete(settings: Any, cache: LlamaIndexCache) -> None:
     index = build_index(cache)
     engine = CachedQueryEngine(index.as_query_engine(similarity_top_k=1), cache=cache)
     for q in QUERIES.values():
@@ -205,7 +207,9 @@ async def test_index_async_refresh_and_delete(settings: Any, cache: ValkeyCache)
     assert len(cache.dependents("shipping.md")) == 1 and len(cache.dependents("warranty.md")) == 1
 
 
-def test_docstore_backed_index_invalidates_through_the_docstore(settings: Any, cache: ValkeyCache) -> None:
+def test_docstore_backed_index_invalidates_through_the_docstore(
+    settings: Any, cache: LlamaIndexCache
+) -> None:
     """A SummaryIndex reads nodes from the docstore only: the docstore hook is the one that sees changes."""
     _, llm = settings
     Settings.llm = CachedLLM(llm=llm, cache=cache)
@@ -218,9 +222,9 @@ def test_docstore_backed_index_invalidates_through_the_docstore(settings: Any, c
     assert cache.dependents("billing.md") == [] and cache.dependents("password.md") == []
 
 
-def test_vector_store_wrapper_passes_everything_else_through(settings: Any, cache: ValkeyCache) -> None:
+def test_vector_store_wrapper_passes_everything_else_through(settings: Any, cache: LlamaIndexCache) -> None:
     store = SimpleVectorStore()
-    wrapped = InvalidatingVectorStore(store, cache)
+    wrapped = InvalidatingPydanticVectorStore(store, cache)
     assert wrapped.stores_text is store.stores_text and wrapped.client is store.client
     index = VectorStoreIndex.from_documents(
         documents(), storage_context=StorageContext.from_defaults(vector_store=wrapped)
@@ -233,12 +237,14 @@ def test_vector_store_wrapper_passes_everything_else_through(settings: Any, cach
     ] == ["warranty.md"]
 
 
-def test_deleting_nodes_invalidates_their_documents(settings: Any, cache: ValkeyCache) -> None:
+def test_deleting_nodes_invalidates_their_documents(settings: Any, cache: LlamaIndexCache) -> None:
     _, llm = settings
     store = SimpleVectorStore()
     index = VectorStoreIndex.from_documents(
         documents(),
-        storage_context=StorageContext.from_defaults(vector_store=InvalidatingVectorStore(store, cache)),
+        storage_context=StorageContext.from_defaults(
+            vector_store=InvalidatingPydanticVectorStore(store, cache)
+        ),
     )
     ask_all(CachedQueryEngine(index.as_query_engine(similarity_top_k=1), cache=cache))
     shipping_nodes = [n for n, d in store.data.text_id_to_ref_doc_id.items() if d == "shipping.md"]
@@ -247,7 +253,7 @@ def test_deleting_nodes_invalidates_their_documents(settings: Any, cache: Valkey
     assert len(cache.dependents("billing.md")) == 1
 
 
-def test_end_to_end_reingesting_a_changed_document(settings: Any, cache: ValkeyCache) -> None:
+def test_end_to_end_reingesting_a_changed_document(settings: Any, cache: LlamaIndexCache) -> None:
     """Settings.llm = CachedLLM, a query-engine cache on top, and a pipeline re-run with one changed file."""
     _, inner = settings
     Settings.llm = CachedLLM(llm=inner, cache=cache)
@@ -269,7 +275,7 @@ def test_end_to_end_reingesting_a_changed_document(settings: Any, cache: ValkeyC
         assert second_llm[doc] == first_llm[doc] and second_answers[doc] == first_answers[doc]
 
 
-def test_wrapped_stores_persist_and_reload(settings: Any, cache: ValkeyCache, tmp_path: Any) -> None:
+def test_wrapped_stores_persist_and_reload(settings: Any, cache: LlamaIndexCache, tmp_path: Any) -> None:
     from llama_index.core import load_index_from_storage
 
     index = build_index(cache)
@@ -278,7 +284,7 @@ def test_wrapped_stores_persist_and_reload(settings: Any, cache: ValkeyCache, tm
     storage = StorageContext.from_defaults(
         persist_dir=str(tmp_path),
         docstore=InvalidatingDocstore(loaded.docstore, cache),
-        vector_store=InvalidatingVectorStore(loaded.vector_store, cache),
+        vector_store=InvalidatingPydanticVectorStore(loaded.vector_store, cache),
     )
     reloaded = load_index_from_storage(storage)
     engine = CachedQueryEngine(reloaded.as_query_engine(similarity_top_k=1), cache=cache)
@@ -290,7 +296,7 @@ def test_wrapped_stores_persist_and_reload(settings: Any, cache: ValkeyCache, tm
 
 @pytest.mark.parametrize("asynchronous", [False, True])
 def test_docstore_wrapper_alone_leaves_no_answer_on_a_deleted_document(
-    settings: Any, cache: ValkeyCache, asynchronous: bool
+    settings: Any, cache: LlamaIndexCache, asynchronous: bool
 ) -> None:
     """UPSERTS_AND_DELETE deletes from the docstore, then from the vector store: a query in between retrieves
     the deleted document, and its answer must not be served once the run returned."""

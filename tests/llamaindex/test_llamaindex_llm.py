@@ -32,7 +32,8 @@ from llama_index.core.tools import FunctionTool
 from pydantic import BaseModel, PrivateAttr
 
 from llamaindex_support import CountingLLM
-from llamaindex_valkey_cache import CachedFunctionCallingLLM, CachedLLM, ValkeyCache, codec
+from llamaindex_valkey_cache import CachedFunctionCallingLLM, CachedLLM, LlamaIndexCache, codec
+from valkey_rag_cache import DecodeError
 
 pytestmark = pytest.mark.standalone
 
@@ -44,7 +45,7 @@ def user(text: str) -> list[ChatMessage]:
 # -- hits: every entry point -------------------------------------------------------------------------
 
 
-def test_complete_and_chat_hit_without_calling_the_inner_llm(cache: ValkeyCache) -> None:
+def test_complete_and_chat_hit_without_calling_the_inner_llm(cache: LlamaIndexCache) -> None:
     inner = CountingLLM()
     llm = CachedLLM(llm=inner, cache=cache)
     first = llm.complete("What is billing?")
@@ -56,7 +57,7 @@ def test_complete_and_chat_hit_without_calling_the_inner_llm(cache: ValkeyCache)
     assert chat_again.raw is None  # the provider's raw object is never stored
 
 
-async def test_async_twins_hit(cache: ValkeyCache) -> None:
+async def test_async_twins_hit(cache: LlamaIndexCache) -> None:
     inner = CountingLLM()
     llm = CachedLLM(llm=inner, cache=cache)
     first = await llm.acomplete("async prompt")
@@ -66,7 +67,7 @@ async def test_async_twins_hit(cache: ValkeyCache) -> None:
     assert inner.calls == 2
 
 
-def test_stream_is_stored_when_read_to_the_end_and_replayed_chunk_by_chunk(cache: ValkeyCache) -> None:
+def test_stream_is_stored_when_read_to_the_end_and_replayed_chunk_by_chunk(cache: LlamaIndexCache) -> None:
     inner = CountingLLM()
     llm = CachedLLM(llm=inner, cache=cache)
     live = list(llm.stream_complete("stream me"))
@@ -81,7 +82,7 @@ def test_stream_is_stored_when_read_to_the_end_and_replayed_chunk_by_chunk(cache
     assert [c.message.content for c in replay_chat] == [c.message.content for c in live_chat]
 
 
-async def test_async_stream_replayed(cache: ValkeyCache) -> None:
+async def test_async_stream_replayed(cache: LlamaIndexCache) -> None:
     inner = CountingLLM()
     llm = CachedLLM(llm=inner, cache=cache)
     live = [c async for c in await llm.astream_chat(user("async stream"))]
@@ -92,7 +93,7 @@ async def test_async_stream_replayed(cache: ValkeyCache) -> None:
     assert inner.calls == 2 and [c.text for c in replay_c] == [c.text for c in live_c]
 
 
-def test_chat_and_stream_chat_share_entries(cache: ValkeyCache) -> None:
+def test_chat_and_stream_chat_share_entries(cache: LlamaIndexCache) -> None:
     inner = CountingLLM()
     llm = CachedLLM(llm=inner, cache=cache)
     streamed = list(llm.stream_chat(user("shared")))
@@ -103,7 +104,7 @@ def test_chat_and_stream_chat_share_entries(cache: ValkeyCache) -> None:
     assert inner.calls == 2
 
 
-def test_an_abandoned_stream_is_never_stored(cache: ValkeyCache) -> None:
+def test_an_abandoned_stream_is_never_stored(cache: LlamaIndexCache) -> None:
     inner = CountingLLM()
     llm = CachedLLM(llm=inner, cache=cache)
     stream = llm.stream_complete("abandon me")
@@ -125,7 +126,7 @@ class FailingStreamLLM(CountingLLM):
         return gen()
 
 
-def test_a_failed_stream_is_never_stored(cache: ValkeyCache) -> None:
+def test_a_failed_stream_is_never_stored(cache: LlamaIndexCache) -> None:
     inner = FailingStreamLLM()
     llm = CachedLLM(llm=inner, cache=cache)
     for _ in range(2):
@@ -138,7 +139,7 @@ def test_a_failed_stream_is_never_stored(cache: ValkeyCache) -> None:
 # -- the key covers everything that changes the output ----------------------------------------------
 
 
-def test_key_covers_messages_roles_blocks_prompt_and_kwargs(cache: ValkeyCache) -> None:
+def test_key_covers_messages_roles_blocks_prompt_and_kwargs(cache: LlamaIndexCache) -> None:
     inner = CountingLLM()
     llm = CachedLLM(llm=inner, cache=cache)
     calls = [
@@ -175,7 +176,7 @@ def test_key_covers_messages_roles_blocks_prompt_and_kwargs(cache: ValkeyCache) 
     assert inner.calls == len(calls)
 
 
-def test_key_covers_the_inner_llm_class_metadata_and_settings(cache: ValkeyCache) -> None:
+def test_key_covers_the_inner_llm_class_metadata_and_settings(cache: LlamaIndexCache) -> None:
     base = CountingLLM()
     CachedLLM(llm=base, cache=cache).complete("q")
     other_model = CountingLLM(model="counting-2")
@@ -198,7 +199,7 @@ def test_key_covers_the_inner_llm_class_metadata_and_settings(cache: ValkeyCache
     assert same.calls == 0  # same class, metadata and settings: the first entry
 
 
-def test_key_ignores_credentials(cache: ValkeyCache) -> None:
+def test_key_ignores_credentials(cache: LlamaIndexCache) -> None:
     class KeyedLLM(CountingLLM):
         api_key: str = ""
 
@@ -208,7 +209,7 @@ def test_key_ignores_credentials(cache: ValkeyCache) -> None:
     assert rotated.calls == 0
 
 
-def test_key_covers_tools(cache: ValkeyCache) -> None:
+def test_key_covers_tools(cache: LlamaIndexCache) -> None:
     inner = MockFunctionCallingLLM()
     llm = CachedLLM(llm=inner, cache=cache)
 
@@ -279,7 +280,7 @@ class RichLLM(CountingLLM):
         return gen()
 
 
-def test_chat_response_round_trips_exactly_without_raw(cache: ValkeyCache) -> None:
+def test_chat_response_round_trips_exactly_without_raw(cache: LlamaIndexCache) -> None:
     inner = RichLLM()
     llm = CachedLLM(llm=inner, cache=cache)
     live = llm.chat(user("weather in Oslo?"))
@@ -292,7 +293,7 @@ def test_chat_response_round_trips_exactly_without_raw(cache: ValkeyCache) -> No
     )
 
 
-def test_streamed_rich_response_replays_with_its_blocks(cache: ValkeyCache) -> None:
+def test_streamed_rich_response_replays_with_its_blocks(cache: LlamaIndexCache) -> None:
     inner = RichLLM()
     llm = CachedLLM(llm=inner, cache=cache)
     live = list(llm.stream_chat(user("stream weather")))
@@ -303,7 +304,7 @@ def test_streamed_rich_response_replays_with_its_blocks(cache: ValkeyCache) -> N
     assert replay[-1] == live[-1].model_copy(update={"raw": None})
 
 
-def test_completion_response_round_trips_exactly(cache: ValkeyCache) -> None:
+def test_completion_response_round_trips_exactly(cache: LlamaIndexCache) -> None:
     class DetailedLLM(CountingLLM):
         def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
             self._calls += 1
@@ -335,7 +336,9 @@ def test_completion_response_round_trips_exactly(cache: ValkeyCache) -> None:
         "plain string",
     ],
 )
-def test_bad_stored_data_is_a_miss_and_is_discarded(cache: ValkeyCache, bad: Any) -> None:
+def test_bad_stored_data_is_a_miss_and_is_discarded(cache: LlamaIndexCache, bad: Any) -> None:
+    with pytest.raises(DecodeError):  # the one rule: bad data is a DecodeError, never None or another error
+        codec.decode_chat(bad)
     inner = CountingLLM()
     llm = CachedLLM(llm=inner, cache=cache)
     key = llm._chat_key(user("poisoned"), {})
@@ -371,12 +374,15 @@ MEDIA = list(media_entries("/x"))
 
 
 @pytest.mark.parametrize("kind", MEDIA)
-def test_stored_media_blocks_are_bad_data_never_decoded(cache: ValkeyCache, tmp_path: Any, kind: str) -> None:
+def test_stored_media_blocks_are_bad_data_never_decoded(
+    cache: LlamaIndexCache, tmp_path: Any, kind: str
+) -> None:
     """Only text, thinking and tool-call blocks come back from the cache: nothing that points to a file."""
     secret = tmp_path / "secret.txt"
     secret.write_text("API_KEY=sk-live-123")
     stored = media_entries(str(secret))[kind]
-    assert codec.decode_chat(stored) is None
+    with pytest.raises(DecodeError):
+        codec.decode_chat(stored)
     inner = CountingLLM()
     llm = CachedLLM(llm=inner, cache=cache)
     key = llm._chat_key(user("show me"), {})
@@ -388,7 +394,7 @@ def test_stored_media_blocks_are_bad_data_never_decoded(cache: ValkeyCache, tmp_
 
 
 def test_a_response_with_media_blocks_is_returned_but_not_cached(
-    cache: ValkeyCache, caplog: pytest.LogCaptureFixture
+    cache: LlamaIndexCache, caplog: pytest.LogCaptureFixture
 ) -> None:
     class PaintingLLM(CountingLLM):
         @llm_chat_callback()
@@ -408,7 +414,9 @@ def test_a_response_with_media_blocks_is_returned_but_not_cached(
     assert inner.calls == 2 and "not caching" in caplog.text and "ImageBlock" in caplog.text
 
 
-def test_bad_data_costs_one_lookup_and_the_write_after_it_is_still_race_checked(cache: ValkeyCache) -> None:
+def test_bad_data_costs_one_lookup_and_the_write_after_it_is_still_race_checked(
+    cache: LlamaIndexCache,
+) -> None:
     class InvalidatingLLM(CountingLLM):
         def _answer(self, prompt: str) -> str:
             cache.invalidate_source("manual.md")  # lands between the lookup and the store
@@ -431,7 +439,7 @@ def test_bad_data_costs_one_lookup_and_the_write_after_it_is_still_race_checked(
 # -- an LLM for Settings.llm --------------------------------------------------------------------------
 
 
-def test_copies_the_inner_llms_prompt_shaping_fields(cache: ValkeyCache) -> None:
+def test_copies_the_inner_llms_prompt_shaping_fields(cache: LlamaIndexCache) -> None:
     def to_prompt(messages: Sequence[ChatMessage]) -> str:
         return " | ".join(f"{m.role.value}: {m.content}" for m in messages)
 
@@ -448,7 +456,7 @@ def test_copies_the_inner_llms_prompt_shaping_fields(cache: ValkeyCache) -> None
     assert llm.metadata == inner.metadata
 
 
-def test_usable_as_settings_llm(settings: Any, cache: ValkeyCache) -> None:
+def test_usable_as_settings_llm(settings: Any, cache: LlamaIndexCache) -> None:
     _, inner = settings
     Settings.llm = CachedLLM(llm=inner, cache=cache)
     assert isinstance(Settings.llm, CachedLLM)
@@ -486,14 +494,14 @@ class Pet(BaseModel):
     legs: int = 4
 
 
-def test_function_calling_llm_gets_the_function_calling_wrapper(cache: ValkeyCache) -> None:
+def test_function_calling_llm_gets_the_function_calling_wrapper(cache: LlamaIndexCache) -> None:
     llm = CachedLLM(llm=MockFunctionCallingLLM(), cache=cache)
     assert isinstance(llm, CachedFunctionCallingLLM) and isinstance(llm, FunctionCallingLLM)
     assert llm.metadata.is_function_calling_model
     assert not isinstance(CachedLLM(llm=CountingLLM(), cache=cache), FunctionCallingLLM)
 
 
-def test_tool_calls_are_cached_and_still_work(cache: ValkeyCache) -> None:
+def test_tool_calls_are_cached_and_still_work(cache: LlamaIndexCache) -> None:
     inner = CountingFunctionCallingLLM()
     llm = CachedLLM(llm=inner, cache=cache)
     tool = FunctionTool.from_defaults(fn=add)
@@ -506,7 +514,7 @@ def test_tool_calls_are_cached_and_still_work(cache: ValkeyCache) -> None:
     assert inner._calls == 1
 
 
-def test_structured_predict_works_through_the_cache(cache: ValkeyCache) -> None:
+def test_structured_predict_works_through_the_cache(cache: LlamaIndexCache) -> None:
     inner = CountingFunctionCallingLLM()
     llm = CachedLLM(llm=inner, cache=cache)
     prompt = PromptTemplate("Describe a pet called {name}")
@@ -516,7 +524,7 @@ def test_structured_predict_works_through_the_cache(cache: ValkeyCache) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the workflow library's own warnings
-async def test_function_agent_runs_on_the_cached_llm(cache: ValkeyCache) -> None:
+async def test_function_agent_runs_on_the_cached_llm(cache: LlamaIndexCache) -> None:
     inner = CountingFunctionCallingLLM()
     llm = CachedLLM(llm=inner, cache=cache)
     agent = FunctionAgent(tools=[FunctionTool.from_defaults(fn=add)], llm=llm)
@@ -527,21 +535,21 @@ async def test_function_agent_runs_on_the_cached_llm(cache: ValkeyCache) -> None
     assert str(second) == str(first) and inner._calls == calls
 
 
-def test_wrapper_requires_an_llm_and_a_valkey_cache(cache: ValkeyCache) -> None:
+def test_wrapper_requires_an_llm_and_a_valkey_cache(cache: LlamaIndexCache) -> None:
     with pytest.raises(TypeError):
         CachedLLM(llm="gpt", cache=cache)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         CachedLLM(llm=CountingLLM(), cache=object())  # type: ignore[arg-type]
 
 
-def test_metadata_comes_from_the_inner_llm(cache: ValkeyCache) -> None:
+def test_metadata_comes_from_the_inner_llm(cache: LlamaIndexCache) -> None:
     inner = CountingLLM(model="m-7")
     assert CachedLLM(llm=inner, cache=cache).metadata == LLMMetadata(
         model_name="m-7", num_output=64, context_window=4096
     )
 
 
-def test_concurrent_async_calls_each_get_their_own_answer(cache: ValkeyCache) -> None:
+def test_concurrent_async_calls_each_get_their_own_answer(cache: LlamaIndexCache) -> None:
     inner = CountingLLM()
     llm = CachedLLM(llm=inner, cache=cache)
 
@@ -554,7 +562,7 @@ def test_concurrent_async_calls_each_get_their_own_answer(cache: ValkeyCache) ->
 
 
 def test_a_response_json_cannot_hold_is_returned_but_not_cached(
-    cache: ValkeyCache, caplog: pytest.LogCaptureFixture
+    cache: LlamaIndexCache, caplog: pytest.LogCaptureFixture
 ) -> None:
     class OddLLM(CountingLLM):
         def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:

@@ -18,7 +18,7 @@ from llama_index.core.vector_stores.types import VectorStoreQueryMode
 from pydantic import BaseModel, PrivateAttr
 
 from llamaindex_support import CountingLLM, build_index
-from llamaindex_valkey_cache import CachedQueryEngine, ValkeyCache
+from llamaindex_valkey_cache import CachedQueryEngine, LlamaIndexCache
 
 pytestmark = pytest.mark.standalone
 
@@ -27,7 +27,7 @@ SHIPPING = "When does my parcel shipping arrive?"
 
 
 @pytest.fixture
-def index(settings: Any, cache: ValkeyCache) -> VectorStoreIndex:
+def index(settings: Any, cache: LlamaIndexCache) -> VectorStoreIndex:
     return build_index(cache)
 
 
@@ -39,7 +39,7 @@ def summary(response: Any) -> list[tuple[str, str | None, float | None, dict[str
 
 
 def test_hit_skips_retrieval_and_llm_and_returns_the_same_response(
-    settings: Any, index: VectorStoreIndex, cache: ValkeyCache
+    settings: Any, index: VectorStoreIndex, cache: LlamaIndexCache
 ) -> None:
     embed, llm = settings
     engine = CachedQueryEngine(index.as_query_engine(similarity_top_k=2), cache=cache)
@@ -54,7 +54,7 @@ def test_hit_skips_retrieval_and_llm_and_returns_the_same_response(
     assert hit.metadata == first.metadata
 
 
-async def test_aquery_hit(settings: Any, index: VectorStoreIndex, cache: ValkeyCache) -> None:
+async def test_aquery_hit(settings: Any, index: VectorStoreIndex, cache: LlamaIndexCache) -> None:
     _, llm = settings
     engine = CachedQueryEngine(index.as_query_engine(similarity_top_k=1), cache=cache)
     first = await engine.aquery(SHIPPING)
@@ -64,7 +64,7 @@ async def test_aquery_hit(settings: Any, index: VectorStoreIndex, cache: ValkeyC
 
 
 def test_entry_depends_on_the_responses_source_documents(
-    settings: Any, index: VectorStoreIndex, cache: ValkeyCache
+    settings: Any, index: VectorStoreIndex, cache: LlamaIndexCache
 ) -> None:
     _, llm = settings
     engine = CachedQueryEngine(index.as_query_engine(similarity_top_k=1), cache=cache)
@@ -79,7 +79,7 @@ def test_entry_depends_on_the_responses_source_documents(
 
 
 def test_streaming_engine_stores_the_read_stream_and_replays_it(
-    settings: Any, index: VectorStoreIndex, cache: ValkeyCache
+    settings: Any, index: VectorStoreIndex, cache: LlamaIndexCache
 ) -> None:
     _, llm = settings
     engine = CachedQueryEngine(index.as_query_engine(similarity_top_k=1, streaming=True), cache=cache)
@@ -94,7 +94,9 @@ def test_streaming_engine_stores_the_read_stream_and_replays_it(
     assert len(cache.dependents("billing.md")) == 1
 
 
-def test_an_unread_stream_is_not_stored(settings: Any, index: VectorStoreIndex, cache: ValkeyCache) -> None:
+def test_an_unread_stream_is_not_stored(
+    settings: Any, index: VectorStoreIndex, cache: LlamaIndexCache
+) -> None:
     _, llm = settings
     engine = CachedQueryEngine(index.as_query_engine(similarity_top_k=1, streaming=True), cache=cache)
     stream = engine.query(SHIPPING)
@@ -106,7 +108,7 @@ def test_an_unread_stream_is_not_stored(settings: Any, index: VectorStoreIndex, 
     assert llm.calls == 2
 
 
-async def test_async_streaming_engine(settings: Any, index: VectorStoreIndex, cache: ValkeyCache) -> None:
+async def test_async_streaming_engine(settings: Any, index: VectorStoreIndex, cache: LlamaIndexCache) -> None:
     _, llm = settings
     engine = CachedQueryEngine(
         index.as_query_engine(similarity_top_k=1, streaming=True, use_async=True), cache=cache
@@ -133,7 +135,7 @@ class InvalidatingLLM(CountingLLM):
 
 @pytest.mark.parametrize("streaming", [False, True])
 def test_an_answer_overtaken_by_an_invalidation_is_not_stored(
-    settings: Any, cache: ValkeyCache, streaming: bool
+    settings: Any, cache: LlamaIndexCache, streaming: bool
 ) -> None:
     llm = InvalidatingLLM()
     Settings.llm = llm
@@ -151,7 +153,7 @@ def test_an_answer_overtaken_by_an_invalidation_is_not_stored(
 
 
 def test_engines_are_told_apart_by_name_and_shape(
-    settings: Any, index: VectorStoreIndex, cache: ValkeyCache
+    settings: Any, index: VectorStoreIndex, cache: LlamaIndexCache
 ) -> None:
     _, llm = settings
     CachedQueryEngine(index.as_query_engine(similarity_top_k=1), cache=cache).query(BILLING)
@@ -170,7 +172,7 @@ def test_engines_are_told_apart_by_name_and_shape(
 
 
 def test_bad_stored_answer_is_a_miss_and_discarded(
-    settings: Any, index: VectorStoreIndex, cache: ValkeyCache
+    settings: Any, index: VectorStoreIndex, cache: LlamaIndexCache
 ) -> None:
     _, llm = settings
     engine = CachedQueryEngine(index.as_query_engine(similarity_top_k=1), cache=cache)
@@ -191,7 +193,7 @@ class RetrieveThenAnswer(CustomQueryEngine):
 
 
 def test_documents_retrieved_during_the_query_are_dependencies(
-    settings: Any, index: VectorStoreIndex, cache: ValkeyCache
+    settings: Any, index: VectorStoreIndex, cache: LlamaIndexCache
 ) -> None:
     _, llm = settings
     engine = CachedQueryEngine(
@@ -205,7 +207,7 @@ def test_documents_retrieved_during_the_query_are_dependencies(
     assert llm.calls == 2
 
 
-def test_prompts_and_retrieval_pass_through(index: VectorStoreIndex, cache: ValkeyCache) -> None:
+def test_prompts_and_retrieval_pass_through(index: VectorStoreIndex, cache: LlamaIndexCache) -> None:
     inner = index.as_query_engine(similarity_top_k=1)
     engine = CachedQueryEngine(inner, cache=cache)
     assert set(engine.get_prompts()) == {f"query_engine:{k}" for k in inner.get_prompts()}
@@ -215,7 +217,7 @@ def test_prompts_and_retrieval_pass_through(index: VectorStoreIndex, cache: Valk
 # -- keys: everything that selects an engine's answers -----------------------------------------------
 
 
-def tenant_index(cache: ValkeyCache) -> VectorStoreIndex:
+def tenant_index(cache: LlamaIndexCache) -> VectorStoreIndex:
     docs = [
         Document(text="Billing refund for tenant A takes five days.", id_="a.md", metadata={"tenant": "a"}),
         Document(text="Billing refund for tenant B takes thirty days.", id_="b.md", metadata={"tenant": "b"}),
@@ -227,7 +229,7 @@ def tenant(name: str) -> MetadataFilters:
     return MetadataFilters(filters=[ExactMatchFilter(key="tenant", value=name)])
 
 
-def test_engines_with_different_filters_never_share_answers(settings: Any, cache: ValkeyCache) -> None:
+def test_engines_with_different_filters_never_share_answers(settings: Any, cache: LlamaIndexCache) -> None:
     """Per-tenant retrieval on one index: tenant B must never be served tenant A's answer."""
     _, llm = settings
     index = tenant_index(cache)
@@ -244,7 +246,7 @@ def test_engines_with_different_filters_never_share_answers(settings: Any, cache
     assert llm.calls == 2
 
 
-def test_each_retriever_and_engine_setting_is_part_of_the_key(settings: Any, cache: ValkeyCache) -> None:
+def test_each_retriever_and_engine_setting_is_part_of_the_key(settings: Any, cache: LlamaIndexCache) -> None:
     index = tenant_index(cache)
     bundle = QueryBundle(BILLING)
 
@@ -308,7 +310,7 @@ class OwnPostprocessor(BaseNodePostprocessor):
         return nodes
 
 
-def test_an_engine_whose_shape_cannot_be_read_needs_a_name(settings: Any, cache: ValkeyCache) -> None:
+def test_an_engine_whose_shape_cannot_be_read_needs_a_name(settings: Any, cache: LlamaIndexCache) -> None:
     _, llm = settings
     index = tenant_index(cache)
     unreadable = {
@@ -329,7 +331,7 @@ def test_an_engine_whose_shape_cannot_be_read_needs_a_name(settings: Any, cache:
 
 
 def test_an_engine_that_becomes_unreadable_is_not_cached(
-    settings: Any, index: VectorStoreIndex, cache: ValkeyCache, caplog: pytest.LogCaptureFixture
+    settings: Any, index: VectorStoreIndex, cache: LlamaIndexCache, caplog: pytest.LogCaptureFixture
 ) -> None:
     _, llm = settings
     inner = index.as_query_engine(similarity_top_k=1)
@@ -353,7 +355,7 @@ def test_an_engine_that_becomes_unreadable_is_not_cached(
     ],
 )
 def test_stored_nodes_pointing_to_files_or_objects_are_bad_data(
-    settings: Any, index: VectorStoreIndex, cache: ValkeyCache, node: dict[str, Any]
+    settings: Any, index: VectorStoreIndex, cache: LlamaIndexCache, node: dict[str, Any]
 ) -> None:
     _, llm = settings
     engine = CachedQueryEngine(index.as_query_engine(similarity_top_k=1), cache=cache)
@@ -365,7 +367,7 @@ def test_stored_nodes_pointing_to_files_or_objects_are_bad_data(
 
 
 def test_image_source_nodes_are_stored_as_the_text_they_read_as(
-    settings: Any, cache: ValkeyCache, tmp_path: Any
+    settings: Any, cache: LlamaIndexCache, tmp_path: Any
 ) -> None:
     _, llm = settings
     picture = tmp_path / "parcel.png"

@@ -16,7 +16,7 @@ from llama_index.core import Settings, VectorStoreIndex
 from llama_index.core.base.response.schema import AsyncStreamingResponse, StreamingResponse
 
 from llamaindex_support import DOCS, build_index
-from llamaindex_valkey_cache import CachedLLM, ValkeyCache
+from llamaindex_valkey_cache import CachedLLM, LlamaIndexCache
 
 pytestmark = pytest.mark.standalone
 
@@ -30,18 +30,18 @@ QUERIES = {
 
 
 @pytest.fixture
-def index(settings: Any, cache: ValkeyCache) -> VectorStoreIndex:
+def index(settings: Any, cache: LlamaIndexCache) -> VectorStoreIndex:
     _, inner = settings
     Settings.llm = CachedLLM(llm=inner, cache=cache)
     return build_index(cache)
 
 
-def dependents(cache: ValkeyCache) -> dict[str, list[str]]:
+def dependents(cache: LlamaIndexCache) -> dict[str, list[str]]:
     return {doc: cache.dependents(doc) for doc in DOCS}
 
 
 def assert_each_query_depends_on_its_document_only(
-    cache: ValkeyCache, asked: list[str], per_query: int = 1
+    cache: LlamaIndexCache, asked: list[str], per_query: int = 1
 ) -> None:
     deps = dependents(cache)
     for doc in DOCS:
@@ -52,7 +52,7 @@ def assert_each_query_depends_on_its_document_only(
 
 
 def test_sync_query_entry_depends_on_the_retrieved_document(
-    index: VectorStoreIndex, cache: ValkeyCache
+    index: VectorStoreIndex, cache: LlamaIndexCache
 ) -> None:
     response = index.as_query_engine(similarity_top_k=1).query(QUERIES["billing.md"])
     assert [n.node.ref_doc_id for n in response.source_nodes] == ["billing.md"]
@@ -61,7 +61,7 @@ def test_sync_query_entry_depends_on_the_retrieved_document(
 
 @pytest.mark.parametrize("mode", ["compact", "refine", "tree_summarize", "simple_summarize", "accumulate"])
 async def test_async_queries_in_gather_keep_their_own_sources(
-    index: VectorStoreIndex, cache: ValkeyCache, mode: str
+    index: VectorStoreIndex, cache: LlamaIndexCache, mode: str
 ) -> None:
     engine = index.as_query_engine(similarity_top_k=1, response_mode=mode, use_async=True)
     responses = await asyncio.gather(*(engine.aquery(q) for q in QUERIES.values()))
@@ -69,7 +69,9 @@ async def test_async_queries_in_gather_keep_their_own_sources(
     assert_each_query_depends_on_its_document_only(cache, list(QUERIES))
 
 
-def test_queries_in_a_thread_pool_keep_their_own_sources(index: VectorStoreIndex, cache: ValkeyCache) -> None:
+def test_queries_in_a_thread_pool_keep_their_own_sources(
+    index: VectorStoreIndex, cache: LlamaIndexCache
+) -> None:
     engine = index.as_query_engine(similarity_top_k=1)
     with ThreadPoolExecutor(4) as pool:
         responses = list(pool.map(engine.query, QUERIES.values()))
@@ -79,7 +81,7 @@ def test_queries_in_a_thread_pool_keep_their_own_sources(index: VectorStoreIndex
 
 @pytest.mark.parametrize("mode", ["compact", "refine", "tree_summarize"])
 def test_streaming_query_engines_attach_sources_to_the_lazy_llm_call(
-    index: VectorStoreIndex, cache: ValkeyCache, mode: str
+    index: VectorStoreIndex, cache: LlamaIndexCache, mode: str
 ) -> None:
     engine = index.as_query_engine(similarity_top_k=1, response_mode=mode, streaming=True)
     streams = [engine.query(q) for q in QUERIES.values()]  # all started before any is read
@@ -91,7 +93,7 @@ def test_streaming_query_engines_attach_sources_to_the_lazy_llm_call(
 
 @pytest.mark.parametrize("mode", ["compact", "refine", "tree_summarize"])
 async def test_async_streaming_query_engines_attach_sources(
-    index: VectorStoreIndex, cache: ValkeyCache, mode: str
+    index: VectorStoreIndex, cache: LlamaIndexCache, mode: str
 ) -> None:
     engine = index.as_query_engine(similarity_top_k=1, response_mode=mode, streaming=True, use_async=True)
     streams = await asyncio.gather(*(engine.aquery(q) for q in QUERIES.values()))
@@ -105,7 +107,7 @@ async def test_async_streaming_query_engines_attach_sources(
     assert_each_query_depends_on_its_document_only(cache, list(QUERIES))
 
 
-def test_context_chat_engine(index: VectorStoreIndex, cache: ValkeyCache) -> None:
+def test_context_chat_engine(index: VectorStoreIndex, cache: LlamaIndexCache) -> None:
     chat = index.as_chat_engine(chat_mode="context", similarity_top_k=1)
     chat.chat(QUERIES["shipping.md"])
     stream = index.as_chat_engine(chat_mode="context", similarity_top_k=1).stream_chat(QUERIES["warranty.md"])
@@ -113,7 +115,7 @@ def test_context_chat_engine(index: VectorStoreIndex, cache: ValkeyCache) -> Non
     assert_each_query_depends_on_its_document_only(cache, ["shipping.md", "warranty.md"])
 
 
-async def test_async_chat_engines(index: VectorStoreIndex, cache: ValkeyCache) -> None:
+async def test_async_chat_engines(index: VectorStoreIndex, cache: LlamaIndexCache) -> None:
     await index.as_chat_engine(chat_mode="context", similarity_top_k=1).achat(QUERIES["billing.md"])
     stream = await index.as_chat_engine(chat_mode="condense_plus_context", similarity_top_k=1).astream_chat(
         QUERIES["password.md"]
@@ -122,7 +124,7 @@ async def test_async_chat_engines(index: VectorStoreIndex, cache: ValkeyCache) -
     assert_each_query_depends_on_its_document_only(cache, ["billing.md", "password.md"])
 
 
-def test_condense_call_has_no_sources(index: VectorStoreIndex, cache: ValkeyCache) -> None:
+def test_condense_call_has_no_sources(index: VectorStoreIndex, cache: LlamaIndexCache) -> None:
     chat = index.as_chat_engine(chat_mode="condense_plus_context", similarity_top_k=1)
     chat.chat(QUERIES["billing.md"])
     chat.chat("And how long does a refund for billing take?")  # condense (no retrieval yet), then answer
@@ -137,7 +139,7 @@ def test_condense_call_has_no_sources(index: VectorStoreIndex, cache: ValkeyCach
     assert len(cache.dependents("warranty.md")) == 2 and cache.stats()["totals"]["writes"] == 6
 
 
-def test_a_call_outside_any_query_has_no_sources(index: VectorStoreIndex, cache: ValkeyCache) -> None:
+def test_a_call_outside_any_query_has_no_sources(index: VectorStoreIndex, cache: LlamaIndexCache) -> None:
     index.as_query_engine(similarity_top_k=1).query(QUERIES["billing.md"])
     Settings.llm.complete("Write a haiku.")  # after a query, in the same thread: still no sources
     assert cache.stats()["totals"]["writes"] == 2
@@ -145,7 +147,7 @@ def test_a_call_outside_any_query_has_no_sources(index: VectorStoreIndex, cache:
 
 
 def test_content_type_from_node_metadata_sets_the_ttl(
-    index: VectorStoreIndex, cache: ValkeyCache, standalone_url: str
+    index: VectorStoreIndex, cache: LlamaIndexCache, standalone_url: str
 ) -> None:
     engine = index.as_query_engine(similarity_top_k=1)
     engine.query(QUERIES["shipping.md"])  # realtime: 300 s
@@ -158,7 +160,7 @@ def test_content_type_from_node_metadata_sets_the_ttl(
     assert 300 < ttl["warranty.md"] <= 21600
 
 
-def test_nodes_handed_to_a_synthesizer_are_sources(index: VectorStoreIndex, cache: ValkeyCache) -> None:
+def test_nodes_handed_to_a_synthesizer_are_sources(index: VectorStoreIndex, cache: LlamaIndexCache) -> None:
     from llama_index.core import get_response_synthesizer
 
     nodes = index.as_retriever(similarity_top_k=1).retrieve(QUERIES["password.md"])
@@ -167,7 +169,7 @@ def test_nodes_handed_to_a_synthesizer_are_sources(index: VectorStoreIndex, cach
 
 
 def test_invalidating_a_document_removes_its_llm_entries_only(
-    index: VectorStoreIndex, cache: ValkeyCache
+    index: VectorStoreIndex, cache: LlamaIndexCache
 ) -> None:
     inner = Settings.llm.llm
     engine = index.as_query_engine(similarity_top_k=1)

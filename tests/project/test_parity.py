@@ -16,8 +16,6 @@ import pytest
 import langchain_valkey_cache
 import llamaindex_valkey_cache
 import valkey_rag_cache
-from langchain_valkey_cache.vectorstore import InvalidatingVectorStore as LangChainVectorStore
-from llamaindex_valkey_cache.ingestion import InvalidatingVectorStore as LlamaIndexVectorStore
 
 OURS = ("valkey_rag_cache", "langchain_valkey_cache", "llamaindex_valkey_cache")
 
@@ -29,21 +27,21 @@ SYNC_ONLY: dict[str, set[str]] = {
     "CachedRunnable": {"get_input_schema", "get_output_schema"},  # Runnable schema: sync in LangChain
     "CachedFunctionCallingLLM": {"get_tool_calls_from_response"},  # parsing a response: no I/O
     "CachedQueryEngine": {"retrieve"},  # BaseQueryEngine has no aretrieve
-    "LlamaIndexVectorStore": {"persist"},  # BasePydanticVectorStore.persist is sync only
+    "InvalidatingPydanticVectorStore": {"persist"},  # BasePydanticVectorStore.persist is sync only
     "InvalidatingDocstore": {"persist", "docs"},  # sync only in BaseDocumentStore
-    "LangChainVectorStore": {"from_texts"},  # refuses (wrap an existing store): nothing to await
+    "InvalidatingVectorStore": {"from_texts"},  # refuses (wrap an existing store): nothing to await
 }
 
 CLASSES: dict[str, type[Any]] = {
     "AnswerCache": valkey_rag_cache.AnswerCache,
-    "LangChainValkeyCache": langchain_valkey_cache.ValkeyCache,
+    "ValkeyCache": langchain_valkey_cache.ValkeyCache,
     "CachedRunnable": langchain_valkey_cache.CachedRunnable,
-    "LangChainVectorStore": LangChainVectorStore,
-    "LlamaIndexValkeyCache": llamaindex_valkey_cache.ValkeyCache,
+    "InvalidatingVectorStore": langchain_valkey_cache.InvalidatingVectorStore,
+    "LlamaIndexCache": llamaindex_valkey_cache.LlamaIndexCache,
     "CachedLLM": llamaindex_valkey_cache.CachedLLM,
     "CachedFunctionCallingLLM": llamaindex_valkey_cache.CachedFunctionCallingLLM,
     "CachedQueryEngine": llamaindex_valkey_cache.CachedQueryEngine,
-    "LlamaIndexVectorStore": LlamaIndexVectorStore,
+    "InvalidatingPydanticVectorStore": llamaindex_valkey_cache.InvalidatingPydanticVectorStore,
     "InvalidatingDocstore": llamaindex_valkey_cache.InvalidatingDocstore,
 }
 
@@ -109,7 +107,7 @@ def test_the_sync_only_list_names_only_what_the_class_defines(label: str) -> Non
 def test_the_adapters_caches_have_every_operation_of_the_core_with_its_signature() -> None:
     protocol = {n for n in vars(valkey_rag_cache.Operations) if not n.startswith("_")}
     protocol |= {n for n in vars(valkey_rag_cache.Invalidates) if not n.startswith("_")}
-    for cls in (langchain_valkey_cache.ValkeyCache, llamaindex_valkey_cache.ValkeyCache):
+    for cls in (langchain_valkey_cache.ValkeyCache, llamaindex_valkey_cache.LlamaIndexCache):
         for name in sorted(protocol):
             ours, core = getattr(cls, name), getattr(valkey_rag_cache.AnswerCache, name)
             assert params(ours) == params(core), (cls, name)
