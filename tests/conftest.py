@@ -116,7 +116,8 @@ def make_cache(request: pytest.FixtureRequest, backend: str, prefix: str) -> Any
     from valkey_rag_cache import AnswerCache
 
     fake = FakeBackend() if backend == "fake" else None
-    glide: list[Any] = []  # (loop thread, client), made on first use
+    glide: list[Any] = []  # the loop thread, made on first use
+    glide_clients: dict[int, Any] = {}  # request timeout (ms) -> GLIDE client on that loop
 
     def make(**kwargs: Any) -> Any:
         kwargs.setdefault("prefix", prefix)
@@ -127,15 +128,19 @@ def make_cache(request: pytest.FixtureRequest, backend: str, prefix: str) -> Any
         if backend.startswith("glide"):
             # The sync contract over GLIDE: every call runs as its asyncio twin (see glide_support.py).
             if not glide:
-                loop = LoopThread()
-                glide.extend([loop, loop.call(glide_client, port, backend.endswith("cluster"))])
+                glide.append(LoopThread())
 
                 def close() -> None:
-                    glide[0].call(glide[1].close)
+                    for client in glide_clients.values():
+                        glide[0].call(client.close)
                     glide[0].stop()
 
                 request.addfinalizer(close)
-            return SyncView(AnswerCache(client=glide[1], **kwargs), glide[0])
+            # A ready-made client brings its own timeout: `timeout=` becomes the GLIDE client's.
+            ms = int(kwargs.pop("timeout", 5.0) * 1000)
+            if ms not in glide_clients:
+                glide_clients[ms] = glide[0].call(glide_client, port, backend.endswith("cluster"), ms)
+            return SyncView(AnswerCache(client=glide_clients[ms], **kwargs), glide[0])
         return AnswerCache(url, **kwargs)
 
     make.backend = backend  # type: ignore[attr-defined]
