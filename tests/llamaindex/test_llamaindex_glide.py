@@ -19,7 +19,7 @@ def user(text: str) -> list[ChatMessage]:
 
 
 async def test_cached_llm_async_over_glide(glide_async_client: Any, prefix: str) -> None:
-    cache = llamaindex_valkey_cache.ValkeyCache(client=glide_async_client, prefix=prefix)
+    cache = llamaindex_valkey_cache.LlamaIndexCache(client=glide_async_client, prefix=prefix)
     inner = CountingLLM()
     llm = llamaindex_valkey_cache.CachedLLM(llm=inner, cache=cache)
     first = await llm.acomplete("async prompt")
