@@ -13,6 +13,7 @@ from typing import Any
 from valkey.exceptions import ConnectionError, MovedError, NoPermissionError, NoScriptError, TimeoutError
 
 from .connection import Connector
+from .glide_driver import GlideDriver
 from .protocol import Cmd, Eval, FanOut, Flow, NodeCmd, Primaries
 from .resharding import RETRY_PAUSE, gave_up, is_resharding
 
@@ -218,8 +219,11 @@ class AsyncDriver:
     def __init__(self, connector: Connector, settle_for: float = 0.5) -> None:
         self.connector = connector
         self.settle_for = settle_for
+        self._glide = GlideDriver(connector) if connector.glide else None
 
     async def run(self, flow: Flow) -> Any:
+        if self._glide is not None:  # a ready-made Valkey GLIDE client
+            return await self._glide.run(flow)
         client = await self.connector.async_client()
         if client is None:
             # Only a sync client was given: run the same operation on it in a worker thread.
