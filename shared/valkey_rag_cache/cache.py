@@ -19,19 +19,23 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any, TypeVar, overload
+from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from valkey.exceptions import ValkeyError
 
 from .connection import Connector
 from .decoding import decoded
-from .doctor import DoctorReport, diagnose
+from .doctor import DoctorReport
 from .embedded import EmbeddedUnavailable
 from .envelope import Hit
 from .errors import CacheError, InvalidationError
 from .health import Health, is_backend_error
 from .keys import EntryKey, KeySchema, validate_namespace
-from .protocol import UNREACHED, Context, Flow, Lookup, Seen, untimed_keys
+from .ops import groups, housekeeping, invalidate, lookup, write
+from .ops.env import Env
+from .ops.lookup import Lookup
+from .ops.requests import Flow
+from .seen import UNREACHED, Seen
 from .sources import Source, SourceScope, as_sources, scoped_sources
 from .store import AsyncDriver, SyncDriver
 from .ttl import TTLPolicy, TTLValue
@@ -39,6 +43,9 @@ from .ttl import TTLPolicy, TTLValue
 __all__ = ["AnswerCache"]
 
 T = TypeVar("T")
+R = TypeVar("R")
+P = ParamSpec("P")
+Operation = Callable[Concatenate[Env, P], Flow[R]]  # an operation of `ops`, given its `Env` first
 
 # What each context's lookups saw, so that the write that follows a miss in the same call can refuse to
 # store an answer that an invalidation overtook. A new dict per set keeps copied contexts apart.
@@ -148,17 +155,19 @@ class AnswerCache:
         self._sync = SyncDriver(self.connector, settle_for=timeout)
         self._async = AsyncDriver(self.connector, settle_for=timeout)
         self.confined_to = self.namespace.split(":", 1)[0] if confined else None
-        self._ctx_base = Context(self.schema, self.policy, confined_to=self.confined_to)
+        self._env = Env(self.schema, self.policy, cluster=False, confined_to=self.confined_to)
         self._id = next(_instances)
 
     def __repr__(self) -> str:
         return f"AnswerCache(prefix={self.schema.prefix!r}, namespace={self.namespace!r})"
 
     @property
-    def _ctx(self) -> Context:
-        # Whether this is a cluster is known once connected; both drivers connect before running a flow.
-        self._ctx_base.cluster = bool(self.connector.cluster)
-        return self._ctx_base
+    def env(self) -> Env:
+        """What the operations read (`ops.env.Env`); whether this is a cluster is known once connected."""
+        env = self._env
+        if env.cluster is not bool(self.connector.cluster):  # at most once: the mode never changes after
+            env = self._env = replace(env, cluster=bool(self.connector.cluster), memo={})
+        return env
 
     # -- keys and sources ------------------------------------------------------------------------------
 
@@ -196,20 +205,31 @@ class AnswerCache:
 
     # -- running flows ---------------------------------------------------------------------------------
 
-    def _run(
-        self, make: Any, default: Any = None, write: bool = False, strict: type[CacheError] | None = None
-    ) -> Any:
-        if not strict and self.health.should_skip():
-            return default
+    def _try(self, write: bool, op: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R | None:
+        """Run `op`; None when the backend is down or a script failed (a miss, or a dropped write)."""
+        if self.health.should_skip():
+            return None
         try:
-            self.connector.sync_client()
-            result = self._sync.run(make(self._ctx))
+            self.connector.sync_client()  # connects: whether this is a cluster is known from here on
+            result = self._sync.run(op(self.env, *args, **kwargs))
         except Exception as exc:
-            return self._failed(exc, default, write, strict)
+            self._failed(exc, write, None)
+            return None
         self.health.succeeded()
         return result
 
-    def _failed(self, exc: Exception, default: Any, write: bool, strict: type[CacheError] | None) -> Any:
+    def _must(self, strict: type[CacheError], op: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run `op`; a failure raises `strict` (the caller asked for an operation that must happen)."""
+        try:
+            self.connector.sync_client()
+            result = self._sync.run(op(self.env, *args, **kwargs))
+        except Exception as exc:
+            self._failed(exc, False, strict)
+            raise AssertionError("unreachable: a strict failure raises") from exc
+        self.health.succeeded()
+        return result
+
+    def _failed(self, exc: Exception, write: bool, strict: type[CacheError] | None) -> None:
         if strict and isinstance(exc, strict):
             raise exc  # the operation's own report (e.g. the namespace trees it could not invalidate)
         # No URL and no embedded server: said once, with what to install or set; no outage to wait out.
@@ -217,12 +237,12 @@ class AnswerCache:
             if strict:
                 raise strict(str(exc)) from exc
             self.health.not_configured(write)
-            return default
+            return None
         if is_backend_error(exc):
             if strict:
                 raise strict(f"Valkey did not carry out the operation: {type(exc).__name__}: {exc}") from exc
             self.health.failed(exc, write)
-            return default
+            return None
         if strict and isinstance(exc, ValkeyError):
             # The server answered, with an error (a refused command, data no writer of ours made).
             raise strict(f"Valkey refused the operation: {type(exc).__name__}: {exc}") from exc
@@ -231,18 +251,29 @@ class AnswerCache:
         # A script failed on a lookup or a write (data no writer of ours made, or a bug of ours): never an
         # exception into the user's LLM call; say so loudly, once per kind of failure.
         self.health.script_failed(exc, write)
-        return default
+        return None
 
-    async def _arun(
-        self, make: Any, default: Any = None, write: bool = False, strict: type[CacheError] | None = None
-    ) -> Any:
-        if not strict and self.health.should_skip():
-            return default
+    async def _atry(self, write: bool, op: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R | None:
+        if self.health.should_skip():
+            return None
         try:
             await self.connector.async_client()
-            result = await self._async.run(make(self._ctx))
+            result = await self._async.run(op(self.env, *args, **kwargs))
         except Exception as exc:
-            return self._failed(exc, default, write, strict)
+            self._failed(exc, write, None)
+            return None
+        self.health.succeeded()
+        return result
+
+    async def _amust(
+        self, strict: type[CacheError], op: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        try:
+            await self.connector.async_client()
+            result = await self._async.run(op(self.env, *args, **kwargs))
+        except Exception as exc:
+            self._failed(exc, False, strict)
+            raise AssertionError("unreachable: a strict failure raises") from exc
         self.health.succeeded()
         return result
 
@@ -259,7 +290,7 @@ class AnswerCache:
         the entry is then deleted and counted as bad, and the write that follows is still checked against
         this lookup. Any other exception from `decode` is logged once as a bug and is a miss too.
         """
-        hit = self._accept(key, self._run(lambda ctx: ctx.lookup(key)), decode)
+        hit = self._accept(key, self._try(False, lookup.lookup, key), decode)
         if hit is _BAD:
             self.discard(key)
             return None
@@ -270,7 +301,7 @@ class AnswerCache:
     @overload
     async def alookup(self, key: EntryKey, decode: Callable[[Any], T]) -> Hit[T] | None: ...
     async def alookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit[Any] | None:
-        hit = self._accept(key, await self._arun(lambda ctx: ctx.lookup(key)), decode)
+        hit = self._accept(key, await self._atry(False, lookup.lookup, key), decode)
         if hit is _BAD:
             await self.adiscard(key)
             return None
@@ -299,21 +330,25 @@ class AnswerCache:
     def _ident(self, key: EntryKey) -> tuple[int, str, str]:
         return (self._id, key.namespace, key.digest)
 
-    def _write_flow(
-        self, key: EntryKey, value: Any, sources: Any, ttl: Any, content_type: Any, seen: Any
-    ) -> Any:
+    def _write_args(
+        self,
+        key: EntryKey,
+        sources: Iterable[Source | str] | None,
+        seen: Seen | None,
+    ) -> tuple[tuple[Source, ...], Seen | None] | None:
+        """The write's sources and the view it is checked against; None when it is refused before sending."""
         srcs = as_sources(sources) if sources is not None else ()
         srcs = as_sources([*srcs, *scoped_sources()])
         seen = seen if seen is not None else _take(self._ident(key))
         if seen is not None and not seen.reached:
-            # Refused without a round trip (the protocol refuses it too): the lookup that preceded this write
+            # Refused without a round trip (the operation refuses it too): the lookup that preceded this write
             # did not reach Valkey. Refusing rather than checking against some older view of the clock: the
             # only views at hand are other lookups', and one that returned after this lookup began may be
             # newer than the answer's retrieval; an older one would refuse nearly as often. It costs one
             # uncached answer per prompt during a fault, which the next call's miss caches again.
             self.health.dropped()
             return None
-        return lambda ctx: ctx.write(key, value, srcs, seen, ttl, content_type)
+        return srcs, seen
 
     def store(
         self,
@@ -330,8 +365,10 @@ class AnswerCache:
         Returns False when the write was refused (an invalidation overtook it, or the lookup before it did not
         reach Valkey, so nothing can tell) or dropped (backend down).
         """
-        make = self._write_flow(key, value, sources, ttl, content_type, seen)
-        return make is not None and bool(self._run(make, default=False, write=True))
+        checked = self._write_args(key, sources, seen)
+        if checked is None:
+            return False
+        return bool(self._try(True, write.write, key, value, checked[0], checked[1], ttl, content_type))
 
     async def astore(
         self,
@@ -343,51 +380,53 @@ class AnswerCache:
         content_type: str | None = None,
         seen: Seen | None = None,
     ) -> bool:
-        make = self._write_flow(key, value, sources, ttl, content_type, seen)
-        return make is not None and bool(await self._arun(make, default=False, write=True))
+        checked = self._write_args(key, sources, seen)
+        if checked is None:
+            return False
+        return bool(
+            await self._atry(True, write.write, key, value, checked[0], checked[1], ttl, content_type)
+        )
 
     def discard(self, key: EntryKey) -> None:
         """Delete an entry whose value the caller could not use, counting it as bad data."""
-        self._run(lambda ctx: ctx.discard(key))
+        self._try(False, lookup.discard, key)
 
     async def adiscard(self, key: EntryKey) -> None:
-        await self._arun(lambda ctx: ctx.discard(key))
+        await self._atry(False, lookup.discard, key)
 
     # -- invalidation: raises InvalidationError when it cannot be carried out --------------------------
 
     def invalidate_source(self, source_id: str) -> int:
         """Invalidate and delete every answer built on `source_id`, in every namespace; returns how many."""
-        return int(self._run(lambda ctx: ctx.invalidate_sources([source_id]), strict=InvalidationError))
+        return self._must(InvalidationError, invalidate.invalidate_sources, [source_id])
 
     async def ainvalidate_source(self, source_id: str) -> int:
-        return int(
-            await self._arun(lambda ctx: ctx.invalidate_sources([source_id]), strict=InvalidationError)
-        )
+        return await self._amust(InvalidationError, invalidate.invalidate_sources, [source_id])
 
     def invalidate_sources(self, source_ids: Iterable[str]) -> int:
         """Invalidate every answer built on any of `source_ids` (a bare str is one id); returns how many."""
         ids = _ids(source_ids)
-        return int(self._run(lambda ctx: ctx.invalidate_sources(ids), strict=InvalidationError))
+        return self._must(InvalidationError, invalidate.invalidate_sources, ids)
 
     async def ainvalidate_sources(self, source_ids: Iterable[str]) -> int:
         ids = _ids(source_ids)
-        return int(await self._arun(lambda ctx: ctx.invalidate_sources(ids), strict=InvalidationError))
+        return await self._amust(InvalidationError, invalidate.invalidate_sources, ids)
 
     def invalidate_namespace(self, namespace: str | None = None) -> None:
         """Invalidate a namespace and all below it (``docs`` covers ``docs:technical``), in O(1)."""
         ns = self.check_namespace(self.namespace if namespace is None else namespace)
-        self._run(lambda ctx: ctx.invalidate_namespace(ns), strict=InvalidationError)
+        self._must(InvalidationError, invalidate.invalidate_namespace, ns)
 
     async def ainvalidate_namespace(self, namespace: str | None = None) -> None:
         ns = self.check_namespace(self.namespace if namespace is None else namespace)
-        await self._arun(lambda ctx: ctx.invalidate_namespace(ns), strict=InvalidationError)
+        await self._amust(InvalidationError, invalidate.invalidate_namespace, ns)
 
     def invalidate_all(self) -> None:
         """Bump the version: nothing written before this call is served again, in any namespace."""
-        self._run(lambda ctx: ctx.invalidate_all(), strict=InvalidationError)
+        self._must(InvalidationError, invalidate.invalidate_all)
 
     async def ainvalidate_all(self) -> None:
-        await self._arun(lambda ctx: ctx.invalidate_all(), strict=InvalidationError)
+        await self._amust(InvalidationError, invalidate.invalidate_all)
 
     def register(self) -> bool:
         """List this cache's tree in the index of groups, so that global invalidations reach it.
@@ -400,11 +439,11 @@ class AnswerCache:
         True
         """
         group = self._registrable_group()
-        return bool(self._run(lambda ctx: ctx.register(group), strict=CacheError))
+        return self._must(CacheError, groups.register, group)
 
     async def aregister(self) -> bool:
         group = self._registrable_group()
-        return bool(await self._arun(lambda ctx: ctx.register(group), strict=CacheError))
+        return await self._amust(CacheError, groups.register, group)
 
     def _registrable_group(self) -> str:
         if self.confined_to is not None:
@@ -415,59 +454,44 @@ class AnswerCache:
 
     def dependents(self, source_id: str) -> list[str]:
         """Keys of the live entries built on `source_id`."""
-        return list(self._run(lambda ctx: ctx.dependents(source_id), strict=CacheError))
+        return self._must(CacheError, housekeeping.dependents, source_id)
 
     async def adependents(self, source_id: str) -> list[str]:
-        return list(await self._arun(lambda ctx: ctx.dependents(source_id), strict=CacheError))
+        return await self._amust(CacheError, housekeeping.dependents, source_id)
 
     def clear(self, namespace: str | None = None) -> int:
         """Remove this cache's namespace (and those below it), nothing else; returns the keys deleted."""
         ns = self.check_namespace(self.namespace if namespace is None else namespace)
-        return int(self._run(lambda ctx: ctx.clear(ns), strict=InvalidationError))
+        return self._must(InvalidationError, housekeeping.clear, ns)
 
     async def aclear(self, namespace: str | None = None) -> int:
         ns = self.check_namespace(self.namespace if namespace is None else namespace)
-        return int(await self._arun(lambda ctx: ctx.clear(ns), strict=InvalidationError))
+        return await self._amust(InvalidationError, housekeeping.clear, ns)
 
     # -- housekeeping ----------------------------------------------------------------------------------
 
     def purge(self, count: int = 1000) -> int:
         """Reclaim invalidated entries and dead dependency links (SCAN + UNLINK in batches, every primary)."""
-        return int(self._run(lambda ctx: ctx.purge(count), strict=CacheError))
+        return self._must(CacheError, housekeeping.purge, count)
 
     async def apurge(self, count: int = 1000) -> int:
-        return int(await self._arun(lambda ctx: ctx.purge(count), strict=CacheError))
+        return await self._amust(CacheError, housekeeping.purge, count)
 
     def stats(self) -> dict[str, Any]:
         """Counters: per namespace from Valkey (shared by every process), and this process's errors."""
-        per_ns = self._run(lambda ctx: ctx.stats()) or {}
+        per_ns = self._try(False, housekeeping.stats) or {}
         return _stats_report(per_ns, self.health.snapshot())
 
     async def astats(self) -> dict[str, Any]:
-        per_ns = await self._arun(lambda ctx: ctx.stats()) or {}
+        per_ns = await self._atry(False, housekeeping.stats) or {}
         return _stats_report(per_ns, self.health.snapshot())
 
     def doctor(self) -> DoctorReport:
         """Read the eviction policy and memory (where allowed); name configurations that break the cache."""
-        return self._run(_doctor, strict=CacheError)  # type: ignore[no-any-return]
+        return self._must(CacheError, housekeeping.doctor)
 
     async def adoctor(self) -> DoctorReport:
-        return await self._arun(_doctor, strict=CacheError)  # type: ignore[no-any-return]
-
-
-def _doctor(ctx: Context) -> Flow:
-    infos = yield from _infos(ctx)
-    untimed = yield from untimed_keys(ctx)
-    return diagnose(infos, ctx.cluster, untimed)
-
-
-def _infos(ctx: Context) -> Flow:
-    try:
-        return (yield from ctx.info())
-    except Exception as exc:  # INFO refused by an ACL: the report says what it could not read
-        if is_backend_error(exc) or isinstance(exc, ValkeyError):
-            return [exc]
-        raise
+        return await self._amust(CacheError, housekeeping.doctor)
 
 
 def _policy(policy: TTLPolicy | Mapping[str, TTLValue] | None, default_content_type: str | None) -> TTLPolicy:

@@ -1,4 +1,4 @@
-"""Thin drivers that run the sans-IO operations of `protocol.py` over valkey-py, sync and asyncio."""
+"""Thin drivers that send the requests of the sans-IO operations (`ops`) over valkey-py, sync and asyncio."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from valkey.exceptions import ConnectionError, MovedError, NoPermissionError, NoScriptError, TimeoutError
 
 from .connection import Connector
-from .protocol import Cmd, Eval, FanOut, Flow, NodeCmd, Primaries
+from .ops.requests import Cmd, Eval, FanOut, Flow, NodeCmd, Primaries
 from .resharding import RETRY_PAUSE, gave_up, is_resharding
 
 __all__ = ["SyncDriver", "AsyncDriver"]
+
+R = TypeVar("R")
 
 
 def _scan_reply(reply: Any) -> Any:
@@ -63,7 +65,7 @@ class SyncDriver:
         self.connector = connector
         self.settle_for = settle_for
 
-    def run(self, flow: Flow) -> Any:
+    def run(self, flow: Flow[R]) -> R:
         client = self.connector.sync_client()
         try:
             op = next(flow)
@@ -75,7 +77,7 @@ class SyncDriver:
                 else:
                     op = flow.send(reply)
         except StopIteration as done:
-            return done.value
+            return done.value  # type: ignore[no-any-return]  # a generator's return is untyped
 
     def _do(self, client: Any, op: Any) -> Any:
         if isinstance(op, Eval | Cmd):
@@ -219,7 +221,7 @@ class AsyncDriver:
         self.connector = connector
         self.settle_for = settle_for
 
-    async def run(self, flow: Flow) -> Any:
+    async def run(self, flow: Flow[R]) -> R:
         client = await self.connector.async_client()
         if client is None:
             # Only a sync client was given: run the same operation on it in a worker thread.
@@ -234,7 +236,7 @@ class AsyncDriver:
                 else:
                     op = flow.send(reply)
         except StopIteration as done:
-            return done.value
+            return done.value  # type: ignore[no-any-return]  # a generator's return is untyped
 
     async def _do(self, client: Any, op: Any) -> Any:
         if isinstance(op, Eval | Cmd):
