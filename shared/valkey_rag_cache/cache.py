@@ -13,16 +13,15 @@ Example (``AnswerCache("valkey://localhost:6379", ...)`` for a server of yours; 
 
 from __future__ import annotations
 
-import contextvars
 import itertools
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from valkey.exceptions import ValkeyError
 
+from . import seen as views
 from .connection import Connector
 from .decoding import decoded
 from .doctor import DoctorReport
@@ -35,7 +34,7 @@ from .ops import groups, housekeeping, invalidate, lookup, write
 from .ops.env import Env
 from .ops.lookup import Lookup
 from .ops.requests import Flow
-from .seen import UNREACHED, Seen
+from .seen import Seen
 from .sources import Source, SourceScope, as_sources, scoped_sources
 from .store import AsyncDriver, SyncDriver
 from .ttl import TTLPolicy, TTLValue
@@ -46,64 +45,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 P = ParamSpec("P")
 Operation = Callable[Concatenate[Env, P], Flow[R]]  # an operation of `ops`, given its `Env` first
-
-# What each context's lookups saw, so that the write that follows a miss in the same call can refuse to
-# store an answer that an invalidation overtook. A new dict per set keeps copied contexts apart.
-_SEEN: contextvars.ContextVar[dict[tuple[int, str, str], Seen]] = contextvars.ContextVar(
-    "valkey_rag_cache_seen"
-)
-_SEEN_PER_CONTEXT = 512  # each lookup copies this mapping (copied contexts must not share it)
-# When more lookups than that wait for their writes in one context (a text model's batch looks every prompt
-# up first), the oldest view per group is kept as a floor: an older view only refuses more writes. Floors
-# older than this are dropped, so a long-lived context does not refuse writes for good.
-_FLOOR_SECONDS = 600.0
-_FLOOR: contextvars.ContextVar[dict[tuple[int, str], tuple[Seen, float]]] = contextvars.ContextVar(
-    "valkey_rag_cache_seen_floor"
-)
-
-
-def _remember(ident: tuple[int, str, str], seen: Seen | None, hit: bool) -> None:
-    current = _SEEN.get({})
-    if hit:
-        if ident in current:  # nothing will be written after a hit
-            _SEEN.set({k: v for k, v in current.items() if k != ident})
-        return
-    if seen is None:
-        # The lookup did not reach Valkey (timeout, refused connection, back-off, script error). Forgetting
-        # it would make the write that follows look like a write without a lookup, stored unchecked: an
-        # invalidation that returned meanwhile would then be overtaken. The write is refused instead.
-        seen = UNREACHED
-    # The newest view wins: within one context a lookup and the write that follows it are sequential.
-    updated = {**{k: v for k, v in current.items() if k != ident}, ident: seen}
-    if len(updated) > _SEEN_PER_CONTEXT:
-        items = list(updated.items())
-        _keep_floor(items[:-_SEEN_PER_CONTEXT])
-        updated = dict(items[-_SEEN_PER_CONTEXT:])
-    _SEEN.set(updated)
-
-
-def _keep_floor(evicted: list[tuple[tuple[int, str, str], Seen]]) -> None:
-    floor = dict(_FLOOR.get({}))
-    now = time.monotonic()
-    for (cache_id, namespace, _), seen in evicted:
-        group = (cache_id, namespace.split(":", 1)[0])
-        old = floor.get(group)
-        if old is None or (old[0].era == seen.era and seen.counter < old[0].counter):
-            floor[group] = (seen, now)
-    _FLOOR.set(floor)
-
-
-def _take(ident: tuple[int, str, str]) -> Seen | None:
-    current = _SEEN.get({})
-    seen = current.get(ident)
-    if seen is not None:
-        _SEEN.set({k: v for k, v in current.items() if k != ident})
-        return seen
-    floor = _FLOOR.get({}).get((ident[0], ident[1].split(":", 1)[0]))
-    if floor is not None and time.monotonic() - floor[1] < _FLOOR_SECONDS:
-        return floor[0]
-    return None
-
 
 _instances = itertools.count()
 _BAD: Hit[Any] = Hit(None, (), None, 0.0)  # a hit whose value the caller could not decode
@@ -311,21 +252,21 @@ class AnswerCache:
         self, key: EntryKey, result: Lookup | None, decode: Callable[[Any], Any] | None
     ) -> Hit[Any] | None:
         if result is None:  # the lookup did not reach Valkey
-            _remember(self._ident(key), None, hit=False)
+            views.remember(self._ident(key), None, hit=False)
             return None
         hit = result.hit
         if hit is not None and decode is not None:
             value = decoded(decode, hit.value)  # the one rule: see `decoding`
             if value is None:
-                _remember(self._ident(key), result.seen, hit=False)
+                views.remember(self._ident(key), result.seen, hit=False)
                 return _BAD
             hit = replace(hit, value=value[0])
-        _remember(self._ident(key), result.seen, hit is not None)
+        views.remember(self._ident(key), result.seen, hit is not None)
         return hit
 
     def seen(self, key: EntryKey) -> Seen | None:
         """What the last lookup of `key` in this context saw; pass it to `store` from another context."""
-        return _SEEN.get({}).get(self._ident(key))
+        return views.peek(self._ident(key))
 
     def _ident(self, key: EntryKey) -> tuple[int, str, str]:
         return (self._id, key.namespace, key.digest)
@@ -339,7 +280,7 @@ class AnswerCache:
         """The write's sources and the view it is checked against; None when it is refused before sending."""
         srcs = as_sources(sources) if sources is not None else ()
         srcs = as_sources([*srcs, *scoped_sources()])
-        seen = seen if seen is not None else _take(self._ident(key))
+        seen = seen if seen is not None else views.take(self._ident(key))
         if seen is not None and not seen.reached:
             # Refused without a round trip (the operation refuses it too): the lookup that preceded this write
             # did not reach Valkey. Refusing rather than checking against some older view of the clock: the
