@@ -45,7 +45,7 @@ def test_invalidating_sources_in_a_cluster_goes_to_every_group() -> None:
     )
     assert ops[0] == Cmd(("SMEMBERS", "p:groups"))
     calls = ops[1].calls
-    assert [c.keys for c in calls] == [["p:{x}:clock"], ["p:{y}:clock"]]
+    assert [c.keys for c in calls] == [[f"p:{{{g}}}:{k}" for k in ("clock", "stats", "nss")] for g in "xy"]
     assert all(c.script.name == "invalidate" and c.args[-1] == KeySchema.source_suffix("a") for c in calls)
     assert result == 3
 
@@ -53,7 +53,7 @@ def test_invalidating_sources_in_a_cluster_goes_to_every_group() -> None:
 def test_invalidating_a_namespace_is_one_call_on_its_group() -> None:
     ops, _ = run(invalidate.invalidate_namespace(env(), "docs:tech"), [[1]])
     (op,) = ops
-    assert op.script.name == "invalidate" and op.keys == ["p:{docs}:clock"]
+    assert op.script.name == "invalidate" and op.keys == ["p:{docs}:clock", "p:{docs}:stats", "p:{docs}:nss"]
     assert op.args[0] == "p:{docs}:" and op.args[3] == "docs:tech" and op.args[4].startswith("n:")
 
 

@@ -21,18 +21,21 @@ def key() -> EntryKey:
     return SCHEMA.entry_key("qa", {"q": "hi"}, "docs:tech")
 
 
-def test_lookup_is_one_script_call_on_the_entry_and_the_group_index(key: EntryKey) -> None:
+def test_lookup_is_one_script_call_declaring_every_key_it_names(key: EntryKey) -> None:
     ops, result = run(lookup.lookup(env(), key), [[MISS, b"era1 3 2"]])
     (op,) = ops
     assert isinstance(op, Eval) and op.script.name == "lookup"
-    assert op.keys == [KeySchema("p").entry(key), "p:groups"]
+    assert op.keys == [SCHEMA.entry(key), b"p:{docs}:clock", b"p:{docs}:stats", b"p:groups"]
+    assert op.args[0].startswith(b"p:{docs}: p:{docs}:t: ") and op.args[0].endswith(
+        f" 1 {env().token_ttl}".encode()
+    )
     assert op.args[1] == b"docs:tech"
     assert result == Lookup(None, Seen("era1", 3, 2), MISS)
 
 
 def test_lookup_in_a_cluster_names_only_the_entry(key: EntryKey) -> None:
     ops, _ = run(lookup.lookup(env(cluster=True), key), [[MISS, b"era1 3 2"]])
-    assert ops[0].keys == [KeySchema("p").entry(key)]
+    assert ops[0].keys == [SCHEMA.entry(key), b"p:{docs}:clock", b"p:{docs}:stats"]
 
 
 def test_a_hit_decodes_the_body_after_the_header(key: EntryKey) -> None:

@@ -31,7 +31,9 @@ def test_a_write_is_one_script_call_carrying_the_view_and_the_sources(key: Entry
     sources = (Source("a.md", "realtime"), Source("b.md"))
     ops, result = run(write.write(env(), key, {"a": 1}, sources, seen), [1])
     (op,) = ops
-    assert op.script.name == "write" and op.keys == [KeySchema("p").entry(key), "p:groups"]
+    tree = SCHEMA.tree(key.namespace)
+    assert op.script.name == "write"
+    assert op.keys == [SCHEMA.entry(key), tree.clock, tree.stats, tree.nss, "p:groups"]
     small = small_args(op)
     assert small[3:6] == ["era1", "3", "2"]  # the lookup's view, checked by the script
     assert small[-2:] == [source_digest("a.md"), source_digest("b.md")]
@@ -63,7 +65,11 @@ def test_a_cluster_write_without_a_lookup_registers_its_group(key: EntryKey) -> 
     sadd, retire, stored_op = ops
     assert sadd == Cmd(("SADD", "p:groups", s.group_base("docs")))
     assert retire.script.name == "register" and retire.args[-1] == "1"  # a lost group is retired
-    assert stored_op.script.name == "write" and stored_op.keys == [s.entry(key)]
+    assert (
+        stored_op.script.name == "write"
+        and stored_op.keys[0] == s.entry(key)
+        and "p:groups" not in stored_op.keys
+    )
     assert result is True
 
 

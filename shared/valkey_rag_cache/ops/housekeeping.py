@@ -17,7 +17,7 @@ from valkey.exceptions import ValkeyError
 
 from ..doctor import DoctorReport, diagnose
 from ..health import is_backend_error
-from ..keys import glob_escape, source_digest
+from ..keys import glob_escape, group_keys, source_digest
 from ..scripts import script
 from .env import Env
 from .groups import group_bases
@@ -33,7 +33,7 @@ def dependents(env: Env, source_id: str) -> Flow[list[str]]:
     """Keys of the live entries built on `source_id`, in every tree (sorted)."""
     dig = source_digest(check_id(source_id))
     bases = yield from group_bases(env)
-    calls: list[Call] = [Eval(script("dependents"), [b + "nss"], [b + "d:", b, b + "t:", dig]) for b in bases]
+    calls: list[Call] = [Eval(script("dependents"), [group_keys(b).nss], [b, dig]) for b in bases]
     results = yield FanOut(calls)
     return sorted(text(k) for keys in results for k in keys)
 
@@ -55,12 +55,11 @@ def purge(env: Env, count: int = 1000) -> Flow[int]:
                 parts = s.parse_group_key(key)
                 if parts is None:
                     continue
-                base, rest = parts
-                if rest.startswith("e:"):
-                    calls.append(Eval(script("sweep"), [key], ["e", base + "t:", ""]))
-                elif rest.startswith("d:") and len(rest) > 19:
-                    # d:<16-char source digest>:<escaped namespace>
-                    calls.append(Eval(script("sweep"), [key], ["d", "", base + "e:" + rest[19:] + ":"]))
+                tree = group_keys(parts[0])
+                if parts[1].startswith("e:"):
+                    calls.append(Eval(script("sweep"), [key], ["e", tree.tokens, ""]))
+                elif (entries := tree.entries_of_deps(parts[1])) is not None:
+                    calls.append(Eval(script("sweep"), [key], ["d", "", entries]))
             if calls:
                 results = yield FanOut(calls)
                 removed += sum(int(r) for r in results)
@@ -93,7 +92,7 @@ def stats(env: Env) -> Flow[Counters]:
     cache can have); the scripts reset such counters as they count.
     """
     bases = yield from group_bases(env)
-    calls: list[Call] = [Cmd(("HGETALL", b + "stats")) for b in bases]
+    calls: list[Call] = [Cmd(("HGETALL", group_keys(b).stats)) for b in bases]
     try:
         results = yield FanOut(calls)
     except Exception as exc:
@@ -153,8 +152,8 @@ def scan_targets(env: Env) -> Flow[list[tuple[str, Any, str | None]]]:
     Every primary under the prefix, or a confined cache's tree on the primary that owns its slot.
     """
     if env.confined_to is not None:
-        base = env.schema.group_base(env.confined_to)
-        return [(glob_escape(base) + "*", None, base + "clock")]
+        tree = env.schema.group(env.confined_to)
+        return [(glob_escape(tree.base) + "*", None, tree.clock)]
     nodes = yield Primaries()
     return [(env.schema.scan_pattern(), node, None) for node in nodes]
 

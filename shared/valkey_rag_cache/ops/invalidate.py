@@ -6,7 +6,7 @@ Example:
     >>> from valkey_rag_cache.ops.env import Env
     >>> env = Env(KeySchema("p"), TTLPolicy({}, "documentation"))
     >>> next(invalidate_namespace(env, "docs:technical")).keys
-    ['p:{docs}:clock']
+    ['p:{docs}:clock', 'p:{docs}:stats', 'p:{docs}:nss']
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import InvalidationError
-from ..keys import escape, validate_namespace
+from ..keys import VERSION, group_keys, namespace_suffix, validate_namespace
 from ..scripts import script
 from .env import Env, fresh_era
 from .groups import group_bases
@@ -40,14 +40,14 @@ def invalidate_sources(env: Env, ids: Iterable[str]) -> Flow[int]:
 def invalidate_namespace(env: Env, namespace: str) -> Flow[None]:
     """Invalidate a namespace and every namespace below it: one script on its tree."""
     validate_namespace(namespace)
-    base = env.schema.group_base(namespace.split(":", 1)[0])
-    reply = yield tree_call(env, base, ["n:" + escape(namespace)], namespace)
+    base = env.schema.tree(namespace).base
+    reply = yield tree_call(env, base, [namespace_suffix(namespace)], namespace)
     deleted([reply], env)
 
 
 def invalidate_all(env: Env) -> Flow[None]:
     """Bump the version token of every tree."""
-    yield from _invalidate(env, ["a"], "*")
+    yield from _invalidate(env, [VERSION], "*")
 
 
 def _invalidate(env: Env, suffixes: list[str], label: str) -> Flow[int]:
@@ -73,7 +73,9 @@ def _invalidate(env: Env, suffixes: list[str], label: str) -> Flow[int]:
 
 def tree_call(env: Env, base: str, suffixes: list[str], label: str) -> Eval:
     """`invalidate.lua` on one tree (its clock routes it)."""
-    return Eval(script("invalidate"), [base + "clock"], [base, fresh_era(), env.token_ttl, label, *suffixes])
+    tree = group_keys(base)
+    keys: list[str | bytes] = [tree.clock, tree.stats, tree.nss]
+    return Eval(script("invalidate"), keys, [base, fresh_era(), env.token_ttl, label, *suffixes])
 
 
 def deleted(replies: list[Any], env: Env) -> int:

@@ -20,10 +20,10 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
-from ..envelope import Hit, decode_body
+from ..envelope import Hit, body_of, decode_body
 from ..keys import EntryKey
 from ..scripts import script
 from ..seen import Seen
@@ -31,7 +31,7 @@ from .env import Env, fresh_era
 from .groups import add_group, retire_call
 from .requests import Call, Cmd, Eval, FanOut, Flow, data_error, text
 
-__all__ = ["BAD", "HIT", "MISS", "NO_CLOCK", "STALE", "Lookup", "count", "discard", "lookup"]
+__all__ = ["BAD", "HIT", "MISS", "NO_CLOCK", "STALE", "Lookup", "LookupArgs", "count", "discard", "lookup"]
 
 # Lookup statuses returned by lookup.lua.
 HIT, MISS, BAD, STALE, NO_CLOCK = 1, 0, 2, 3, 4
@@ -46,31 +46,61 @@ class Lookup:
     status: int
 
 
-def _consts(env: Env, namespace: str) -> tuple[str, str, str, bytes]:
-    # The per-namespace parts of every lookup, built and encoded once (valkey-py passes bytes through).
-    consts: tuple[str, str, str, bytes] | None = env.memo.get(namespace)
-    if consts is None:
-        s = env.schema
-        consts = (
-            s.entry_base(namespace),
-            s.group_base(namespace.split(":", 1)[0]) + " ",
-            f" {'1' if env.count_stats else '0'} {env.token_ttl}",
-            namespace.encode("utf-8", "surrogatepass"),
+@dataclass(frozen=True, slots=True)
+class LookupArgs:
+    """lookup.lua's packed argument (``LOOKUP_ARGS`` in common.lua: the same fields, in this order)."""
+
+    base: str  # the group's base, its member of the index of groups
+    tokens: str  # the base of the group's tokens
+    fresh_era: str  # the era of a clock the script has to create
+    count_stats: str  # '1' or '0'
+    token_ttl: int
+
+    def pack(self) -> str:
+        return " ".join([str(getattr(self, name)) for name in _LOOKUP_FIELDS])
+
+
+_LOOKUP_FIELDS = tuple(f.name for f in fields(LookupArgs))
+
+
+class _Consts:
+    """The per-namespace parts of every lookup, built and encoded once (valkey-py passes bytes through)."""
+
+    __slots__ = ("entry_base", "head", "keys", "namespace", "tail")
+
+    def __init__(self, env: Env, namespace: str) -> None:
+        tree = env.schema.tree(namespace)
+        self.entry_base = tree.entry_base(namespace)
+        packed = LookupArgs(
+            tree.base, tree.tokens, "\0", "1" if env.count_stats else "0", env.token_ttl
+        ).pack()
+        self.head, self.tail = packed.split("\0")  # the fresh era goes in between, per call
+        declared: list[str] = (
+            [tree.clock, tree.stats] if env.no_index else [tree.clock, tree.stats, env.schema.groups]
         )
+        self.keys = [k.encode() for k in declared]
+        self.namespace = namespace.encode("utf-8", "surrogatepass")
+
+
+def _consts(env: Env, namespace: str) -> _Consts:
+    consts: _Consts | None = env.memo.get(namespace)
+    if consts is None:
         if len(env.memo) > 1024:
             env.memo.clear()
-        env.memo[namespace] = consts
+        consts = env.memo[namespace] = _Consts(env, namespace)
     return consts
 
 
 def lookup(env: Env, key: EntryKey) -> Flow[Lookup]:
     """Read the entry and its group's clock in one script; the body of a hit is decoded here."""
-    entry_base, head, tail, ns = _consts(env, key.namespace)
-    # Clock, stats and token keys derive from the group base inside the script, and the small arguments
-    # travel as one string: few arguments to encode on every hit (all keys share the entry's hash slot).
-    entry = entry_base + key.digest
-    keys = [entry] if env.no_index else [entry, env.schema.groups]
-    res = yield Eval(script("lookup"), keys, [(head + fresh_era() + tail).encode(), ns])
+    c = _consts(env, key.namespace)
+    # KEYS: the entry, the group's clock and stats (and the index of groups on a standalone server); the small
+    # arguments travel as one string: few arguments to encode on every hit (all keys share one hash slot).
+    res = yield Eval(
+        script("lookup"),
+        [c.entry_base + key.digest, *c.keys],
+        [(c.head + fresh_era() + c.tail).encode(), c.namespace],
+    )
     status = int(res[0])
     if status == NO_CLOCK:
         return (yield from _first_use(env, key))
@@ -78,9 +108,7 @@ def lookup(env: Env, key: EntryKey) -> Flow[Lookup]:
     seen = Seen(era, int(counter), int(invalidations))
     if status != HIT:
         return Lookup(None, seen, status)
-    value = res[2]
-    sep = b"\n\n" if isinstance(value, bytes) else "\n\n"  # a client may decode responses to str
-    hit = decode_body(value[value.find(sep) + 2 :])
+    hit = decode_body(body_of(res[2]))
     if hit is None:  # the script counted a hit; discard() makes it a bad miss
         yield from discard(env, key)
         return Lookup(None, seen, BAD)

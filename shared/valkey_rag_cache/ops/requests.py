@@ -27,10 +27,10 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Eval:
-    """Run a script; every key shares one hash slot (the first one routes it in a cluster)."""
+    """Run a script; every key shares one hash slot (the first one, a str, routes it in a cluster)."""
 
     script: Script
-    keys: list[str]
+    keys: list[str | bytes]
     args: list[str | int | float | bytes]
 
 

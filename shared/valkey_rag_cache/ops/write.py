@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..envelope import encode_body
@@ -26,7 +27,7 @@ from .env import Env, fresh_era
 from .groups import add_group, retire_call
 from .requests import Eval, Flow
 
-__all__ = ["HOUSEKEEPING_EVERY", "write"]
+__all__ = ["HOUSEKEEPING_EVERY", "WriteArgs", "write"]
 
 log = logging.getLogger("valkey_rag_cache")
 
@@ -34,6 +35,31 @@ log = logging.getLogger("valkey_rag_cache")
 # rest skip that upkeep (neither is needed for correctness; `purge()` does the rest).
 HOUSEKEEPING_EVERY = 8
 _WRITES = itertools.count()
+
+
+@dataclass(frozen=True, slots=True)
+class WriteArgs:
+    """write.lua's packed argument (``WRITE_ARGS`` in common.lua: the same fields, in this order, then the
+    source digests). Every field is made of key-safe characters, so one space-joined string carries them."""
+
+    base: str  # the group's base
+    namespace: str  # escaped
+    ttl: int
+    seen_era: str  # '-': no lookup before this write, stored unchecked
+    seen_counter: int
+    seen_invalidations: int
+    fresh_era: str
+    digest: str
+    token_ttl: int
+    count_stats: str  # '1' or '0'
+    housekeeping: str  # '1' or '0'
+    sources: tuple[str, ...] = field(default=())  # source digests: the words after the named fields
+
+    def pack(self) -> str:
+        return " ".join([*[str(getattr(self, name)) for name in _WRITE_FIELDS], *self.sources])
+
+
+_WRITE_FIELDS = tuple(f.name for f in fields(WriteArgs) if f.name != "sources")
 
 
 def write(
@@ -70,26 +96,25 @@ def write(
         added = yield from add_group(env, g)
         if added:
             yield retire_call(env, g, force=True)
-    # The script derives the group's keys and the namespace levels' token names itself, and takes the
-    # small arguments (all made of key-safe characters) as one string: few arguments to encode per write.
-    small = " ".join(
-        [
-            s.group_base(g),
-            escape(key.namespace),
-            str(seconds),
-            seen.era if seen else "-",
-            str(seen.counter if seen else 0),
-            str(seen.invalidations if seen else 0),
-            fresh_era(),
-            key.digest,
-            str(env.token_ttl),
-            "1" if env.count_stats else "0",
-            "1" if next(_WRITES) % HOUSEKEEPING_EVERY == 0 else "0",
-            *[source_digest(src.id) for src in sources],
-        ]
-    )
-    keys = [s.entry(key)] if env.no_index else [s.entry(key), s.groups]
-    args: list[Any] = [small, key.namespace, body]
+    tree = s.tree(key.namespace)
+    packed = WriteArgs(
+        tree.base,
+        escape(key.namespace),
+        seconds,
+        seen.era if seen else "-",
+        seen.counter if seen else 0,
+        seen.invalidations if seen else 0,
+        fresh_era(),
+        key.digest,
+        env.token_ttl,
+        "1" if env.count_stats else "0",
+        "1" if next(_WRITES) % HOUSEKEEPING_EVERY == 0 else "0",
+        tuple(source_digest(src.id) for src in sources),
+    ).pack()
+    keys: list[str | bytes] = [tree.entry(key.namespace, key.digest), tree.clock, tree.stats, tree.nss]
+    if not env.no_index:
+        keys.append(s.groups)
+    args: list[Any] = [packed, key.namespace, body]
     stored = yield Eval(script("write"), keys, args)
     return bool(stored)
 
