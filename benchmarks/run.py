@@ -3,6 +3,7 @@
 Run it (outside the test suite):
 
     python3 dev.py bench               # sets up .venv with the `bench` extra, then runs this file
+    python3 dev.py bench --semantic    # the semantic benchmark instead (benchmarks/semantic.py)
     .venv/bin/python benchmarks/run.py [--quick] [--json results.json] [--out docs]
 
 A full run writes docs/benchmarks.md and docs/benchmarks.png; `--quick` (a smoke-size run of every case)
@@ -216,6 +217,11 @@ def _cluster(cfg: Config, loop: asyncio.AbstractEventLoop) -> dict[str, list[flo
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--semantic" in argv:
+        import semantic
+
+        return semantic.main([a for a in argv if a != "--semantic"])
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -280,7 +286,11 @@ def main(argv: list[str] | None = None) -> int:
 def _notes() -> str:
     """Findings written by hand after a run (`benchmarks/notes.md`), appended to the page."""
     notes_file = HERE / "notes.md"
-    return notes_file.read_text() if notes_file.exists() else ""
+    notes = notes_file.read_text() if notes_file.exists() else ""
+    semantic_page = ROOT / "docs" / "semantic.md"  # written by `--semantic`; kept when this page is redone
+    if semantic_page.exists():
+        notes += f"\n<!-- semantic:start -->\n{semantic_page.read_text()}\n<!-- semantic:end -->\n"
+    return notes
 
 
 def _write(

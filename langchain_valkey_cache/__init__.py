@@ -7,11 +7,13 @@ Example:
 
 Answers made by a model call depend on the documents retrieved earlier in the same LangChain run;
 ``cache.invalidate_source(doc_id)`` (or `InvalidatingVectorStore` under ``index(...)``) drops them.
-`CachedRunnable` caches a whole chain, streams included.
+`CachedRunnable` caches a whole chain, streams included. `ValkeySemanticCache` (and `CachedRunnable`'s
+``embeddings=``) also serve the answer of a similar question, validated like an exact hit.
 """
 
 from .cache import ValkeyCache
 from .runnable import CachedRunnable
+from .semantic import ValkeySemanticCache
 from .vectorstore import InvalidatingVectorStore
 
-__all__ = ["CachedRunnable", "InvalidatingVectorStore", "ValkeyCache"]
+__all__ = ["CachedRunnable", "InvalidatingVectorStore", "ValkeyCache", "ValkeySemanticCache"]

@@ -16,6 +16,7 @@ from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 
 from valkey_rag_cache import CacheOperations, EntryKey, Seen, Source
 from valkey_rag_cache.operations import CoreOptions
+from valkey_rag_cache.telemetry import warn_once
 
 from .capture import Captured, capture
 from .codec import decode_generations, encode_generations
@@ -84,7 +85,7 @@ class ValkeyCache(CacheOperations, BaseCache):
         try:
             return encode_generations(return_val)
         except TypeError as exc:  # UnsupportedValue: a generation type we cannot restore exactly
-            log.warning("langchain_valkey_cache: not caching this answer: %s", exc)
+            warn_once(log, f"uncachable:{exc}", "langchain_valkey_cache: not caching this answer: %s", exc)
             return None
 
     # -- BaseCache -------------------------------------------------------------------------------------

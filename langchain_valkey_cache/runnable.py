@@ -17,9 +17,11 @@ import functools
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
+from langchain_core.embeddings import Embeddings
 from langchain_core.messages import BaseMessageChunk, message_chunk_to_message
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import (
@@ -30,13 +32,17 @@ from langchain_core.runnables.config import (
 )
 from langchain_core.runnables.utils import AddableDict
 
-from valkey_rag_cache import AnswerCache, EntryKey, Seen, Source
+from valkey_rag_cache import AnswerCache, EntryKey, Hit, Seen, Source
 from valkey_rag_cache.keys import digest
+from valkey_rag_cache.semantic import LookalikeGuard, SemanticCache, SemanticQuery, Verifier
+from valkey_rag_cache.semantic.cache import _DEFAULT_GUARD
 from valkey_rag_cache.streams import arecorded, recorded
+from valkey_rag_cache.telemetry import warn_once
 
 from .cache import ValkeyCache
 from .capture import Captured, capture
 from .codec import DecodeError, UnsupportedValue, decode_value, encode_value
+from .semantic import semantic_matcher
 
 __all__ = ["CachedRunnable"]
 
@@ -46,6 +52,7 @@ Input = TypeVar("Input")
 Output = TypeVar("Output")
 
 KIND = "lc-chain"
+SEMANTIC_KIND = "lc-chain-semantic"
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _MISS = object()
 
@@ -100,6 +107,15 @@ def _aggregate(chunks: list[Any]) -> Any:
     return out
 
 
+@dataclass
+class _Ticket:
+    """One input's place in the cache, and what its lookup saw (for the write after a miss)."""
+
+    key: EntryKey
+    query: SemanticQuery | None = None
+    seen: Seen | None = None
+
+
 class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
     """Caches a runnable's output per input; the entry depends on the documents retrieved while it ran.
 
@@ -109,13 +125,30 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
         key: the chain's identity in the cache, such as ``"support-bot:v3"``. By default a digest of the
             chain's repr (prompts, model parameters); name a version here to share entries across processes
             reliably and to retire them when the chain changes.
+        embeddings: a LangChain ``Embeddings``: the question is then also matched by similarity (the
+            input when it is a string, else its `semantic_key` field; every other input field, the chain and
+            ``configurable`` exactly). Each candidate passes the look-alike guard and is validated like an
+            exact hit; an exact match wins.
+        similarity_threshold, guard, verifier, band, k, embed_timeout: see `SemanticCache`.
 
     Inputs and outputs may be JSON values, tuples, messages and documents; others bypass the cache.
     ``config["configurable"]`` is part of the key; ``config["metadata"]["source_ids"]`` adds sources.
     """
 
     def __init__(
-        self, runnable: Runnable[Input, Output], cache: ValkeyCache | AnswerCache, key: str | None = None
+        self,
+        runnable: Runnable[Input, Output],
+        cache: ValkeyCache | AnswerCache,
+        key: str | None = None,
+        *,
+        embeddings: Embeddings | None = None,
+        similarity_threshold: float = 0.9,
+        semantic_key: str | None = None,
+        guard: LookalikeGuard | None = _DEFAULT_GUARD,
+        verifier: Verifier | None = None,
+        band: float = 0.05,
+        k: int = 4,
+        embed_timeout: float | None = 10.0,
     ) -> None:
         self.runnable = runnable
         if isinstance(cache, ValkeyCache):
@@ -129,6 +162,12 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
         self.key = key if key is not None else fingerprint(runnable)
         self.name = f"Cached{runnable.get_name()}"
         self._capture = capture()
+        self.semantic_key = semantic_key
+        self.semantic: SemanticCache | None = None
+        if embeddings is not None:
+            self.semantic = semantic_matcher(
+                self.core, embeddings, similarity_threshold, guard, verifier, band, k, embed_timeout
+            )
 
     def __repr__(self) -> str:
         return f"CachedRunnable({self.runnable!r}, key={self.key!r})"
@@ -152,17 +191,66 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
     # -- keys, sources, entries ------------------------------------------------------------------------
 
     def _entry_key(self, input: Any, config: RunnableConfig) -> EntryKey | None:
+        """The entry key of `input` (None: not cacheable); the exact key of its semantic query, if any."""
+        ticket = self._ticket(input, config)
+        return None if ticket is None else ticket.key
+
+    def _ticket(self, input: Any, config: RunnableConfig) -> _Ticket | None:
         configurable = {k: v for k, v in (config.get("configurable") or {}).items() if not k.startswith("__")}
         try:
+            if self.semantic is not None:
+                query = self._semantic_query(input, configurable)
+                if query is not None:
+                    return _Ticket(query.key, query)
             parts = {
                 "chain": self.key,
                 "input": encode_value(input),
                 "configurable": encode_value(configurable),
             }
-            return self.core.key(KIND, parts)
+            return _Ticket(self.core.key(KIND, parts))
         except TypeError as exc:  # an input we cannot key faithfully: run the chain uncached
             log.debug("langchain_valkey_cache: not caching a %s input: %s", type(input).__name__, exc)
             return None
+
+    def _semantic_query(self, input: Any, configurable: dict[str, Any]) -> SemanticQuery | None:
+        """The question matched by similarity and the exact partition of everything else; None: exact only."""
+        assert self.semantic is not None
+        if isinstance(input, str):
+            question, rest = input, None
+        elif (
+            isinstance(input, dict)
+            and self.semantic_key is not None
+            and isinstance(input.get(self.semantic_key), str)
+        ):
+            question = input[self.semantic_key]
+            rest = encode_value({k: v for k, v in input.items() if k != self.semantic_key})
+        else:
+            return None
+        partition = {
+            "chain": self.key,
+            "semantic_key": self.semantic_key if not isinstance(input, str) else None,
+            "input": rest,
+            "configurable": encode_value(configurable),
+        }
+        return self.semantic.query(SEMANTIC_KIND, question, partition)
+
+    def _lookup(self, ticket: _Ticket, decode: Any) -> Hit[Any] | None:
+        if ticket.query is not None and self.semantic is not None:
+            found = self.semantic.lookup(ticket.query, decode=decode)
+            ticket.seen = ticket.query.seen
+            return None if found is None else found.hit
+        hit = self.core.lookup(ticket.key, decode=decode)
+        ticket.seen = self.core.seen(ticket.key)
+        return hit
+
+    async def _alookup(self, ticket: _Ticket, decode: Any) -> Hit[Any] | None:
+        if ticket.query is not None and self.semantic is not None:
+            found = await self.semantic.alookup(ticket.query, decode=decode)
+            ticket.seen = ticket.query.seen
+            return None if found is None else found.hit
+        hit = await self.core.alookup(ticket.key, decode=decode)
+        ticket.seen = self.core.seen(ticket.key)
+        return hit
 
     def _sources(self, run_id: Any, config: RunnableConfig) -> list[Source]:
         captured: Captured = self._capture.run_sources(run_id, config.get("metadata"))
@@ -179,24 +267,28 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
                 entry["c"] = [encode_value(c) for c in chunks]
             return entry
         except UnsupportedValue as exc:
-            log.warning("langchain_valkey_cache: not caching this answer: %s", exc)
+            warn_once(log, f"uncachable:{exc}", "langchain_valkey_cache: not caching this answer: %s", exc)
             return None
 
     def _stream_entry(self, chunks: list[Any]) -> dict[str, Any] | None:
         """A whole stream's entry: its chunks (replayed on a hit) and their sum (for ``invoke``)."""
         return self._entry(_aggregate(chunks), chunks)
 
-    def _store(
-        self, key: EntryKey, entry: dict[str, Any] | None, sources: list[Source], seen: Seen | None
-    ) -> None:
-        if entry is not None:  # values JSON cannot hold: the core logs and skips the write
-            self.core.store(key, entry, sources, seen=seen)
+    def _store(self, ticket: _Ticket, entry: dict[str, Any] | None, sources: list[Source]) -> None:
+        if entry is None:  # values JSON cannot hold: the core logs and skips the write
+            return
+        if ticket.query is not None and self.semantic is not None:
+            self.semantic.store(ticket.query, entry, sources, seen=ticket.seen)
+        else:
+            self.core.store(ticket.key, entry, sources, seen=ticket.seen)
 
-    async def _astore(
-        self, key: EntryKey, entry: dict[str, Any] | None, sources: list[Source], seen: Seen | None
-    ) -> None:
-        if entry is not None:
-            await self.core.astore(key, entry, sources, seen=seen)
+    async def _astore(self, ticket: _Ticket, entry: dict[str, Any] | None, sources: list[Source]) -> None:
+        if entry is None:
+            return
+        if ticket.query is not None and self.semantic is not None:
+            await self.semantic.astore(ticket.query, entry, sources, seen=ticket.seen)
+        else:
+            await self.core.astore(ticket.key, entry, sources, seen=ticket.seen)
 
     # -- invoke ----------------------------------------------------------------------------------------
 
@@ -206,15 +298,14 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
     def _invoke(
         self, input: Input, run_manager: CallbackManagerForChainRun, config: RunnableConfig, **kwargs: Any
     ) -> Output:
-        key = self._entry_key(input, config)
+        key = self._ticket(input, config)
         if key is None:
             return self.runnable.invoke(input, config, **kwargs)
-        hit = self.core.lookup(key, decode=decode_output)
+        hit = self._lookup(key, decode_output)
         if hit is not None:
             return hit.value[0]  # type: ignore[no-any-return]
-        seen = self.core.seen(key)
         output = self.runnable.invoke(input, config, **kwargs)
-        self._store(key, self._entry(output), self._sources(run_manager.run_id, config), seen)
+        self._store(key, self._entry(output), self._sources(run_manager.run_id, config))
         return output
 
     async def ainvoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
@@ -227,15 +318,14 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
         config: RunnableConfig,
         **kwargs: Any,
     ) -> Output:
-        key = self._entry_key(input, config)
+        key = self._ticket(input, config)
         if key is None:
             return await self.runnable.ainvoke(input, config, **kwargs)
-        hit = await self.core.alookup(key, decode=decode_output)
+        hit = await self._alookup(key, decode_output)
         if hit is not None:
             return hit.value[0]  # type: ignore[no-any-return]
-        seen = self.core.seen(key)
         output = await self.runnable.ainvoke(input, config, **kwargs)
-        await self._astore(key, self._entry(output), self._sources(run_manager.run_id, config), seen)
+        await self._astore(key, self._entry(output), self._sources(run_manager.run_id, config))
         return output
 
     # -- stream: replay a hit, store only a stream that ran to its end ---------------------------------
@@ -248,25 +338,22 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
         child = patch_config(config, callbacks=run_manager.get_child())
         chunks: list[Any] = []
         try:
-            key = self._entry_key(input, config)
+            key = self._ticket(input, config)
             if key is None:
                 for chunk in self.runnable.stream(input, child, **kwargs):
                     chunks.append(chunk)
                     yield chunk
             else:
-                hit = self.core.lookup(key, decode=decode_entry)
+                # The generator may resume in another context: the ticket keeps what the lookup saw.
+                hit = self._lookup(key, decode_entry)
                 if hit is not None:
                     output, stored = hit.value
                     chunks = stored if stored is not None else [output]
                     yield from chunks
                 else:
-                    # The generator may resume in another context; take what the lookup saw now.
-                    seen = self.core.seen(key)
-
+                    # The generator may resume in another context: the ticket keeps what the lookup saw.
                     def complete(got: list[Any]) -> None:
-                        self._store(
-                            key, self._stream_entry(got), self._sources(run_manager.run_id, config), seen
-                        )
+                        self._store(key, self._stream_entry(got), self._sources(run_manager.run_id, config))
 
                     yield from recorded(self.runnable.stream(input, child, **kwargs), complete, chunks)
         except BaseException as exc:  # GeneratorExit too: an abandoned stream is never stored
@@ -285,24 +372,23 @@ class CachedRunnable(Runnable[Input, Output], Generic[Input, Output]):
         child = patch_config(config, callbacks=run_manager.get_child())
         chunks: list[Any] = []
         try:
-            key = self._entry_key(input, config)
+            key = self._ticket(input, config)
             if key is None:
                 async for chunk in self.runnable.astream(input, child, **kwargs):
                     chunks.append(chunk)
                     yield chunk
             else:
-                hit = await self.core.alookup(key, decode=decode_entry)
+                hit = await self._alookup(key, decode_entry)
                 if hit is not None:
                     output, stored = hit.value
                     chunks = stored if stored is not None else [output]
                     for chunk in chunks:
                         yield chunk
                 else:
-                    seen = self.core.seen(key)
 
                     async def acomplete(got: list[Any]) -> None:
                         entry = self._stream_entry(got)
-                        await self._astore(key, entry, self._sources(run_manager.run_id, config), seen)
+                        await self._astore(key, entry, self._sources(run_manager.run_id, config))
 
                     async for chunk in arecorded(
                         self.runnable.astream(input, child, **kwargs), acomplete, chunks

@@ -35,6 +35,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
 
 from valkey_rag_cache.errors import DecodeError
+from valkey_rag_cache.telemetry import warn_once
 
 __all__ = [
     "Answer",
@@ -61,7 +62,8 @@ _BLOCK_TYPES = frozenset(cls.model_fields["block_type"].default for cls in _BLOC
 
 
 def _not_cached(reason: object) -> None:
-    log.warning("llamaindex_valkey_cache: not caching this answer: %s", reason)
+    # Reasons name types, never content: a bounded set of kinds, each warned about once.
+    warn_once(log, f"uncachable:{reason}", "llamaindex_valkey_cache: not caching this answer: %s", reason)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from collections.abc import AsyncGenerator, Generator
 from typing import Any
 
 from llama_index.core.base.base_query_engine import BaseQueryEngine
+from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.base.response.schema import (
     RESPONSE_TYPE,
     AsyncStreamingResponse,
@@ -35,11 +36,14 @@ from llama_index.core.prompts.mixin import PromptMixinType
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from valkey_rag_cache import EntryKey, Seen, Source
+from valkey_rag_cache.semantic import LookalikeGuard, SemanticQuery, Verifier
+from valkey_rag_cache.semantic.cache import _DEFAULT_GUARD
 from valkey_rag_cache.streams import arecorded, recorded
 
 from . import codec
 from .cache import LlamaIndexCache
 from .keying import jsonable
+from .semantic import QueryMatcher
 from .shape import engine_shape
 from .tracking import Retrieved, install, ledger, retrieved
 
@@ -48,6 +52,8 @@ __all__ = ["CachedQueryEngine"]
 log = logging.getLogger("llamaindex_valkey_cache")
 
 QUERY = "llamaindex.query"
+SEMANTIC_QUERY = "llamaindex.query-semantic"
+Ticket = EntryKey | SemanticQuery
 
 
 class CachedQueryEngine(BaseQueryEngine):
@@ -59,6 +65,10 @@ class CachedQueryEngine(BaseQueryEngine):
         name: what the engine answers from (its data, tenant, filters), telling apart engines over
             different data that share a namespace; required when its shape cannot be read in full.
         namespace: store this engine's answers in another namespace than the cache's.
+        embed_model: a LlamaIndex embedding model: the query string is then also matched by similarity,
+            within the exact partition of everything else in the key (shape, name, custom embedding strings,
+            image); each candidate passes the look-alike guard and is validated like an exact hit.
+        similarity_threshold, guard, verifier, band, k, embed_timeout: see `SemanticCache`.
 
     Raises:
         ValueError: the engine's shape cannot be read in full and no `name` was given.
@@ -71,6 +81,13 @@ class CachedQueryEngine(BaseQueryEngine):
         *,
         name: str = "",
         namespace: str | None = None,
+        embed_model: BaseEmbedding | None = None,
+        similarity_threshold: float = 0.9,
+        guard: LookalikeGuard | None = _DEFAULT_GUARD,
+        verifier: Verifier | None = None,
+        band: float = 0.05,
+        k: int = 4,
+        embed_timeout: float | None = 10.0,
     ) -> None:
         if not isinstance(query_engine, BaseQueryEngine):
             raise TypeError(
@@ -90,6 +107,11 @@ class CachedQueryEngine(BaseQueryEngine):
         self.name = name
         self.namespace = namespace
         self._warned = False
+        self._matcher: QueryMatcher | None = None
+        if embed_model is not None:
+            self._matcher = QueryMatcher(
+                cache, embed_model, similarity_threshold, guard, verifier, band, k, embed_timeout
+            )
         install()
 
     def _get_prompt_modules(self) -> PromptMixinType:
@@ -97,7 +119,7 @@ class CachedQueryEngine(BaseQueryEngine):
 
     # -- keys ------------------------------------------------------------------------------------------
 
-    def _key(self, query: QueryBundle) -> EntryKey | None:
+    def _key(self, query: QueryBundle) -> Ticket | None:
         """The entry key; None when the engine changed into one whose shape cannot be read, unnamed."""
         shape = engine_shape(self.query_engine)
         if shape.unread and not self.name:
@@ -116,7 +138,25 @@ class CachedQueryEngine(BaseQueryEngine):
             "embedding_strs": query.custom_embedding_strs,
             "image": query.image_path,
         }
+        if self._matcher is not None and query.query_str.strip():
+            partition = jsonable({k: v for k, v in parts.items() if k != "query"})
+            return self._matcher.query(SEMANTIC_QUERY, query.query_str, partition, self.namespace)
         return self.cache.core.key(QUERY, jsonable(parts), namespace=self.namespace)
+
+    def _lookup(self, key: Ticket) -> tuple[codec.Answer | None, Seen | None]:
+        if self._matcher is not None:
+            return self._matcher.lookup(key, codec.decode_answer)
+        assert isinstance(key, EntryKey)
+        hit = self.cache.core.lookup(key, codec.decode_answer)
+        # What the lookup saw, for the write, which a stream makes later, maybe elsewhere.
+        return (hit.value, None) if hit is not None else (None, self.cache.core.seen(key))
+
+    async def _alookup(self, key: Ticket) -> tuple[codec.Answer | None, Seen | None]:
+        if self._matcher is not None:
+            return await self._matcher.alookup(key, codec.decode_answer)
+        assert isinstance(key, EntryKey)
+        hit = await self.cache.core.alookup(key, codec.decode_answer)
+        return (hit.value, None) if hit is not None else (None, self.cache.core.seen(key))
 
     @property
     def _streaming(self) -> bool:
@@ -132,10 +172,9 @@ class CachedQueryEngine(BaseQueryEngine):
         key = self._key(query_bundle)
         if key is None:
             return self.query_engine.query(query_bundle)
-        hit = self.cache.core.lookup(key, codec.decode_answer)
-        if hit is not None:
-            return self._replay(hit.value, asynchronous=False)
-        seen = self.cache.core.seen(key)  # for the write, which a stream makes later, maybe elsewhere
+        answer, seen = self._lookup(key)
+        if answer is not None:
+            return self._replay(answer, asynchronous=False)
         span = active_span_id.get()
         start = len(ledger().under(span))
         response = self.query_engine.query(query_bundle)
@@ -152,10 +191,9 @@ class CachedQueryEngine(BaseQueryEngine):
         key = self._key(query_bundle)
         if key is None:
             return await self.query_engine.aquery(query_bundle)
-        hit = await self.cache.core.alookup(key, codec.decode_answer)
-        if hit is not None:
-            return self._replay(hit.value, asynchronous=True)
-        seen = self.cache.core.seen(key)
+        answer, seen = await self._alookup(key)
+        if answer is not None:
+            return self._replay(answer, asynchronous=True)
         span = active_span_id.get()
         start = len(ledger().under(span))
         response = await self.query_engine.aquery(query_bundle)
@@ -174,27 +212,39 @@ class CachedQueryEngine(BaseQueryEngine):
 
     def _store(
         self,
-        key: EntryKey,
+        key: Ticket,
         response: Any,
         during: tuple[Retrieved, ...],
         seen: Seen | None,
         tokens: list[str] | None,
     ) -> None:
         value = self._encode(response, tokens)
-        if value is not None:  # source nodes JSON cannot hold: the answer is returned, not cached
-            self.cache.core.store(key, value, self._sources(response, during), seen=seen)
+        if value is None:  # source nodes JSON cannot hold: the answer is returned, not cached
+            return
+        sources = self._sources(response, during)
+        if self._matcher is not None:
+            self._matcher.store(key, value, sources, seen)
+        else:
+            assert isinstance(key, EntryKey)
+            self.cache.core.store(key, value, sources, seen=seen)
 
     async def _astore(
         self,
-        key: EntryKey,
+        key: Ticket,
         response: Any,
         during: tuple[Retrieved, ...],
         seen: Seen | None,
         tokens: list[str] | None,
     ) -> None:
         value = self._encode(response, tokens)
-        if value is not None:
-            await self.cache.core.astore(key, value, self._sources(response, during), seen=seen)
+        if value is None:
+            return
+        sources = self._sources(response, during)
+        if self._matcher is not None:
+            await self._matcher.astore(key, value, sources, seen)
+        else:
+            assert isinstance(key, EntryKey)
+            await self.cache.core.astore(key, value, sources, seen=seen)
 
     @staticmethod
     def _encode(response: Any, tokens: list[str] | None) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
@@ -22,6 +23,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 from valkey.exceptions import ValkeyError
 
 from . import seen as views
+from . import telemetry
 from .connection import Connector
 from .decoding import decoded
 from .doctor import DoctorReport
@@ -30,9 +32,9 @@ from .envelope import Hit
 from .errors import CacheError, InvalidationError
 from .health import Health, is_backend_error
 from .keys import EntryKey, KeySchema, validate_namespace
-from .ops import groups, housekeeping, invalidate, lookup, write
+from .ops import groups, housekeeping, invalidate, lifecycle, lookup, write
 from .ops.env import Env
-from .ops.lookup import Lookup
+from .ops.lookup import BAD, HIT, MISS, STALE, Lookup
 from .ops.requests import Flow
 from .seen import Seen
 from .sources import Source, SourceScope, as_sources, scoped_sources
@@ -43,6 +45,7 @@ __all__ = ["AnswerCache"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+D = TypeVar("D")
 P = ParamSpec("P")
 Operation = Callable[Concatenate[Env, P], Flow[R]]  # an operation of `ops`, given its `Env` first
 
@@ -146,16 +149,18 @@ class AnswerCache:
 
     # -- running flows ---------------------------------------------------------------------------------
 
-    def _try(self, write: bool, op: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R | None:
-        """Run `op`; None when the backend is down or a script failed (a miss, or a dropped write)."""
+    def _try(
+        self, default: D, write: bool, op: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R | D:
+        """Run `op`; `default` when the backend is down or a script failed (a miss, or a dropped write)."""
         if self.health.should_skip():
-            return None
+            return default
         try:
             self.connector.sync_client()  # connects: whether this is a cluster is known from here on
             result = self._sync.run(op(self.env, *args, **kwargs))
         except Exception as exc:
             self._failed(exc, write, None)
-            return None
+            return default
         self.health.succeeded()
         return result
 
@@ -173,6 +178,8 @@ class AnswerCache:
     def _failed(self, exc: Exception, write: bool, strict: type[CacheError] | None) -> None:
         if strict and isinstance(exc, strict):
             raise exc  # the operation's own report (e.g. the namespace trees it could not invalidate)
+        if telemetry._observers:
+            telemetry.backend_error("admin" if strict else "write" if write else "lookup")
         # No URL and no embedded server: said once, with what to install or set; no outage to wait out.
         if isinstance(exc, EmbeddedUnavailable):
             if strict:
@@ -194,15 +201,17 @@ class AnswerCache:
         self.health.script_failed(exc, write)
         return None
 
-    async def _atry(self, write: bool, op: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R | None:
+    async def _atry(
+        self, default: D, write: bool, op: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R | D:
         if self.health.should_skip():
-            return None
+            return default
         try:
             await self.connector.async_client()
             result = await self._async.run(op(self.env, *args, **kwargs))
         except Exception as exc:
             self._failed(exc, write, None)
-            return None
+            return default
         self.health.succeeded()
         return result
 
@@ -231,22 +240,36 @@ class AnswerCache:
         the entry is then deleted and counted as bad, and the write that follows is still checked against
         this lookup. Any other exception from `decode` is logged once as a bug and is a miss too.
         """
-        hit = self._accept(key, self._try(False, lookup.lookup, key), decode)
-        if hit is _BAD:
-            self.discard(key)
-            return None
-        return hit
+        if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
+            start = time.perf_counter_ns()
+            result = self._try(None, False, lookup.lookup, key)
+            hit = self._accept(key, result, decode)
+            if hit is _BAD:
+                self.discard(key)
+            _report_lookup(key, result, hit, start)
+        else:
+            hit = self._accept(key, self._try(None, False, lookup.lookup, key), decode)
+            if hit is _BAD:
+                self.discard(key)
+        return None if hit is _BAD else hit
 
     @overload
     async def alookup(self, key: EntryKey, decode: None = None) -> Hit[Any] | None: ...
     @overload
     async def alookup(self, key: EntryKey, decode: Callable[[Any], T]) -> Hit[T] | None: ...
     async def alookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit[Any] | None:
-        hit = self._accept(key, await self._atry(False, lookup.lookup, key), decode)
-        if hit is _BAD:
-            await self.adiscard(key)
-            return None
-        return hit
+        if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
+            start = time.perf_counter_ns()
+            result = await self._atry(None, False, lookup.lookup, key)
+            hit = self._accept(key, result, decode)
+            if hit is _BAD:
+                await self.adiscard(key)
+            _report_lookup(key, result, hit, start)
+        else:
+            hit = self._accept(key, await self._atry(None, False, lookup.lookup, key), decode)
+            if hit is _BAD:
+                await self.adiscard(key)
+        return None if hit is _BAD else hit
 
     def _accept(
         self, key: EntryKey, result: Lookup | None, decode: Callable[[Any], Any] | None
@@ -276,8 +299,8 @@ class AnswerCache:
         key: EntryKey,
         sources: Iterable[Source | str] | None,
         seen: Seen | None,
-    ) -> tuple[tuple[Source, ...], Seen | None] | None:
-        """The write's sources and the view it is checked against; None when it is refused before sending."""
+    ) -> tuple[tuple[Source, ...], Seen | None]:
+        """The write's sources and the view it is checked against (`_REFUSED`: refused before sending)."""
         srcs = as_sources(sources) if sources is not None else ()
         srcs = as_sources([*srcs, *scoped_sources()])
         seen = seen if seen is not None else views.take(self._ident(key))
@@ -288,7 +311,7 @@ class AnswerCache:
             # newer than the answer's retrieval; an older one would refuse nearly as often. It costs one
             # uncached answer per prompt during a fault, which the next call's miss caches again.
             self.health.dropped()
-            return None
+            return srcs, _REFUSED
         return srcs, seen
 
     def store(
@@ -306,10 +329,18 @@ class AnswerCache:
         Returns False when the write was refused (an invalidation overtook it, or the lookup before it did not
         reach Valkey, so nothing can tell) or dropped (backend down).
         """
-        checked = self._write_args(key, sources, seen)
-        if checked is None:
+        srcs, checked = self._write_args(key, sources, seen)
+        if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
+            start = time.perf_counter_ns()
+            stored = (
+                _DROPPED
+                if checked is _REFUSED
+                else self._try(_DROPPED, True, write.write, key, value, srcs, checked, ttl, content_type)
+            )
+            return _report_write(key, stored, start, len(srcs))
+        if checked is _REFUSED:
             return False
-        return bool(self._try(True, write.write, key, value, checked[0], checked[1], ttl, content_type))
+        return bool(self._try(False, True, write.write, key, value, srcs, checked, ttl, content_type))
 
     async def astore(
         self,
@@ -321,53 +352,66 @@ class AnswerCache:
         content_type: str | None = None,
         seen: Seen | None = None,
     ) -> bool:
-        checked = self._write_args(key, sources, seen)
-        if checked is None:
+        srcs, checked = self._write_args(key, sources, seen)
+        if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
+            start = time.perf_counter_ns()
+            stored = (
+                _DROPPED
+                if checked is _REFUSED
+                else await self._atry(
+                    _DROPPED, True, write.write, key, value, srcs, checked, ttl, content_type
+                )
+            )
+            return _report_write(key, stored, start, len(srcs))
+        if checked is _REFUSED:
             return False
-        return bool(
-            await self._atry(True, write.write, key, value, checked[0], checked[1], ttl, content_type)
-        )
+        return bool(await self._atry(False, True, write.write, key, value, srcs, checked, ttl, content_type))
 
     def discard(self, key: EntryKey) -> None:
         """Delete an entry whose value the caller could not use, counting it as bad data."""
-        self._try(False, lookup.discard, key)
+        self._try(None, False, lookup.discard, key)
 
     async def adiscard(self, key: EntryKey) -> None:
-        await self._atry(False, lookup.discard, key)
+        await self._atry(None, False, lookup.discard, key)
 
     # -- invalidation: raises InvalidationError when it cannot be carried out --------------------------
 
     def invalidate_source(self, source_id: str) -> int:
         """Invalidate and delete every answer built on `source_id`, in every namespace; returns how many."""
-        return self._must(InvalidationError, invalidate.invalidate_sources, [source_id])
+        return _reported("source", self._must(InvalidationError, invalidate.invalidate_sources, [source_id]))
 
     async def ainvalidate_source(self, source_id: str) -> int:
-        return await self._amust(InvalidationError, invalidate.invalidate_sources, [source_id])
+        n = await self._amust(InvalidationError, invalidate.invalidate_sources, [source_id])
+        return _reported("source", n)
 
     def invalidate_sources(self, source_ids: Iterable[str]) -> int:
         """Invalidate every answer built on any of `source_ids` (a bare str is one id); returns how many."""
         ids = _ids(source_ids)
-        return self._must(InvalidationError, invalidate.invalidate_sources, ids)
+        return _reported("source", self._must(InvalidationError, invalidate.invalidate_sources, ids))
 
     async def ainvalidate_sources(self, source_ids: Iterable[str]) -> int:
         ids = _ids(source_ids)
-        return await self._amust(InvalidationError, invalidate.invalidate_sources, ids)
+        return _reported("source", await self._amust(InvalidationError, invalidate.invalidate_sources, ids))
 
     def invalidate_namespace(self, namespace: str | None = None) -> None:
         """Invalidate a namespace and all below it (``docs`` covers ``docs:technical``), in O(1)."""
         ns = self.check_namespace(self.namespace if namespace is None else namespace)
         self._must(InvalidationError, invalidate.invalidate_namespace, ns)
+        _reported("namespace", None)
 
     async def ainvalidate_namespace(self, namespace: str | None = None) -> None:
         ns = self.check_namespace(self.namespace if namespace is None else namespace)
         await self._amust(InvalidationError, invalidate.invalidate_namespace, ns)
+        _reported("namespace", None)
 
     def invalidate_all(self) -> None:
         """Bump the version: nothing written before this call is served again, in any namespace."""
         self._must(InvalidationError, invalidate.invalidate_all)
+        _reported("all", None)
 
     async def ainvalidate_all(self) -> None:
         await self._amust(InvalidationError, invalidate.invalidate_all)
+        _reported("all", None)
 
     def register(self) -> bool:
         """List this cache's tree in the index of groups, so that global invalidations reach it.
@@ -411,20 +455,59 @@ class AnswerCache:
 
     # -- housekeeping ----------------------------------------------------------------------------------
 
-    def purge(self, count: int = 1000) -> int:
-        """Reclaim invalidated entries and dead dependency links (SCAN + UNLINK in batches, every primary)."""
-        return self._must(CacheError, housekeeping.purge, count)
+    def purge(
+        self,
+        count: int = 1000,
+        *,
+        idle_after: float | None = lifecycle.DEFAULT_IDLE_AFTER,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Reclaim invalidated entries and dead dependency links (SCAN + UNLINK in batches, every primary),
+        and drop the bookkeeping of top-level namespace trees idle for `idle_after` seconds (``None``: keep).
 
-    async def apurge(self, count: int = 1000) -> int:
-        return await self._amust(CacheError, housekeeping.purge, count)
+        `progress(n)` is told how many keys each SCAN page examined. Returns the keys or links removed.
+        """
+        return int(self._must(CacheError, lifecycle.purge, count, idle_after, progress))
+
+    async def apurge(
+        self,
+        count: int = 1000,
+        *,
+        idle_after: float | None = lifecycle.DEFAULT_IDLE_AFTER,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        return int(await self._amust(CacheError, lifecycle.purge, count, idle_after, progress))
+
+    def drop_namespace(self, namespace: str | None = None) -> int:
+        """Remove a namespace tree for good: entries, tokens, dependency sets, counters (and for a top-level
+        namespace its clock and index entry). Safe while in use: nothing written before is served again and
+        a write whose lookup came before the drop is refused. Returns the number of keys deleted.
+        """
+        ns = self.check_namespace(namespace or self.namespace)
+        return _reported("drop", int(self._must(InvalidationError, lifecycle.drop_namespace, ns)))
+
+    async def adrop_namespace(self, namespace: str | None = None) -> int:
+        ns = self.check_namespace(namespace or self.namespace)
+        return _reported("drop", int(await self._amust(InvalidationError, lifecycle.drop_namespace, ns)))
+
+    def reset_stats(self, namespace: str | None = None) -> None:
+        """Zero the shared counters of a namespace and those below it (``None``: every namespace)."""
+        if namespace is not None:
+            self.check_namespace(namespace)
+        self._must(CacheError, lifecycle.reset_stats, namespace)
+
+    async def areset_stats(self, namespace: str | None = None) -> None:
+        if namespace is not None:
+            self.check_namespace(namespace)
+        await self._amust(CacheError, lifecycle.reset_stats, namespace)
 
     def stats(self) -> dict[str, Any]:
         """Counters: per namespace from Valkey (shared by every process), and this process's errors."""
-        per_ns = self._try(False, housekeeping.stats) or {}
+        per_ns = self._try(None, False, housekeeping.stats) or {}
         return _stats_report(per_ns, self.health.snapshot())
 
     async def astats(self) -> dict[str, Any]:
-        per_ns = await self._atry(False, housekeeping.stats) or {}
+        per_ns = await self._atry(None, False, housekeeping.stats) or {}
         return _stats_report(per_ns, self.health.snapshot())
 
     def doctor(self) -> DoctorReport:
@@ -446,6 +529,42 @@ def _policy(policy: TTLPolicy | Mapping[str, TTLValue] | None, default_content_t
 def _ids(source_ids: Iterable[str]) -> list[str]:
     # A bare string is one id: iterating it would invalidate its characters and leave its answers cached.
     return [source_ids] if isinstance(source_ids, str) else list(source_ids)
+
+
+_DROPPED = object()  # a write that never reached Valkey (down, or skipped during an outage)
+_REFUSED = Seen("", 0, 0)  # the view of a write refused before sending (its lookup did not reach Valkey)
+_LOOKUP_RESULT = {HIT: "hit", MISS: "miss", STALE: "stale", BAD: "bad"}
+
+
+def _report_lookup(key: EntryKey, result: Lookup | None, hit: Any, start: int) -> None:
+    if result is None:
+        outcome = "error"
+    elif hit is _BAD:
+        outcome = "bad"
+    else:
+        outcome = _LOOKUP_RESULT.get(result.status, "miss")
+    sources = len(hit.sources) if isinstance(hit, Hit) else 0
+    telemetry.lookup(key.namespace, key.digest, outcome, start, time.perf_counter_ns(), sources)
+
+
+def _report_write(key: EntryKey, stored: Any, start: int, sources: int) -> bool:
+    outcome = (
+        "dropped"
+        if stored is _DROPPED
+        else "uncachable"
+        if stored is None
+        else "stored"
+        if stored
+        else "refused"
+    )
+    telemetry.write(key.namespace, key.digest, outcome, start, time.perf_counter_ns(), sources)
+    return outcome == "stored"
+
+
+def _reported(kind: str, retired: int | None) -> int:
+    if telemetry._observers:
+        telemetry.invalidation(kind, retired)
+    return retired or 0
 
 
 _COUNTERS = ("hits", "misses", "stale", "bad", "writes", "refused", "invalidations")

@@ -9,6 +9,8 @@ touches one hash slot, and namespaces spread over the shards of a cluster by the
     llmcache:{docs}:t:s:<source digest>         a source token
     llmcache:{docs}:d:<source digest>:<ns>      the entries of one namespace that depend on a source
     llmcache:{docs}:clock / :stats / :nss       the group's token clock, counters and namespaces
+    llmcache:{docs}:v:docs:technical:<part>     semantic index: the vectors of one exact partition (a hash)
+    llmcache:{docs}:vl:docs:technical:<part>    semantic index: its change log (a stream), for mirrors
     llmcache:groups                             the top-level namespaces in use
 
 `GroupKeys` names every key of one tree from its base; `KeySchema` names the trees. No other module builds a
@@ -200,6 +202,14 @@ class KeySchema:
 
     def entry_base(self, namespace: str) -> str:
         return self.tree(namespace).entry_base(namespace)
+
+    def semantic_vectors(self, namespace: str, partition: str) -> str:
+        """The hash of one semantic partition's vectors (field: entry digest), in its tree's slot."""
+        return f"{self.group_base(namespace.split(':', 1)[0])}v:{escape(namespace)}:{partition}"
+
+    def semantic_log(self, namespace: str, partition: str) -> str:
+        """The stream logging changes to one semantic partition, read by every process's mirror."""
+        return f"{self.group_base(namespace.split(':', 1)[0])}vl:{escape(namespace)}:{partition}"
 
     def token_base(self, group: str) -> str:
         return self.group(group).tokens

@@ -56,7 +56,7 @@ def test_a_write_without_a_lookup_carries_no_view(key: EntryKey) -> None:
 
 def test_a_value_json_cannot_hold_asks_for_nothing(key: EntryKey) -> None:
     ops, result = run(write.write(env(), key, {"x": object()}, (), None), [])
-    assert ops == [] and result is False
+    assert ops == [] and result is None  # falsy (store() returns False); None: never sent, not refused
 
 
 def test_a_cluster_write_without_a_lookup_registers_its_group(key: EntryKey) -> None:

@@ -61,7 +61,12 @@ def entry_count(url: str, prefix: str) -> int:
 
 
 def test_public_api_is_pinned() -> None:
-    assert langchain_valkey_cache.__all__ == ["CachedRunnable", "InvalidatingVectorStore", "ValkeyCache"]
+    assert langchain_valkey_cache.__all__ == [
+        "CachedRunnable",
+        "InvalidatingVectorStore",
+        "ValkeyCache",
+        "ValkeySemanticCache",
+    ]
 
 
 def test_set_llm_cache_serves_a_chat_model_from_the_cache(global_cache: ValkeyCache) -> None:

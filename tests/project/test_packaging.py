@@ -37,6 +37,28 @@ def test_core_public_api_is_pinned() -> None:
         assert getattr(valkey_rag_cache, name) is not None
 
 
+def test_semantic_public_api_is_pinned() -> None:
+    import valkey_rag_cache.semantic as semantic
+
+    assert sorted(semantic.__all__) == [
+        "Calibration",
+        "Candidate",
+        "LookalikeGuard",
+        "MirrorIndex",
+        "Partition",
+        "SemanticCache",
+        "SemanticHit",
+        "SemanticIndex",
+        "SemanticQuery",
+        "Verifier",
+        "calibrate",
+        "pair_scores",
+        "rates_at",
+    ]
+    for name in semantic.__all__:
+        assert getattr(semantic, name) is not None
+
+
 def test_wheel_holds_the_three_packages_and_imports_them(tmp_path: Path) -> None:
     subprocess.run(
         [
@@ -60,6 +82,7 @@ def test_wheel_holds_the_three_packages_and_imports_them(tmp_path: Path) -> None
         assert f"{pkg}/__init__.py" in names
         assert f"{pkg}/py.typed" in names
     assert "valkey_rag_cache/lua/lookup.lua" in names
+    assert "valkey_rag_cache/semantic/__init__.py" in names
     assert not any(n.startswith(("shared/", "tests/")) for n in names)
 
     target = tmp_path / "site"
@@ -77,3 +100,29 @@ def test_wheel_holds_the_three_packages_and_imports_them(tmp_path: Path) -> None
     )
     site = sysconfig.get_paths()["purelib"]
     subprocess.run([sys.executable, "-S", "-c", code, str(target), site], check=True)
+
+
+def _build_output(hook: str, out: Path, env: dict[str, str]) -> str:
+    code = f"import sys; from setuptools import build_meta; build_meta.{hook}(sys.argv[1])"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(out)], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout + done.stderr
+
+
+def test_builds_print_no_warning(tmp_path: Path) -> None:
+    """`pip install .` (a wheel) and dev.py's editable install print nothing of the project's making."""
+    import os
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        import dev
+    finally:
+        sys.path.remove(str(ROOT))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    wheel = _build_output("build_wheel", tmp_path / "w", env)
+    editable = _build_output("build_editable", tmp_path / "e", {**env, **dev.INSTALL_ENV})
+    for output in (wheel, editable):
+        assert "Warning" not in output and "!!" not in output, output
+    # Without dev.py's filter, setuptools prints its notice: the filter is what keeps the install quiet.
+    assert "Editable installation" in _build_output("build_editable", tmp_path / "x", env)

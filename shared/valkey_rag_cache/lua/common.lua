@@ -264,6 +264,31 @@ local function unlink_all(keys)
   return n
 end
 
+-- Namespaces are stored escaped (percent-encoding) in key names and the namespaces set, raw in counters.
+local function unescape(s)
+  return (string.gsub(s, '%%(%x%x)', function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- Count one invalidation in the group's counters. `label`: a namespace (namespace invalidation), '' (source
+-- invalidation: each namespace it retired answers in, from `retired`), or '*' (version bump: every
+-- namespace that has counters in this group).
+local function count_invalidation(stats_key, label, retired)
+  if label == '*' then
+    local names = {}
+    local fields = redis.pcall('HKEYS', stats_key)
+    if failed(fields) then fields = {} end  -- not a hash of ours: stat() below replaces it
+    for _, f in ipairs(fields) do
+      local ns = string.match(f, '^[^:]+:(.*)$')
+      if ns and ns ~= '*' and ns ~= '' then names[ns] = true end
+    end
+    for ns in pairs(names) do stat(stats_key, 'invalidations:' .. ns, 1) end
+  elseif label == '' then
+    for ns in pairs(retired) do stat(stats_key, 'invalidations:' .. unescape(ns), 1) end
+  else
+    stat(stats_key, 'invalidations:' .. label, 1)
+  end
+end
+
 -- Invalidate token suffixes in the group whose keys start with `base`, deleting the dependents of sources.
 -- Returns the number of entries deleted.
 local function invalidate_group(base, fresh_era, ttl, label, suffixes)
@@ -273,6 +298,7 @@ local function invalidate_group(base, fresh_era, ttl, label, suffixes)
   local era = clock[1]
   redis.call('HINCRBY', clock_key, 'i', 1)
   local deleted = 0
+  local retired = {}
   local namespaces = nil
   for _, suffix in ipairs(suffixes) do
     local k = g.tokens .. suffix
@@ -289,7 +315,9 @@ local function invalidate_group(base, fresh_era, ttl, label, suffixes)
           local keys = {}
           local entry_base = g.entries .. ns .. ':'
           for j, m in ipairs(members) do keys[j] = entry_base .. m end
-          deleted = deleted + unlink_all(keys)
+          local n = unlink_all(keys)
+          if n > 0 then retired[ns] = true end
+          deleted = deleted + n
           redis.call('UNLINK', dk)
         end
       end
@@ -297,7 +325,7 @@ local function invalidate_group(base, fresh_era, ttl, label, suffixes)
       issue_token(clock_key, era, k, ttl)
     end
   end
-  stat(g.stats, 'invalidations:' .. label, 1)
+  count_invalidation(g.stats, label, retired)
   return deleted
 end
 

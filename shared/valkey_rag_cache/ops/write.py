@@ -22,6 +22,7 @@ from ..keys import EntryKey, escape, source_digest
 from ..scripts import script
 from ..seen import Seen
 from ..sources import Source
+from ..telemetry import value_kind, warn_once
 from ..ttl import TTLPolicy, TTLValue
 from .env import Env, fresh_era
 from .groups import add_group, retire_call
@@ -70,8 +71,8 @@ def write(
     seen: Seen | None,
     ttl: TTLValue | None = None,
     content_type: str | None = None,
-) -> Flow[bool]:
-    """Store `value`; False when refused (an invalidation overtook `seen`) or not JSON.
+) -> Flow[bool | None]:
+    """Store `value`; False when refused (an invalidation overtook `seen`), None when not JSON (never sent).
 
     `seen` is what the lookup before this write saw (None: no lookup, stored unchecked).
     """
@@ -88,8 +89,13 @@ def write(
     try:
         body = encode_body(value, tuple(src.id for src in sources), resolved_type, env.clock())
     except (TypeError, ValueError) as exc:  # not JSON (or NaN): the caller's answer is returned uncached
-        log.warning("valkey_rag_cache: not caching a value JSON cannot hold: %s", exc)
-        return False
+        warn_once(
+            log,
+            "uncachable:" + value_kind(exc),
+            "valkey_rag_cache: not caching a value JSON cannot hold: %s",
+            exc,
+        )
+        return None  # falsy like a refusal; None tells observers it was never sent
     if seen is None and env.cluster and env.confined_to is None:
         # A write without a lookup still has to make its group known to invalidations first; a group the
         # index had lost may have been skipped by one, so it is retired (standalone: inside the script).
