@@ -37,7 +37,7 @@ __all__ = ["BAD", "HIT", "MISS", "NO_CLOCK", "STALE", "Lookup", "LookupArgs", "c
 HIT, MISS, BAD, STALE, NO_CLOCK = 1, 0, 2, 3, 4
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # a value; not frozen for the hit path's sake (see `requests.Eval`)
 class Lookup:
     """What a lookup found: the hit (or None), the clock it saw (for the write after a miss), the status."""
 

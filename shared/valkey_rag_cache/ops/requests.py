@@ -24,8 +24,11 @@ __all__ = ["Call", "Cmd", "Eval", "FanOut", "Flow", "NodeCmd", "Op", "Primaries"
 
 T = TypeVar("T")
 
+# Requests are values: never changed once made. They are not `frozen` only because a frozen dataclass's
+# __init__ sets each field through object.__setattr__, which costs the hit path (one Eval per lookup).
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Eval:
     """Run a script; every key shares one hash slot (the first one, a str, routes it in a cluster)."""
 
@@ -34,7 +37,7 @@ class Eval:
     args: list[str | int | float | bytes]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Cmd:
     """One command, routed by its first key (``args[1]``) in a cluster."""
 
@@ -44,7 +47,7 @@ class Cmd:
 Call: TypeAlias = Eval | Cmd
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FanOut:
     """Independent calls, sent as one pipeline per shard; the replies come back in order."""
 
@@ -56,7 +59,7 @@ class Primaries:
     """The primaries to scan: opaque handles (one `None` on a standalone server)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NodeCmd:
     """One command on one primary (a handle from `Primaries`), or on the primary that owns `key`."""
 
