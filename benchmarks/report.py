@@ -19,9 +19,13 @@ from typing import Any
 
 from timing import median
 
-__all__ = ["Row", "build_rows", "markdown", "plot"]
+__all__ = ["Row", "build_rows", "markdown", "plot", "floor", "floor_text", "FLOOR_LIMIT"]
 
 Data = dict[str, list[float]]
+
+# A run whose raw GET (the floor) is slower than this is not representative: on a loaded machine the wait
+# for the CPU dwarfs the client's own cost, and every ratio to the floor looks better than it is.
+FLOOR_LIMIT = 150e-6
 
 
 @dataclass
@@ -35,6 +39,7 @@ class Row:
     target: str
     met: bool | None
     note: str = ""
+    spread: tuple[float, float] | None = None  # lowest and highest per-round ratio
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,10 +64,54 @@ def _bytes(b: float) -> str:
     return f"{b:,.0f} B"
 
 
-def _per_round(a: Sequence[float], b: Sequence[float], f: Callable[[float, float], float]) -> float | None:
+def _rounds(a: Sequence[float], b: Sequence[float], f: Callable[[float, float], float]) -> list[float]:
     vals = [f(x, y) for x, y in zip(a, b, strict=False)]
-    vals = [v for v in vals if v == v]  # drop NaN
+    return [v for v in vals if v == v]  # drop NaN
+
+
+def _per_round(a: Sequence[float], b: Sequence[float], f: Callable[[float, float], float]) -> float | None:
+    vals = _rounds(a, b, f)
     return median(vals) if vals else None
+
+
+def _spread(
+    a: Sequence[float], b: Sequence[float], f: Callable[[float, float], float]
+) -> tuple[float, float] | None:
+    vals = _rounds(a, b, f)
+    return (min(vals), max(vals)) if len(vals) > 1 else None
+
+
+def floor(data: Data) -> dict[str, Any] | None:
+    """The run's floor: median raw valkey-py GET, its spread over rounds, whether the run is representative.
+
+    >>> floor({"raw.get": [2.2e-4, 2.1e-4]})["representative"]
+    False
+    """
+    rounds = data.get("raw.get")
+    if not rounds:
+        return None
+    us = median(rounds)
+    return {
+        "raw_get_us": us * 1e6,
+        "spread_us": (min(rounds) * 1e6, max(rounds) * 1e6),
+        "limit_us": FLOOR_LIMIT * 1e6,
+        "representative": us <= FLOOR_LIMIT,
+    }
+
+
+def floor_text(data: Data) -> str:
+    f = floor(data)
+    if f is None:
+        return "Floor: not measured (no raw GET in this run)."
+    lo, hi = f["spread_us"]
+    text = f"Floor: raw valkey-py GET {f['raw_get_us']:.1f} µs (median of rounds; {lo:.1f}–{hi:.1f} µs)."
+    if not f["representative"]:
+        text += (
+            f" **Not representative:** the floor is slower than {f['limit_us']:.0f} µs, so the machine was "
+            "busy; waiting for the CPU hides the client's own cost and every ratio to the floor looks better "
+            "than on a quiet machine. Re-run on a quiet machine before quoting these figures."
+        )
+    return text
 
 
 def _div(x: float, y: float) -> float:
@@ -90,6 +139,7 @@ class _Builder:
         target: tuple[str, float] | None = None,
         note: str = "",
         unit: str = "x",
+        spread: tuple[float, float] | None = None,
     ) -> None:
         met = None
         text = ""
@@ -98,7 +148,7 @@ class _Builder:
             shown = "1/3 of RedisCache's" if abs(value - 1 / 3) < 1e-9 else f"{value:g}{unit}"
             text = f"{op.replace('<=', '≤').replace('>=', '≥')} {shown}"
             met = None if ratio is None else bool(_OPS[op](ratio, value))
-        self.rows.append(Row(key, section, case, ours, baseline, ratio, text, met, note))
+        self.rows.append(Row(key, section, case, ours, baseline, ratio, text, met, note, spread))
 
     def missing(
         self, key: str, section: str, case: str, why: str, target: tuple[str, float] | None = None
@@ -128,6 +178,7 @@ class _Builder:
             _per_round(d[ours], d[base], _div),
             target,
             note,
+            spread=_spread(d[ours], d[base], _div),
         )
 
     def above_floor(
@@ -148,6 +199,7 @@ class _Builder:
             _per_round(mine, other, _div),
             target,
             note=f"floor: {_label(floor)} {_us(median(d[floor]))}",
+            spread=_spread(mine, other, _div),
         )
 
 
@@ -331,6 +383,34 @@ def build_rows(data: Data, reasons: dict[str, str] | None = None) -> list[Row]:
                 f"{_ops(median(d[f'tp.raw.c{c}']))} (raw async GET)",
                 _per_round(d[f"tp.raw.c{c}"], d[key], _div),
                 t,
+                spread=_spread(d[f"tp.raw.c{c}"], d[key], _div),
+            )
+    # The same lookups through Valkey GLIDE (a ready-made GlideClient), against the same valkey.asyncio GET:
+    # the target is the core's throughput with the client a user would pick for it.
+    glide_why = why.get("glide") or "not measured"
+    for c in (1, 16, 64):
+        base = f"tp.raw.c{c}"
+        for name, label, key, t in (
+            ("glide_raw", "raw GLIDE GET", f"tp.graw.c{c}", None),
+            ("glide_core", "core `alookup` over GLIDE", f"tp.gcore.c{c}", (">=", 0.8) if c == 64 else None),
+        ):
+            if not b.has(key, base):
+                b.missing(f"throughput.{name}.c{c}", s, f"{label}, concurrency {c}", glide_why, t)
+                continue
+            note = ""
+            if name == "glide_core" and b.has(f"tp.graw.c{c}"):
+                own = _per_round(d[f"tp.graw.c{c}"], d[key], _div)
+                note = f"{own:.2f}x of raw GLIDE GET" if own is not None else ""
+            b.add(
+                f"throughput.{name}.c{c}",
+                s,
+                f"{label}, concurrency {c}",
+                _ops(median(d[key])),
+                f"{_ops(median(d[base]))} (raw valkey.asyncio GET)",
+                _per_round(d[base], d[key], _div),
+                t,
+                note=note,
+                spread=_spread(d[base], d[key], _div),
             )
 
     s = "Invalidation"
@@ -479,6 +559,8 @@ def _fmt_ratio(r: Row) -> str:
         return "n/a"
     if r.target.endswith(" B"):
         return f"{r.ratio:,.1f} B"
+    if r.spread is not None:
+        return f"{r.ratio:.2f}x <sub>({r.spread[0]:.2f}–{r.spread[1]:.2f})</sub>"
     return f"{r.ratio:.2f}x"
 
 
@@ -496,7 +578,13 @@ def table(rows: Sequence[Row]) -> str:
     return "\n".join(out)
 
 
-def markdown(rows: Sequence[Row], meta: dict[str, Any], notes: str, image: str) -> str:
+def markdown(
+    rows: Sequence[Row], meta: dict[str, Any], notes: str, image: str, floor_data: Data | None = None
+) -> str:
+    """The page; `floor_data` (the run's measurements) gives the floor line and its representativeness flag.
+
+    Ratios show the lowest and highest per-round ratio after the median.
+    """
     targets = [r for r in rows if r.target]
     met = sum(1 for r in targets if r.met)
     sections: dict[str, list[Row]] = {}
@@ -511,6 +599,8 @@ def markdown(rows: Sequence[Row], meta: dict[str, Any], notes: str, image: str) 
         "",
         f"Recorded {meta['date']} on {meta['machine']}, in {meta['elapsed']:.0f} s. {meta['config']}.",
         f"Versions: {meta['versions']}.",
+        "",
+        floor_text(floor_data or {}),
         "",
         "## Targets",
         "",
@@ -559,7 +649,13 @@ def plot(data: Data, path: Path) -> None:
     ax.legend(fontsize=8)
     # 2. throughput
     ax = axes[0][1]
-    for name, label in (("raw", "raw async GET"), ("core", "core alookup"), ("lc", "LangChain alookup")):
+    for name, label in (
+        ("raw", "raw valkey.asyncio GET"),
+        ("core", "core alookup (valkey.asyncio)"),
+        ("lc", "LangChain alookup"),
+        ("graw", "raw GLIDE GET"),
+        ("gcore", "core alookup (GLIDE)"),
+    ):
         xs = [c for c in (1, 16, 64) if data.get(f"tp.{name}.c{c}")]
         ax.plot(xs, [1 / median(data[f"tp.{name}.c{c}"]) for c in xs], marker="o", label=label)
     ax.set_xscale("log", base=2)

@@ -1,7 +1,9 @@
 """asyncio throughput: lookups (hits) from `c` concurrent tasks, against raw asyncio GET at the same `c`.
 
 A case's figure is seconds per op (wall time of `ops` lookups divided by `ops`); the report turns it into
-ops/s. One process, one event loop, one client: what a single async worker of an app can push.
+ops/s. One process, one event loop, one client: what a single async worker of an app can push. Two clients:
+valkey.asyncio (``tp.raw``, ``tp.core``, ``tp.lc``) and Valkey GLIDE (``tp.graw``: its GET; ``tp.gcore``: the
+core given a ready-made ``GlideClient``, reading the same stored answers as ``tp.core``).
 
 Example:
     >>> cases = throughput_cases(env, ops=4000)  # doctest: +SKIP
@@ -15,10 +17,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from latency import Env, hit, prompt
+from latency import NAMESPACE, TIMEOUT, Env, hit, prompt
 from payloads import LLM_STRING
 
-__all__ = ["CONCURRENCY", "Batch", "throughput_cases"]
+from valkey_rag_cache import AnswerCache
+
+__all__ = ["CONCURRENCY", "Batch", "throughput_cases", "glide_core"]
 
 CONCURRENCY = (1, 16, 64)
 
@@ -59,6 +63,17 @@ def throughput_cases(env: Env, concurrency: tuple[int, ...] = CONCURRENCY) -> li
         return hit(await core.alookup(hot[i % n_hot]))
 
     ops: dict[str, Callable[[int], Awaitable[Any]]] = {"raw": raw, "core": ours}
+    made = glide_core(env)
+    if made is not None:
+        graw, gcore = made
+
+        async def glide_get(i: int) -> Any:
+            return hit(await graw.get(f"bench:raw:hot:{i % n_hot}"))
+
+        async def glide_ours(i: int) -> Any:
+            return hit(await gcore.alookup(hot[i % n_hot]))
+
+        ops.update(graw=glide_get, gcore=glide_ours)
     if env.lc.available:
         lc = env.lc.cache
 
@@ -67,3 +82,28 @@ def throughput_cases(env: Env, concurrency: tuple[int, ...] = CONCURRENCY) -> li
 
         ops["lc"] = lc_hit
     return [Batch(f"tp.{name}.c{c}", op, c, loop) for c in concurrency for name, op in ops.items()]
+
+
+def glide_core(env: Env) -> tuple[Any, AnswerCache] | None:
+    """A GLIDE client on the harness's loop and the core over it (same prefix: the same stored answers).
+
+    None, with the reason in ``env.extras["glide_reason"]``, when valkey-glide is not installed.
+    """
+    if "glide" in env.extras:
+        return env.extras["glide"]  # type: ignore[no-any-return]
+    try:
+        import glide
+    except ImportError:
+        env.extras["glide_reason"] = "valkey-glide not installed (extra `glide`)"
+        return None
+    from urllib.parse import urlsplit
+
+    where = urlsplit(env.url)
+    config = glide.GlideClientConfiguration(
+        [glide.NodeAddress(where.hostname or "127.0.0.1", where.port or 6379)],
+        request_timeout=int(TIMEOUT * 1000),  # the same timeout as every other client of the harness
+    )
+    client = env.run(glide.GlideClient.create(config))
+    core = AnswerCache(client=client, prefix=env.core.schema.prefix, namespace=NAMESPACE)
+    env.extras["glide"] = (client, core)
+    return client, core

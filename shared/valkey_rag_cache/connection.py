@@ -22,6 +22,7 @@ from valkey.cluster import ValkeyCluster
 
 from .embedded import embedded_allowed, embedded_url
 from .errors import CacheError
+from .glide_driver import is_glide_client, is_glide_cluster
 
 __all__ = ["Connector", "check_url", "embedded_url", "redact"]
 
@@ -92,7 +93,7 @@ def redact(url: str) -> str:
 
 
 def _is_cluster_client(client: Any) -> bool:
-    return isinstance(client, ValkeyCluster | AsyncValkeyCluster)
+    return isinstance(client, ValkeyCluster | AsyncValkeyCluster) or is_glide_cluster(client)
 
 
 class Connector:
@@ -117,15 +118,17 @@ class Connector:
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self.cluster: bool | None = cluster
+        self.glide = is_glide_client(client)  # Valkey GLIDE (asyncio only): run by glide_driver.py
         if client is not None:
-            if isinstance(client, avalkey.Valkey | AsyncValkeyCluster):
+            if isinstance(client, avalkey.Valkey | AsyncValkeyCluster) or self.glide:
                 self._async_given = client
             elif isinstance(client, valkey.Valkey | ValkeyCluster):
                 self._sync = client
             else:
                 raise TypeError(
-                    "client must be a valkey.Valkey, valkey.ValkeyCluster, valkey.asyncio.Valkey or "
-                    f"valkey.asyncio.ValkeyCluster, got {type(client).__name__}"
+                    "client must be a valkey.Valkey, valkey.ValkeyCluster, valkey.asyncio.Valkey, "
+                    "valkey.asyncio.ValkeyCluster, glide.GlideClient or glide.GlideClusterClient, got "
+                    f"{type(client).__name__}"
                 )
             self.cluster = _is_cluster_client(client)
         elif url is not None:

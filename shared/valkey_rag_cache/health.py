@@ -19,6 +19,7 @@ from valkey.exceptions import (
 )
 
 from .errors import CacheError
+from .glide_driver import as_valkey_error
 from .resharding import is_resharding
 
 __all__ = ["Health", "is_backend_error"]
@@ -50,6 +51,7 @@ def is_backend_error(exc: BaseException) -> bool:
     >>> is_backend_error(TimeoutError()), is_backend_error(ResponseError("WRONGTYPE Operation against a key"))
     (True, False)
     """
+    exc = as_valkey_error(exc)  # a Valkey GLIDE error: sorted as its valkey-py twin (glide_driver.py)
     if isinstance(exc, ConnectionError | TimeoutError | OSError | CacheError | ClusterError):
         return True
     if is_resharding(exc):  # a slot moving between shards ("non local key", "... rehashing of the slot")

@@ -56,29 +56,42 @@ def by_node(calls: list[Call], node_of: Callable[[Any], Any]) -> list[tuple[Any,
 
 
 class PipelineRound:
-    """One pipeline of calls, sent again at most once after NOSCRIPT.
+    """One pipeline of calls; the calls that met NOSCRIPT are sent again, once, after loading their scripts.
 
-    A driver queues `commands()` into a pipeline, executes it without raising, and asks `reload(replies)`:
-    an empty set means the replies are final; otherwise it loads those scripts (``SCRIPT LOAD``) and sends
-    again, after `refused_load()` if an ACL refused that (the scripts then go as EVAL).
+    A driver queues `commands()` into a pipeline, executes it without raising, and hands the replies to
+    `reload`: it keeps them, and returns the scripts to load (``SCRIPT LOAD``) before sending `commands()`
+    again, which then holds only the calls that met NOSCRIPT (the others ran and must not run twice: a
+    counter would count twice). After `refused_load()` (an ACL without SCRIPT LOAD) they go as EVAL.
+    `replies` holds the final reply of every call, in order.
     """
 
-    __slots__ = ("calls", "sent", "use_eval")
+    __slots__ = ("calls", "replies", "sent", "todo", "use_eval")
 
     def __init__(self, calls: list[Call]) -> None:
         self.calls = calls
+        self.replies: list[Any] = [None] * len(calls)
+        self.todo = list(range(len(calls)))
         self.use_eval = False
         self.sent = 0
 
     def commands(self) -> list[tuple[Any, ...]]:
         self.sent += 1
         make = eval_command if self.use_eval else evalsha_command
-        return [make(c) if isinstance(c, Eval) else c.args for c in self.calls]
+        out = []
+        for i in self.todo:
+            call = self.calls[i]
+            out.append(make(call) if isinstance(call, Eval) else call.args)
+        return out
 
     def reload(self, replies: list[Any]) -> set[Script]:
-        if self.sent > 1 or not any(isinstance(r, NoScriptError) for r in replies):
-            return set()
-        return {c.script for c in self.calls if isinstance(c, Eval)}
+        missing = []
+        for i, reply in zip(self.todo, replies, strict=True):
+            if self.sent == 1 and isinstance(reply, NoScriptError):
+                missing.append(i)
+            else:
+                self.replies[i] = reply
+        self.todo = missing
+        return {call.script for call in (self.calls[i] for i in missing) if isinstance(call, Eval)}
 
     def refused_load(self) -> None:
         self.use_eval = True

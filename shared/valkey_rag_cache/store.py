@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from valkey.exceptions import ConnectionError, MovedError, NoPermissionError, NoScriptError, TimeoutError
 
 from .connection import Connector
+from .glide_driver import GlideDriver
 from .ops.requests import Call, Cmd, Eval, FanOut, Flow, NodeCmd, Primaries
 from .plan import PipelineRound, by_node, eval_command, evalsha_command, load_command
 from .resharding import RETRY_PAUSE, gave_up, is_resharding
@@ -183,7 +184,7 @@ class SyncDriver:
                 round_.refused_load()
         deadline = time.monotonic() + self.settle_for
         first_error: Exception | None = None
-        for (i, call), reply in zip(items, replies, strict=True):
+        for (i, call), reply in zip(items, round_.replies, strict=True):
             if cluster_client is not None and is_resharding(reply):
                 # Sent on a slot map that is out of date, or the slot is moving: retried on the owner after
                 # refreshing the map (so the next fan-out goes to the right node), or until the slot settles.
@@ -205,8 +206,11 @@ class AsyncDriver:
     def __init__(self, connector: Connector, settle_for: float = 0.5) -> None:
         self.connector = connector
         self.settle_for = settle_for
+        self._glide = GlideDriver(connector) if connector.glide else None
 
     async def run(self, flow: Flow[R]) -> R:
+        if self._glide is not None:  # a ready-made Valkey GLIDE client
+            return await self._glide.run(flow)
         client = await self.connector.async_client()
         if client is None:
             # Only a sync client was given: run the same operation on it in a worker thread.
@@ -314,7 +318,7 @@ class AsyncDriver:
                     await client.script_load(script.source)
             except NoPermissionError:
                 round_.refused_load()
-        for reply in replies:
+        for reply in round_.replies:
             if isinstance(reply, Exception):
                 raise reply
-        return list(replies)
+        return round_.replies

@@ -1,4 +1,7 @@
-"""The core's contract, run against fakeredis, a real standalone Valkey and a real 3-primary cluster."""
+"""The core's contract, run against fakeredis, a real standalone Valkey and a real 3-primary cluster.
+
+The ``glide`` backends run it again over Valkey GLIDE clients on the same real servers (glide_support.py).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,13 @@ from typing import Any
 import pytest
 
 from valkey_rag_cache import AnswerCache, DecodeError, InvalidationError, Source, TTLPolicy, decoding
+
+# Standalone-only behaviours (fakeredis, the real server, and the real server through GLIDE).
+STANDALONE = [
+    pytest.param("fake", marks=pytest.mark.fake),
+    pytest.param("standalone", marks=pytest.mark.standalone),
+    pytest.param("glide", marks=[pytest.mark.standalone, pytest.mark.glide]),
+]
 
 
 def entry_key(cache: AnswerCache, key: Any) -> str:
@@ -287,7 +297,7 @@ def test_a_write_is_checked_against_the_lookup_seen_in_another_context(make_cach
 
 
 def _is_cluster(make_cache: Any) -> bool:
-    return bool(make_cache.backend == "cluster")
+    return bool(make_cache.backend.endswith("cluster"))
 
 
 def test_no_stale_hit_when_any_subset_of_keys_is_evicted(
@@ -325,11 +335,7 @@ def test_no_stale_hit_when_any_subset_of_keys_is_evicted(
                 assert c.lookup(k) is None, f"stale hit after invalidating {victim}"
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [pytest.param("fake", marks=pytest.mark.fake), pytest.param("standalone", marks=pytest.mark.standalone)],
-    indirect=True,
-)
+@pytest.mark.parametrize("backend", STANDALONE, indirect=True)
 def test_standalone_recovers_from_an_evicted_index_of_groups(
     make_cache: Any, raw_client: Any, prefix: str
 ) -> None:
@@ -439,15 +445,8 @@ def test_stats_are_counted_per_namespace(make_cache: Any) -> None:
 # -- async twins ----
 
 
-async def test_async_operations_match_the_sync_ones(make_cache: Any, request: pytest.FixtureRequest) -> None:
-    if make_cache.backend == "fake":
-        from valkey_rag_cache import AnswerCache
-
-        cache = AnswerCache(
-            client=make_cache.fake.aio(), prefix=request.getfixturevalue("prefix"), namespace="docs"
-        )
-    else:
-        cache = make_cache(namespace="docs")
+async def test_async_operations_match_the_sync_ones(amake_cache: Any) -> None:
+    cache = await amake_cache(namespace="docs")
     key = cache.key("qa", "async")
     assert await cache.alookup(key) is None
     assert await cache.astore(key, {"a": 1}, [Source("doc", "realtime")])
@@ -483,7 +482,7 @@ def test_doctor_reads_the_server(make_cache: Any) -> None:
         assert report.maxmemory_policy is None and report.notes
     else:
         assert report.maxmemory_policy in ("volatile-lru", "noeviction")
-        assert report.cluster == (make_cache.backend == "cluster")
+        assert report.cluster == make_cache.backend.endswith("cluster")
         assert str(report)
 
 
@@ -608,11 +607,7 @@ def test_a_decoder_may_decode_to_none(make_cache: Any) -> None:
     assert cache.stats()["totals"]["bad"] == 0
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [pytest.param("fake", marks=pytest.mark.fake), pytest.param("standalone", marks=pytest.mark.standalone)],
-    indirect=True,
-)
+@pytest.mark.parametrize("backend", STANDALONE, indirect=True)
 def test_race_check_survives_a_thousand_pending_lookups(make_cache: Any) -> None:
     cache = make_cache(namespace="docs")
     keys = [cache.key("qa", i) for i in range(1000)]

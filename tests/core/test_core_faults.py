@@ -44,9 +44,9 @@ class Outage:
     def __init__(self, request: pytest.FixtureRequest, backend: str, make_cache: Any) -> None:
         self.fake = make_cache.fake
         self.admins: list[valkey.Valkey] = []
-        if backend == "standalone":
+        if backend in ("standalone", "glide"):
             self.admins = [valkey.Valkey.from_url(request.getfixturevalue("standalone_url"))]
-        elif backend == "cluster":
+        elif backend in ("cluster", "glide-cluster"):
             nodes = request.getfixturevalue("valkey_cluster").nodes
             self.admins = [valkey.Valkey(port=n.port) for n in nodes]
 

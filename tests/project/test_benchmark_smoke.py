@@ -43,7 +43,7 @@ ROWS = [
     "vs_rc.update5_plain",
     "vs_rc.update0",
     "vs_rc.update0_plain",
-    *[f"throughput.{who}.c{c}" for who in ("core", "lc") for c in (1, 16, 64)],
+    *[f"throughput.{who}.c{c}" for who in ("core", "lc", "glide_raw", "glide_core") for c in (1, 16, 64)],
     "inv.source.1",
     "inv.source.10",
     "inv.source.100",
@@ -82,6 +82,7 @@ TARGETS = {
     "vs_rc.update0",
     "throughput.core.c64",
     "throughput.lc.c64",
+    "throughput.glide_core.c64",
     "inv.ns.flat",
     "inv.all.flat",
     "mem.link.pool10000",
@@ -139,5 +140,26 @@ def test_the_page_and_the_plot_are_written(smoke: tuple[Path, dict]) -> None:
     assert "| case | ours | baseline | ratio | target | met? |" in page
     for row in result["rows"]:
         assert row["case"] in page
+    floor = result["meta"]["floor"]
+    assert floor["raw_get_us"] > 0 and isinstance(floor["representative"], bool)
+    assert "Floor: raw valkey-py GET " in page
+    assert ("**Not representative:**" in page) == (not floor["representative"])
     png = (out / "benchmarks.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 20_000
+
+
+def test_a_slow_floor_flags_the_run_as_not_representative() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import report
+
+    meta = {"date": "d", "machine": "m", "elapsed": 1.0, "config": "c", "versions": "v", "method": "x"}
+    for raw_get, flagged in (([76e-6, 80e-6, 74e-6], False), ([218e-6, 205e-6, 230e-6], True)):
+        data = {"raw.get": raw_get, "core.hit": [2 * v for v in raw_get]}
+        page = report.markdown(report.build_rows(data), meta, "", "p.png", data)
+        assert ("**Not representative:**" in page) is flagged
+        assert f"raw valkey-py GET {raw_get[0] * 1e6:.1f} µs" in page  # the median of the rounds
+        assert report.floor(data)["representative"] is not flagged  # type: ignore[index]
+    rows = {r.key: r for r in report.build_rows({"raw.get": [1e-4, 1e-4], "core.hit": [1.5e-4, 2.5e-4]})}
+    assert rows["hit.core"].spread == pytest.approx((1.5, 2.5)) and "(1.50–2.50)" in report.table(
+        [rows["hit.core"]]
+    )
