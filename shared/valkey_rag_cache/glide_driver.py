@@ -26,7 +26,7 @@ from valkey import exceptions as vex
 from valkey._parsers.base import BaseParser
 from valkey._parsers.helpers import parse_info
 
-from .ops.requests import Call, Cmd, Eval, FanOut, Flow, NodeCmd, Primaries
+from .ops.requests import Call, Cmd, Eval, FanOut, Flow, NodeCmd, Primaries, adrive
 from .plan import PipelineRound
 from .scripts import Script
 
@@ -127,17 +127,7 @@ class GlideDriver:
 
     async def run(self, flow: Flow[R]) -> R:
         client = await self.connector.async_client()
-        try:
-            op = next(flow)
-            while True:
-                try:
-                    reply = await self._do(client, op)
-                except Exception as exc:
-                    op = flow.throw(as_valkey_error(exc))
-                else:
-                    op = flow.send(reply)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]  # a generator's return is untyped
+        return await adrive(flow, self._do, client, as_valkey_error)
 
     def _script(self, script: Script) -> Any:
         found = self._scripts.get(script.sha)

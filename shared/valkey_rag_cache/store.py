@@ -17,7 +17,7 @@ from valkey.exceptions import ConnectionError, MovedError, NoPermissionError, No
 
 from .connection import Connector
 from .glide_driver import GlideDriver
-from .ops.requests import Call, Cmd, Eval, FanOut, Flow, NodeCmd, Primaries
+from .ops.requests import Call, Cmd, Eval, FanOut, Flow, NodeCmd, Primaries, adrive
 from .plan import PipelineRound, by_node, eval_command, evalsha_command, load_command
 from .resharding import RETRY_PAUSE, gave_up, is_resharding
 
@@ -215,17 +215,7 @@ class AsyncDriver:
         if client is None:
             # Only a sync client was given: run the same operation on it in a worker thread.
             return await asyncio.to_thread(SyncDriver(self.connector, self.settle_for).run, flow)
-        try:
-            op = next(flow)
-            while True:
-                try:
-                    reply = await self._do(client, op)
-                except Exception as exc:
-                    op = flow.throw(exc)
-                else:
-                    op = flow.send(reply)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]  # a generator's return is untyped
+        return await adrive(flow, self._do, client)
 
     async def _do(self, client: Any, op: Any) -> Any:
         if isinstance(op, Eval | Cmd):

@@ -14,13 +14,13 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
 
 from ..scripts import Script
 
-__all__ = ["Call", "Cmd", "Eval", "FanOut", "Flow", "NodeCmd", "Op", "Primaries"]
+__all__ = ["Call", "Cmd", "Eval", "FanOut", "Flow", "NodeCmd", "Op", "Primaries", "adrive"]
 
 T = TypeVar("T")
 
@@ -71,6 +71,30 @@ class NodeCmd:
 Op: TypeAlias = Eval | Cmd | FanOut | Primaries | NodeCmd
 # A reply is whatever the client answers (bytes, str, int, lists of them): read with the helpers below.
 Flow: TypeAlias = Generator[Op, Any, T]
+
+
+async def adrive(
+    flow: Flow[T],
+    send: Callable[[Any, Op], Awaitable[Any]],
+    client: Any,
+    translate: Callable[[Exception], BaseException] | None = None,
+) -> T:
+    """Run `flow` to its result, awaiting `send(client, op)` for each request (the async drivers' loop).
+
+    An error is thrown into the flow (as `translate` makes it, for a client whose errors differ), which may
+    handle it (an INFO refused by an ACL) or let it end the flow.
+    """
+    try:
+        op = next(flow)
+        while True:
+            try:
+                reply = await send(client, op)
+            except Exception as exc:
+                op = flow.throw(exc if translate is None else translate(exc))
+            else:
+                op = flow.send(reply)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]  # a generator's return is untyped
 
 
 def text(value: Any) -> str:
