@@ -15,6 +15,8 @@ from typing import Any, Unpack
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 
 from valkey_rag_cache import CacheOperations, EntryKey, Seen, Source
+from valkey_rag_cache.digests import fields_digest
+from valkey_rag_cache.keys import validate_namespace
 from valkey_rag_cache.operations import CoreOptions
 from valkey_rag_cache.telemetry import warn_once
 
@@ -62,10 +64,15 @@ class ValkeyCache(CacheOperations, BaseCache):
         self.source_id_key = source_id_key
         self.content_type_key = content_type_key
         self._capture = capture()
+        self._checked_namespace: str | None = None
 
     def _key(self, prompt: str, llm_string: str) -> EntryKey:
         # All of llm_string: after its "---" come stop words, bound tools and structured-output settings.
-        return self.core.key(KIND, {"llm": llm_string, "prompt": prompt})
+        # Length-prefixed fields, the model's first: its hash state is kept across calls (`digests`).
+        namespace = self.core.namespace
+        if namespace is not self._checked_namespace:  # validated once, not per call
+            self._checked_namespace = self.core.check_namespace(validate_namespace(namespace))
+        return EntryKey(namespace, fields_digest(KIND, llm_string, prompt))
 
     def _sources(self, key: EntryKey, prompt: str) -> tuple[list[Source], Seen | None]:
         """The sources of this update, and the lookup's view to check it against when it must be explicit."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from langchain_core.documents import Document
 from langchain_core.messages import (
@@ -36,6 +36,7 @@ from langchain_core.messages import (
 )
 from langchain_core.outputs import ChatGeneration, Generation
 from langchain_core.runnables.utils import AddableDict
+from pydantic import BaseModel
 
 from valkey_rag_cache.errors import DecodeError  # the core's rule: stored data we did not write is a miss
 
@@ -49,6 +50,9 @@ __all__ = [
     "encode_message",
     "encode_value",
 ]
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class UnsupportedValue(TypeError):
@@ -70,6 +74,71 @@ _BY_TYPE: dict[str, type[BaseMessage]] = {cls.model_fields["type"].default: cls 
 _FIELDS: dict[type[BaseMessage], tuple[str, ...]] = {
     cls: tuple(name for name in cls.model_fields if name != "type") for cls in _MESSAGE_CLASSES
 }
+
+
+# -- building trusted objects ---------------------------------------------------------------------------
+# What ``model_construct`` leaves, without its per-field loop (aliases, defaults): used only for classes where
+# that is provably the same, checked once at import (`_constructs_alike`); the others use model_construct.
+_set = object.__setattr__
+
+
+def _construct(cls: type[M], data: dict[str, Any], fields_set: frozenset[str], extra: bool) -> M:
+    """``cls.model_construct(**values)`` when `data` holds every field of `cls` (in any order).
+
+    `fields_set`: the fields model_construct would mark as set (those passed); `extra`: whether
+    ``model_config["extra"] == "allow"`` (model_construct then leaves an empty dict of extras).
+    """
+    obj = cls.__new__(cls)
+    _set(obj, "__dict__", {name: data[name] for name in cls.__pydantic_fields__})
+    _set(obj, "__pydantic_fields_set__", set(fields_set))
+    _set(obj, "__pydantic_extra__", {} if extra else None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
+
+
+def _extra_allowed(cls: type[BaseModel]) -> bool:
+    return cls.model_config.get("extra") == "allow"
+
+
+def _constructs_alike(cls: type[BaseModel], passed: frozenset[str]) -> bool:
+    """Does `_construct` leave exactly what model_construct leaves for `cls` (its state, field order)?"""
+    if (
+        cls.__pydantic_post_init__
+        or cls.__pydantic_root_model__
+        or cls.__private_attributes__
+        or BaseModel.__slots__
+        != ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+        or any(f.alias or f.validation_alias for f in cls.__pydantic_fields__.values())
+    ):
+        return False
+    data: dict[str, Any] = {name: f"value of {name}" for name in cls.__pydantic_fields__}
+    slow = cls.model_construct(**{name: data[name] for name in passed})
+    slow_state = {name: data[name] if name in passed else getattr(slow, name) for name in data}
+    fast = _construct(cls, slow_state, passed, _extra_allowed(cls))
+    return (
+        list(fast.__dict__.items()) == list(slow.__dict__.items())
+        and fast.__pydantic_fields_set__ == slow.__pydantic_fields_set__
+        and fast.__pydantic_extra__ == slow.__pydantic_extra__
+        and type(fast.__pydantic_extra__) is type(slow.__pydantic_extra__)
+        and fast.__pydantic_private__ == slow.__pydantic_private__
+        and fast == slow
+    )
+
+
+# Messages as stored carry every field: built like this when the class passes the check.
+_FAST_MESSAGES: dict[type[BaseMessage], tuple[frozenset[str], bool]] = {
+    cls: (frozenset(_FIELDS[cls]), _extra_allowed(cls))
+    for cls in _MESSAGE_CLASSES
+    if _constructs_alike(cls, frozenset(_FIELDS[cls]))
+}
+_CHAT_GEN_PASSED = frozenset({"text", "message", "generation_info"})
+_CHAT_GEN_TYPE = ChatGeneration.model_fields["type"].default
+_CHAT_GEN_FAST = _constructs_alike(ChatGeneration, _CHAT_GEN_PASSED)
+_CHAT_GEN_EXTRA = _extra_allowed(ChatGeneration)
+_GEN_PASSED = frozenset({"text", "generation_info"})
+_GEN_TYPE = Generation.model_fields["type"].default
+_GEN_FAST = _constructs_alike(Generation, _GEN_PASSED)
+_GEN_EXTRA = _extra_allowed(Generation)
 
 
 def _is_str_or_none(value: Any) -> bool:
@@ -135,6 +204,20 @@ _CHECKS: dict[str, Any] = {
     "artifact": lambda v: True,  # plain JSON data by construction
 }
 
+# The checks above that are one isinstance, as types: the same test without a call per field.
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "additional_kwargs": dict,
+    "response_metadata": dict,
+    "name": (str, type(None)),
+    "id": (str, type(None)),
+    "usage_metadata": (dict, type(None)),
+    "chunk_position": (str, type(None)),
+    "tool_call_id": str,
+    "status": str,
+    "role": str,
+}
+_FIELD_SETS: dict[type[BaseMessage], frozenset[str]] = {cls: frozenset(f) for cls, f in _FIELDS.items()}
+
 
 # -- messages ------------------------------------------------------------------------------------------
 
@@ -162,19 +245,23 @@ def decode_message(data: Any) -> BaseMessage:
     if cls is None:
         raise DecodeError(f"not an allowed message type: {data.get('type')!r}")
     fields = _FIELDS[cls]
+    known = _FIELD_SETS[cls]
     for name, value in data.items():
         if name == "type":
             continue
-        if name not in fields:
+        if name not in known:
             raise DecodeError(f"unknown {cls.__name__} field {name!r}")
-        if not _CHECKS[name](value):
+        kind = _TYPES.get(name)  # the plain checks inline: a hit checks every field
+        if not (isinstance(value, kind) if kind is not None else _CHECKS[name](value)):
             raise DecodeError(f"bad {cls.__name__}.{name}")
-    values = {name: data[name] for name in fields if name in data}
-    if "content" not in values:
+    if "content" not in data:
         raise DecodeError("a stored message has content")
     # The fields were validated when the message was first built and checked above; skipping pydantic's
     # validation here is what makes a hit cheap.
-    return cls.model_construct(**values)
+    fast = _FAST_MESSAGES.get(cls)
+    if fast is not None and len(data) == len(fields) + 1:  # every field and "type" (the class's own)
+        return _construct(cls, data, *fast)
+    return cls.model_construct(**{name: data[name] for name in fields if name in data})
 
 
 # -- generations (the BaseCache payload) ---------------------------------------------------------------
@@ -213,16 +300,28 @@ def decode_generations(value: Any) -> list[Generation]:
             raise DecodeError("generation_info is a dict")
         if "m" in item:
             message = decode_message(item["m"])
-            if isinstance(message.content, str):
+            if not isinstance(message.content, str):
+                # content blocks: let ChatGeneration derive its text as it did when the answer was made
+                gens.append(ChatGeneration(message=message, generation_info=info))
+            elif _CHAT_GEN_FAST:
+                state = {"text": message.content, "message": message, "generation_info": info}
+                gens.append(
+                    _construct(
+                        ChatGeneration, {**state, "type": _CHAT_GEN_TYPE}, _CHAT_GEN_PASSED, _CHAT_GEN_EXTRA
+                    )
+                )
+            else:
                 gens.append(
                     ChatGeneration.model_construct(
                         text=message.content, message=message, generation_info=info
                     )
                 )
-            else:  # content blocks: let ChatGeneration derive its text as it did when the answer was made
-                gens.append(ChatGeneration(message=message, generation_info=info))
         elif isinstance(item.get("t"), str):
-            gens.append(Generation(text=item["t"], generation_info=info))
+            if _GEN_FAST:  # what validating leaves: the text and info were checked above
+                state = {"text": item["t"], "generation_info": info, "type": _GEN_TYPE}
+                gens.append(_construct(Generation, state, _GEN_PASSED, _GEN_EXTRA))
+            else:
+                gens.append(Generation(text=item["t"], generation_info=info))
         else:
             raise DecodeError("a stored generation holds a message or a text")
     return gens

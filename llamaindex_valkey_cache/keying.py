@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
+from types import CodeType, FunctionType
 from typing import Any
 
 from llama_index.core.llms import LLM
@@ -28,6 +30,8 @@ _IGNORED = frozenset(
     {"callback_manager", "rate_limiter", "embeddings_cache", "embed_batch_size", "num_workers"}
 )
 _SECRET = re.compile(r"(^|_)(api_?key|key|token|secret|password|passwd|credentials?|auth)$", re.IGNORECASE)
+# Values pydantic's JSON conversion returns as they are: taken without calling it, which is most settings.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def qualified(obj: Any) -> str:
@@ -55,28 +59,45 @@ def _describe(obj: Any) -> Any:
     code = getattr(obj, "__code__", None)
     if code is not None:
         # Two lambdas in one module share a name: their code tells them apart.
-        body = hashlib.blake2b(code.co_code + repr(code.co_consts).encode(), digest_size=12).hexdigest()
-        return {"function": qualified(obj), "code": body}
+        return {"function": qualified(obj), "code": _code_digest(code)}
     if callable(obj) and hasattr(obj, "__qualname__"):
         return {"function": qualified(obj)}
     return {"repr": repr(obj)}
 
 
+@lru_cache(maxsize=1024)
+def _code_digest(code: CodeType) -> str:
+    # Code objects are immutable, and equal ones have equal bytecode and constants: one digest each.
+    return hashlib.blake2b(code.co_code + repr(code.co_consts).encode(), digest_size=12).hexdigest()
+
+
 def jsonable(value: Any) -> Any:
     """`value` as JSON data (pydantic models as their JSON dump, other objects described)."""
+    if type(value) in _SCALARS:
+        return value
     return to_jsonable_python(value, fallback=_describe, serialize_unknown=False)
+
+
+@lru_cache(maxsize=256)
+def _setting_names(cls: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of `cls` that go into a key, sorted: not the ignored ones, nor any named like a secret."""
+    return tuple(
+        name for name in sorted(cls.model_fields) if name not in _IGNORED and not _SECRET.search(name)
+    )
 
 
 def settings_of(model: BaseModel) -> dict[str, Any]:
     """The fields of a pydantic component (an LLM, embedding model, postprocessor), never its credentials."""
     settings: dict[str, Any] = {}
-    for name in sorted(type(model).model_fields):
-        if name in _IGNORED or _SECRET.search(name):
-            continue
+    for name in _setting_names(type(model)):
         value = getattr(model, name, None)
-        if isinstance(value, SecretStr | SecretBytes):
+        if type(value) in _SCALARS:
+            settings[name] = value
+        elif type(value) is FunctionType:  # prompt formatters: described as pydantic's fallback would
+            settings[name] = _describe(value)
+        elif isinstance(value, SecretStr | SecretBytes):
             continue
-        if isinstance(value, BaseModel) and not isinstance(value, type):
+        elif isinstance(value, BaseModel) and not isinstance(value, type):
             # A component inside a component (the LLM of a reranker): its credentials stay out too.
             settings[name] = {"class": qualified(type(value)), "settings": settings_of(value)}
         else:

@@ -25,9 +25,10 @@ Example:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+from . import jsonbytes
 
 __all__ = ["FORMAT", "Header", "Hit", "body_of", "decode_body", "encode_body", "entry", "header"]
 
@@ -91,17 +92,15 @@ def body_of(stored: Any) -> Any:
 
 
 def encode_body(value: JSON, sources: tuple[str, ...], content_type: str | None, created_at: float) -> bytes:
-    return json.dumps(
-        {"f": FORMAT, "ct": content_type, "at": created_at, "src": list(sources), "v": value},
-        separators=(",", ":"),
-        ensure_ascii=False,
-        allow_nan=False,
-    ).encode("utf-8", "surrogatepass")
+    # Compact UTF-8 JSON; NaN and infinities are refused (ValueError), other non-JSON values (TypeError).
+    return jsonbytes.dumps(
+        {"f": FORMAT, "ct": content_type, "at": created_at, "src": list(sources), "v": value}
+    )
 
 
 def decode_body(raw: bytes) -> Hit[JSON] | None:
     try:
-        doc = json.loads(raw)
+        doc = jsonbytes.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(doc, dict) or doc.get("f") != FORMAT or "v" not in doc:

@@ -17,6 +17,7 @@ import langchain_valkey_cache
 from langchain_valkey_cache import ValkeyCache
 from langchain_valkey_cache.codec import decode_generations
 from valkey_rag_cache import AnswerCache, DecodeError, DoctorReport
+from valkey_rag_cache.digests import fields_digest
 
 pytestmark = pytest.mark.standalone
 
@@ -298,6 +299,39 @@ def test_the_key_covers_the_whole_llm_string(cache: ValkeyCache) -> None:
     assert cache.lookup("p", base + "[('tools', [{'name': 'b'}])]") is None
     assert cache.lookup("p", base + "[('stop', None)]") is None
     assert cache.lookup("p", base + "[('tools', [{'name': 'a'}])]") == [Generation(text="with tool a")]
+
+
+@pytest.mark.parametrize(
+    ("stored", "other"),
+    [
+        (("c", "ab"), ("bc", "a")),  # the text shifts from the llm_string into the prompt
+        (("ab", "c"), ("a", "bc")),
+        (("", "xy"), ("xy", "")),
+        (("p", 'm"}---'), ('p"}---', "m")),
+        (("p", "m"), ("p\x00", "m")),
+    ],
+)
+def test_prompts_and_llm_strings_that_shift_never_share_an_entry(
+    cache: ValkeyCache, stored: tuple[str, str], other: tuple[str, str]
+) -> None:
+    cache.update(*stored, [Generation(text="stored")])
+    assert cache.lookup(*other) is None
+    assert cache._key(*stored) != cache._key(*other)
+    assert cache.lookup(*stored) == [Generation(text="stored")]
+
+
+def test_the_key_is_the_digest_of_the_length_prefixed_fields(cache: ValkeyCache) -> None:
+    key = cache._key("a prompt", "an llm")
+    assert key.namespace == cache.namespace
+    assert key.digest == fields_digest("lc", "an llm", "a prompt")
+
+
+def test_a_confined_cache_checks_its_namespace_once(standalone_url: str, prefix: str) -> None:
+    cache = ValkeyCache(standalone_url, prefix=prefix, namespace="tenant-a:support", confined=True)
+    assert cache._key("p", "l").namespace == "tenant-a:support"
+    cache.core.namespace = "tenant-b"  # a namespace outside its tree: refused, not used
+    with pytest.raises(ValueError):
+        cache._key("p", "l")
 
 
 def test_calls_that_differ_in_tools_never_share_an_entry(cache: ValkeyCache) -> None:
