@@ -1,6 +1,6 @@
 """Fast fills in the cache's real format: the core's own write flows, driven many at a time over pipelines.
 
-The core's operations are sans-IO generators (`valkey_rag_cache.protocol`); here a batch of write flows is
+The core's operations are sans-IO generators (`valkey_rag_cache.ops`); here a batch of write flows is
 advanced in lock step, each step's calls sent as one pipeline. The server runs exactly the scripts a normal
 `store()` runs, so the keys, values and sets are what a real workload leaves behind.
 
@@ -16,7 +16,8 @@ from itertools import islice
 from typing import Any
 
 from valkey_rag_cache import AnswerCache, EntryKey, as_sources
-from valkey_rag_cache.protocol import Cmd, Eval
+from valkey_rag_cache.ops.requests import Cmd, Eval
+from valkey_rag_cache.ops.write import write
 
 __all__ = ["fill", "Item"]
 
@@ -28,9 +29,9 @@ def fill(cache: AnswerCache, client: Any, items: Iterable[Item], batch: int = 20
     rest = iter(items)
     key, value, srcs = next(rest)
     stored = int(cache.store(key, value, srcs))  # loads the scripts and registers the group the normal way
-    ctx = cache._ctx  # the flows' context: key schema and TTL policy of this cache
+    env = cache.env  # what the flows read: key schema and TTL policy of this cache
     for chunk in _chunks(rest, batch):
-        flows = [ctx.write(key, value, as_sources(srcs), None) for key, value, srcs in chunk]
+        flows = [write(env, key, value, as_sources(srcs), None) for key, value, srcs in chunk]
         ops: list[Any] = [next(f) for f in flows]
         while flows:
             pipe = client.pipeline(transaction=False)

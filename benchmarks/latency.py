@@ -24,6 +24,8 @@ from recipe import RecipeCache
 from timing import ACase, Case
 
 from valkey_rag_cache import AnswerCache
+from valkey_rag_cache.ops.lookup import lookup
+from valkey_rag_cache.ops.write import write
 
 __all__ = ["HOT", "Env", "standalone_cases", "cluster_cases", "entry_bytes"]
 
@@ -170,8 +172,8 @@ def _script_cases(env: Env) -> list[Case | ACase]:
     from valkey_rag_cache import as_sources
 
     core, raw, value, rng = env.core, env.raw, message_value(), env.rng
-    ctx = core._ctx  # the sans-IO flows yield the exact script calls that lookup() and store() make
-    lookups = [next(ctx.lookup(core.key("qa", {"q": f"hot-{i}"}))) for i in range(env.hot)]
+    ops_env = core.env  # the sans-IO flows yield the exact script calls that lookup() and store() make
+    lookups = [next(lookup(ops_env, core.key("qa", {"q": f"hot-{i}"}))) for i in range(env.hot)]
 
     def call(op: Any) -> Any:
         return raw.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
@@ -179,7 +181,7 @@ def _script_cases(env: Env) -> list[Case | ACase]:
     def write_call(i: int) -> Any:
         key = core.key("qa", {"q": f"sw-{i}"})
         core.lookup(key)
-        return next(ctx.write(key, value, as_sources(source_ids(rng, 5)), core.seen(key)))
+        return next(write(ops_env, key, value, as_sources(source_ids(rng, 5)), core.seen(key)))
 
     return [
         Case("script.lookup", lambda i: call(lookups[i % len(lookups)])),

@@ -18,7 +18,7 @@ from .envelope import Hit
 from .errors import CacheError, DecodeError, InvalidationError
 from .keys import EntryKey
 from .operations import CacheOperations, Invalidates, Operations
-from .protocol import Seen
+from .seen import Seen
 from .sources import Source, SourceScope, as_sources, scoped_sources
 from .ttl import DEFAULT_TTLS, TTLPolicy
 

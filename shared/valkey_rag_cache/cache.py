@@ -13,26 +13,30 @@ Example (``AnswerCache("valkey://localhost:6379", ...)`` for a server of yours; 
 
 from __future__ import annotations
 
-import contextvars
 import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any, TypeVar, overload
+from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from valkey.exceptions import ValkeyError
 
-from . import housekeeping, telemetry
+from . import seen as views
+from . import telemetry
 from .connection import Connector
 from .decoding import decoded
-from .doctor import DoctorReport, diagnose
+from .doctor import DoctorReport
 from .embedded import EmbeddedUnavailable
 from .envelope import Hit
 from .errors import CacheError, InvalidationError
 from .health import Health, is_backend_error
 from .keys import EntryKey, KeySchema, validate_namespace
-from .protocol import BAD, HIT, MISS, STALE, UNREACHED, Context, Flow, Lookup, Seen, untimed_keys
+from .ops import groups, housekeeping, invalidate, lifecycle, lookup, write
+from .ops.env import Env
+from .ops.lookup import BAD, HIT, MISS, STALE, Lookup
+from .ops.requests import Flow
+from .seen import Seen
 from .sources import Source, SourceScope, as_sources, scoped_sources
 from .store import AsyncDriver, SyncDriver
 from .ttl import TTLPolicy, TTLValue
@@ -40,64 +44,10 @@ from .ttl import TTLPolicy, TTLValue
 __all__ = ["AnswerCache"]
 
 T = TypeVar("T")
-
-# What each context's lookups saw, so that the write that follows a miss in the same call can refuse to
-# store an answer that an invalidation overtook. A new dict per set keeps copied contexts apart.
-_SEEN: contextvars.ContextVar[dict[tuple[int, str, str], Seen]] = contextvars.ContextVar(
-    "valkey_rag_cache_seen"
-)
-_SEEN_PER_CONTEXT = 512  # each lookup copies this mapping (copied contexts must not share it)
-# When more lookups than that wait for their writes in one context (a text model's batch looks every prompt
-# up first), the oldest view per group is kept as a floor: an older view only refuses more writes. Floors
-# older than this are dropped, so a long-lived context does not refuse writes for good.
-_FLOOR_SECONDS = 600.0
-_FLOOR: contextvars.ContextVar[dict[tuple[int, str], tuple[Seen, float]]] = contextvars.ContextVar(
-    "valkey_rag_cache_seen_floor"
-)
-
-
-def _remember(ident: tuple[int, str, str], seen: Seen | None, hit: bool) -> None:
-    current = _SEEN.get({})
-    if hit:
-        if ident in current:  # nothing will be written after a hit
-            _SEEN.set({k: v for k, v in current.items() if k != ident})
-        return
-    if seen is None:
-        # The lookup did not reach Valkey (timeout, refused connection, back-off, script error). Forgetting
-        # it would make the write that follows look like a write without a lookup, stored unchecked: an
-        # invalidation that returned meanwhile would then be overtaken. The write is refused instead.
-        seen = UNREACHED
-    # The newest view wins: within one context a lookup and the write that follows it are sequential.
-    updated = {**{k: v for k, v in current.items() if k != ident}, ident: seen}
-    if len(updated) > _SEEN_PER_CONTEXT:
-        items = list(updated.items())
-        _keep_floor(items[:-_SEEN_PER_CONTEXT])
-        updated = dict(items[-_SEEN_PER_CONTEXT:])
-    _SEEN.set(updated)
-
-
-def _keep_floor(evicted: list[tuple[tuple[int, str, str], Seen]]) -> None:
-    floor = dict(_FLOOR.get({}))
-    now = time.monotonic()
-    for (cache_id, namespace, _), seen in evicted:
-        group = (cache_id, namespace.split(":", 1)[0])
-        old = floor.get(group)
-        if old is None or (old[0].era == seen.era and seen.counter < old[0].counter):
-            floor[group] = (seen, now)
-    _FLOOR.set(floor)
-
-
-def _take(ident: tuple[int, str, str]) -> Seen | None:
-    current = _SEEN.get({})
-    seen = current.get(ident)
-    if seen is not None:
-        _SEEN.set({k: v for k, v in current.items() if k != ident})
-        return seen
-    floor = _FLOOR.get({}).get((ident[0], ident[1].split(":", 1)[0]))
-    if floor is not None and time.monotonic() - floor[1] < _FLOOR_SECONDS:
-        return floor[0]
-    return None
-
+R = TypeVar("R")
+D = TypeVar("D")
+P = ParamSpec("P")
+Operation = Callable[Concatenate[Env, P], Flow[R]]  # an operation of `ops`, given its `Env` first
 
 _instances = itertools.count()
 _BAD: Hit[Any] = Hit(None, (), None, 0.0)  # a hit whose value the caller could not decode
@@ -150,17 +100,19 @@ class AnswerCache:
         self._sync = SyncDriver(self.connector, settle_for=timeout)
         self._async = AsyncDriver(self.connector, settle_for=timeout)
         self.confined_to = self.namespace.split(":", 1)[0] if confined else None
-        self._ctx_base = Context(self.schema, self.policy, confined_to=self.confined_to)
+        self._env = Env(self.schema, self.policy, cluster=False, confined_to=self.confined_to)
         self._id = next(_instances)
 
     def __repr__(self) -> str:
         return f"AnswerCache(prefix={self.schema.prefix!r}, namespace={self.namespace!r})"
 
     @property
-    def _ctx(self) -> Context:
-        # Whether this is a cluster is known once connected; both drivers connect before running a flow.
-        self._ctx_base.cluster = bool(self.connector.cluster)
-        return self._ctx_base
+    def env(self) -> Env:
+        """What the operations read (`ops.env.Env`); whether this is a cluster is known once connected."""
+        env = self._env
+        if env.cluster is not bool(self.connector.cluster):  # at most once: the mode never changes after
+            env = self._env = replace(env, cluster=bool(self.connector.cluster), memo={})
+        return env
 
     # -- keys and sources ------------------------------------------------------------------------------
 
@@ -198,20 +150,33 @@ class AnswerCache:
 
     # -- running flows ---------------------------------------------------------------------------------
 
-    def _run(
-        self, make: Any, default: Any = None, write: bool = False, strict: type[CacheError] | None = None
-    ) -> Any:
-        if not strict and self.health.should_skip():
+    def _try(
+        self, default: D, write: bool, op: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R | D:
+        """Run `op`; `default` when the backend is down or a script failed (a miss, or a dropped write)."""
+        if self.health.should_skip():
             return default
         try:
-            self.connector.sync_client()
-            result = self._sync.run(make(self._ctx))
+            self.connector.sync_client()  # connects: whether this is a cluster is known from here on
+            result = self._sync.run(op(self.env, *args, **kwargs))
         except Exception as exc:
-            return self._failed(exc, default, write, strict)
+            self._failed(exc, write, None)
+            return default
         self.health.succeeded()
         return result
 
-    def _failed(self, exc: Exception, default: Any, write: bool, strict: type[CacheError] | None) -> Any:
+    def _must(self, strict: type[CacheError], op: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run `op`; a failure raises `strict` (the caller asked for an operation that must happen)."""
+        try:
+            self.connector.sync_client()
+            result = self._sync.run(op(self.env, *args, **kwargs))
+        except Exception as exc:
+            self._failed(exc, False, strict)
+            raise AssertionError("unreachable: a strict failure raises") from exc
+        self.health.succeeded()
+        return result
+
+    def _failed(self, exc: Exception, write: bool, strict: type[CacheError] | None) -> None:
         if strict and isinstance(exc, strict):
             raise exc  # the operation's own report (e.g. the namespace trees it could not invalidate)
         if telemetry._observers:
@@ -221,12 +186,12 @@ class AnswerCache:
             if strict:
                 raise strict(str(exc)) from exc
             self.health.not_configured(write)
-            return default
+            return None
         if is_backend_error(exc):
             if strict:
                 raise strict(f"Valkey did not carry out the operation: {type(exc).__name__}: {exc}") from exc
             self.health.failed(exc, write)
-            return default
+            return None
         if strict and isinstance(exc, ValkeyError):
             # The server answered, with an error (a refused command, data no writer of ours made).
             raise strict(f"Valkey refused the operation: {type(exc).__name__}: {exc}") from exc
@@ -235,18 +200,31 @@ class AnswerCache:
         # A script failed on a lookup or a write (data no writer of ours made, or a bug of ours): never an
         # exception into the user's LLM call; say so loudly, once per kind of failure.
         self.health.script_failed(exc, write)
-        return default
+        return None
 
-    async def _arun(
-        self, make: Any, default: Any = None, write: bool = False, strict: type[CacheError] | None = None
-    ) -> Any:
-        if not strict and self.health.should_skip():
+    async def _atry(
+        self, default: D, write: bool, op: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R | D:
+        if self.health.should_skip():
             return default
         try:
             await self.connector.async_client()
-            result = await self._async.run(make(self._ctx))
+            result = await self._async.run(op(self.env, *args, **kwargs))
         except Exception as exc:
-            return self._failed(exc, default, write, strict)
+            self._failed(exc, write, None)
+            return default
+        self.health.succeeded()
+        return result
+
+    async def _amust(
+        self, strict: type[CacheError], op: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        try:
+            await self.connector.async_client()
+            result = await self._async.run(op(self.env, *args, **kwargs))
+        except Exception as exc:
+            self._failed(exc, False, strict)
+            raise AssertionError("unreachable: a strict failure raises") from exc
         self.health.succeeded()
         return result
 
@@ -265,13 +243,13 @@ class AnswerCache:
         """
         if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
             start = time.perf_counter_ns()
-            result = self._run(lambda ctx: ctx.lookup(key))
+            result = self._try(None, False, lookup.lookup, key)
             hit = self._accept(key, result, decode)
             if hit is _BAD:
                 self.discard(key)
             _report_lookup(key, result, hit, start)
         else:
-            hit = self._accept(key, self._run(lambda ctx: ctx.lookup(key)), decode)
+            hit = self._accept(key, self._try(None, False, lookup.lookup, key), decode)
             if hit is _BAD:
                 self.discard(key)
         return None if hit is _BAD else hit
@@ -283,13 +261,13 @@ class AnswerCache:
     async def alookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit[Any] | None:
         if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
             start = time.perf_counter_ns()
-            result = await self._arun(lambda ctx: ctx.lookup(key))
+            result = await self._atry(None, False, lookup.lookup, key)
             hit = self._accept(key, result, decode)
             if hit is _BAD:
                 await self.adiscard(key)
             _report_lookup(key, result, hit, start)
         else:
-            hit = self._accept(key, await self._arun(lambda ctx: ctx.lookup(key)), decode)
+            hit = self._accept(key, await self._atry(None, False, lookup.lookup, key), decode)
             if hit is _BAD:
                 await self.adiscard(key)
         return None if hit is _BAD else hit
@@ -298,40 +276,44 @@ class AnswerCache:
         self, key: EntryKey, result: Lookup | None, decode: Callable[[Any], Any] | None
     ) -> Hit[Any] | None:
         if result is None:  # the lookup did not reach Valkey
-            _remember(self._ident(key), None, hit=False)
+            views.remember(self._ident(key), None, hit=False)
             return None
         hit = result.hit
         if hit is not None and decode is not None:
             value = decoded(decode, hit.value)  # the one rule: see `decoding`
             if value is None:
-                _remember(self._ident(key), result.seen, hit=False)
+                views.remember(self._ident(key), result.seen, hit=False)
                 return _BAD
             hit = replace(hit, value=value[0])
-        _remember(self._ident(key), result.seen, hit is not None)
+        views.remember(self._ident(key), result.seen, hit is not None)
         return hit
 
     def seen(self, key: EntryKey) -> Seen | None:
         """What the last lookup of `key` in this context saw; pass it to `store` from another context."""
-        return _SEEN.get({}).get(self._ident(key))
+        return views.peek(self._ident(key))
 
     def _ident(self, key: EntryKey) -> tuple[int, str, str]:
         return (self._id, key.namespace, key.digest)
 
-    def _write_flow(
-        self, key: EntryKey, value: Any, sources: Any, ttl: Any, content_type: Any, seen: Any
-    ) -> Any:
+    def _write_args(
+        self,
+        key: EntryKey,
+        sources: Iterable[Source | str] | None,
+        seen: Seen | None,
+    ) -> tuple[tuple[Source, ...], Seen | None]:
+        """The write's sources and the view it is checked against (`_REFUSED`: refused before sending)."""
         srcs = as_sources(sources) if sources is not None else ()
         srcs = as_sources([*srcs, *scoped_sources()])
-        seen = seen if seen is not None else _take(self._ident(key))
+        seen = seen if seen is not None else views.take(self._ident(key))
         if seen is not None and not seen.reached:
-            # Refused without a round trip (the protocol refuses it too): the lookup that preceded this write
+            # Refused without a round trip (the operation refuses it too): the lookup that preceded this write
             # did not reach Valkey. Refusing rather than checking against some older view of the clock: the
             # only views at hand are other lookups', and one that returned after this lookup began may be
             # newer than the answer's retrieval; an older one would refuse nearly as often. It costs one
             # uncached answer per prompt during a fault, which the next call's miss caches again.
             self.health.dropped()
-            return None, len(srcs)
-        return lambda ctx: ctx.write(key, value, srcs, seen, ttl, content_type), len(srcs)
+            return srcs, _REFUSED
+        return srcs, seen
 
     def store(
         self,
@@ -348,12 +330,18 @@ class AnswerCache:
         Returns False when the write was refused (an invalidation overtook it, or the lookup before it did not
         reach Valkey, so nothing can tell) or dropped (backend down).
         """
-        make, n = self._write_flow(key, value, sources, ttl, content_type, seen)
+        srcs, checked = self._write_args(key, sources, seen)
         if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
             start = time.perf_counter_ns()
-            stored = _DROPPED if make is None else self._run(make, default=_DROPPED, write=True)
-            return _report_write(key, stored, start, n)
-        return make is not None and bool(self._run(make, default=False, write=True))
+            stored = (
+                _DROPPED
+                if checked is _REFUSED
+                else self._try(_DROPPED, True, write.write, key, value, srcs, checked, ttl, content_type)
+            )
+            return _report_write(key, stored, start, len(srcs))
+        if checked is _REFUSED:
+            return False
+        return bool(self._try(False, True, write.write, key, value, srcs, checked, ttl, content_type))
 
     async def astore(
         self,
@@ -365,60 +353,65 @@ class AnswerCache:
         content_type: str | None = None,
         seen: Seen | None = None,
     ) -> bool:
-        make, n = self._write_flow(key, value, sources, ttl, content_type, seen)
+        srcs, checked = self._write_args(key, sources, seen)
         if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
             start = time.perf_counter_ns()
-            stored = _DROPPED if make is None else await self._arun(make, default=_DROPPED, write=True)
-            return _report_write(key, stored, start, n)
-        return make is not None and bool(await self._arun(make, default=False, write=True))
+            stored = (
+                _DROPPED
+                if checked is _REFUSED
+                else await self._atry(
+                    _DROPPED, True, write.write, key, value, srcs, checked, ttl, content_type
+                )
+            )
+            return _report_write(key, stored, start, len(srcs))
+        if checked is _REFUSED:
+            return False
+        return bool(await self._atry(False, True, write.write, key, value, srcs, checked, ttl, content_type))
 
     def discard(self, key: EntryKey) -> None:
         """Delete an entry whose value the caller could not use, counting it as bad data."""
-        self._run(lambda ctx: ctx.discard(key))
+        self._try(None, False, lookup.discard, key)
 
     async def adiscard(self, key: EntryKey) -> None:
-        await self._arun(lambda ctx: ctx.discard(key))
+        await self._atry(None, False, lookup.discard, key)
 
     # -- invalidation: raises InvalidationError when it cannot be carried out --------------------------
 
     def invalidate_source(self, source_id: str) -> int:
         """Invalidate and delete every answer built on `source_id`, in every namespace; returns how many."""
-        n = int(self._run(lambda ctx: ctx.invalidate_sources([source_id]), strict=InvalidationError))
-        return _reported("source", n)
+        return _reported("source", self._must(InvalidationError, invalidate.invalidate_sources, [source_id]))
 
     async def ainvalidate_source(self, source_id: str) -> int:
-        n = int(await self._arun(lambda ctx: ctx.invalidate_sources([source_id]), strict=InvalidationError))
+        n = await self._amust(InvalidationError, invalidate.invalidate_sources, [source_id])
         return _reported("source", n)
 
     def invalidate_sources(self, source_ids: Iterable[str]) -> int:
         """Invalidate every answer built on any of `source_ids` (a bare str is one id); returns how many."""
         ids = _ids(source_ids)
-        n = int(self._run(lambda ctx: ctx.invalidate_sources(ids), strict=InvalidationError))
-        return _reported("source", n)
+        return _reported("source", self._must(InvalidationError, invalidate.invalidate_sources, ids))
 
     async def ainvalidate_sources(self, source_ids: Iterable[str]) -> int:
         ids = _ids(source_ids)
-        n = int(await self._arun(lambda ctx: ctx.invalidate_sources(ids), strict=InvalidationError))
-        return _reported("source", n)
+        return _reported("source", await self._amust(InvalidationError, invalidate.invalidate_sources, ids))
 
     def invalidate_namespace(self, namespace: str | None = None) -> None:
         """Invalidate a namespace and all below it (``docs`` covers ``docs:technical``), in O(1)."""
         ns = self.check_namespace(self.namespace if namespace is None else namespace)
-        self._run(lambda ctx: ctx.invalidate_namespace(ns), strict=InvalidationError)
+        self._must(InvalidationError, invalidate.invalidate_namespace, ns)
         _reported("namespace", None)
 
     async def ainvalidate_namespace(self, namespace: str | None = None) -> None:
         ns = self.check_namespace(self.namespace if namespace is None else namespace)
-        await self._arun(lambda ctx: ctx.invalidate_namespace(ns), strict=InvalidationError)
+        await self._amust(InvalidationError, invalidate.invalidate_namespace, ns)
         _reported("namespace", None)
 
     def invalidate_all(self) -> None:
         """Bump the version: nothing written before this call is served again, in any namespace."""
-        self._run(lambda ctx: ctx.invalidate_all(), strict=InvalidationError)
+        self._must(InvalidationError, invalidate.invalidate_all)
         _reported("all", None)
 
     async def ainvalidate_all(self) -> None:
-        await self._arun(lambda ctx: ctx.invalidate_all(), strict=InvalidationError)
+        await self._amust(InvalidationError, invalidate.invalidate_all)
         _reported("all", None)
 
     def register(self) -> bool:
@@ -432,11 +425,11 @@ class AnswerCache:
         True
         """
         group = self._registrable_group()
-        return bool(self._run(lambda ctx: ctx.register(group), strict=CacheError))
+        return self._must(CacheError, groups.register, group)
 
     async def aregister(self) -> bool:
         group = self._registrable_group()
-        return bool(await self._arun(lambda ctx: ctx.register(group), strict=CacheError))
+        return await self._amust(CacheError, groups.register, group)
 
     def _registrable_group(self) -> str:
         if self.confined_to is not None:
@@ -447,19 +440,19 @@ class AnswerCache:
 
     def dependents(self, source_id: str) -> list[str]:
         """Keys of the live entries built on `source_id`."""
-        return list(self._run(lambda ctx: ctx.dependents(source_id), strict=CacheError))
+        return self._must(CacheError, housekeeping.dependents, source_id)
 
     async def adependents(self, source_id: str) -> list[str]:
-        return list(await self._arun(lambda ctx: ctx.dependents(source_id), strict=CacheError))
+        return await self._amust(CacheError, housekeeping.dependents, source_id)
 
     def clear(self, namespace: str | None = None) -> int:
         """Remove this cache's namespace (and those below it), nothing else; returns the keys deleted."""
         ns = self.check_namespace(self.namespace if namespace is None else namespace)
-        return int(self._run(lambda ctx: ctx.clear(ns), strict=InvalidationError))
+        return self._must(InvalidationError, housekeeping.clear, ns)
 
     async def aclear(self, namespace: str | None = None) -> int:
         ns = self.check_namespace(self.namespace if namespace is None else namespace)
-        return int(await self._arun(lambda ctx: ctx.clear(ns), strict=InvalidationError))
+        return await self._amust(InvalidationError, housekeeping.clear, ns)
 
     # -- housekeeping ----------------------------------------------------------------------------------
 
@@ -467,7 +460,7 @@ class AnswerCache:
         self,
         count: int = 1000,
         *,
-        idle_after: float | None = housekeeping.DEFAULT_IDLE_AFTER,
+        idle_after: float | None = lifecycle.DEFAULT_IDLE_AFTER,
         progress: Callable[[int], None] | None = None,
     ) -> int:
         """Reclaim invalidated entries and dead dependency links (SCAN + UNLINK in batches, every primary),
@@ -475,19 +468,16 @@ class AnswerCache:
 
         `progress(n)` is told how many keys each SCAN page examined. Returns the keys or links removed.
         """
-        return int(
-            self._run(lambda ctx: housekeeping.purge(ctx, count, idle_after, progress), strict=CacheError)
-        )
+        return int(self._must(CacheError, lifecycle.purge, count, idle_after, progress))
 
     async def apurge(
         self,
         count: int = 1000,
         *,
-        idle_after: float | None = housekeeping.DEFAULT_IDLE_AFTER,
+        idle_after: float | None = lifecycle.DEFAULT_IDLE_AFTER,
         progress: Callable[[int], None] | None = None,
     ) -> int:
-        flow = lambda ctx: housekeeping.purge(ctx, count, idle_after, progress)  # noqa: E731
-        return int(await self._arun(flow, strict=CacheError))
+        return int(await self._amust(CacheError, lifecycle.purge, count, idle_after, progress))
 
     def drop_namespace(self, namespace: str | None = None) -> int:
         """Remove a namespace tree for good: entries, tokens, dependency sets, counters (and for a top-level
@@ -495,55 +485,38 @@ class AnswerCache:
         a write whose lookup came before the drop is refused. Returns the number of keys deleted.
         """
         ns = self.check_namespace(namespace or self.namespace)
-        n = int(self._run(lambda ctx: housekeeping.drop_namespace(ctx, ns), strict=InvalidationError))
-        return _reported("drop", n)
+        return _reported("drop", int(self._must(InvalidationError, lifecycle.drop_namespace, ns)))
 
     async def adrop_namespace(self, namespace: str | None = None) -> int:
         ns = self.check_namespace(namespace or self.namespace)
-        n = int(await self._arun(lambda ctx: housekeeping.drop_namespace(ctx, ns), strict=InvalidationError))
-        return _reported("drop", n)
+        return _reported("drop", int(await self._amust(InvalidationError, lifecycle.drop_namespace, ns)))
 
     def reset_stats(self, namespace: str | None = None) -> None:
         """Zero the shared counters of a namespace and those below it (``None``: every namespace)."""
         if namespace is not None:
             self.check_namespace(namespace)
-        self._run(lambda ctx: housekeeping.reset_stats(ctx, namespace), strict=CacheError)
+        self._must(CacheError, lifecycle.reset_stats, namespace)
 
     async def areset_stats(self, namespace: str | None = None) -> None:
         if namespace is not None:
             self.check_namespace(namespace)
-        await self._arun(lambda ctx: housekeeping.reset_stats(ctx, namespace), strict=CacheError)
+        await self._amust(CacheError, lifecycle.reset_stats, namespace)
 
     def stats(self) -> dict[str, Any]:
         """Counters: per namespace from Valkey (shared by every process), and this process's errors."""
-        per_ns = self._run(lambda ctx: ctx.stats()) or {}
+        per_ns = self._try(None, False, housekeeping.stats) or {}
         return _stats_report(per_ns, self.health.snapshot())
 
     async def astats(self) -> dict[str, Any]:
-        per_ns = await self._arun(lambda ctx: ctx.stats()) or {}
+        per_ns = await self._atry(None, False, housekeeping.stats) or {}
         return _stats_report(per_ns, self.health.snapshot())
 
     def doctor(self) -> DoctorReport:
         """Read the eviction policy and memory (where allowed); name configurations that break the cache."""
-        return self._run(_doctor, strict=CacheError)  # type: ignore[no-any-return]
+        return self._must(CacheError, housekeeping.doctor)
 
     async def adoctor(self) -> DoctorReport:
-        return await self._arun(_doctor, strict=CacheError)  # type: ignore[no-any-return]
-
-
-def _doctor(ctx: Context) -> Flow:
-    infos = yield from _infos(ctx)
-    untimed = yield from untimed_keys(ctx)
-    return diagnose(infos, ctx.cluster, untimed)
-
-
-def _infos(ctx: Context) -> Flow:
-    try:
-        return (yield from ctx.info())
-    except Exception as exc:  # INFO refused by an ACL: the report says what it could not read
-        if is_backend_error(exc) or isinstance(exc, ValkeyError):
-            return [exc]
-        raise
+        return await self._amust(CacheError, housekeeping.doctor)
 
 
 def _policy(policy: TTLPolicy | Mapping[str, TTLValue] | None, default_content_type: str | None) -> TTLPolicy:
@@ -560,6 +533,7 @@ def _ids(source_ids: Iterable[str]) -> list[str]:
 
 
 _DROPPED = object()  # a write that never reached Valkey (down, or skipped during an outage)
+_REFUSED = Seen("", 0, 0)  # the view of a write refused before sending (its lookup did not reach Valkey)
 _LOOKUP_RESULT = {HIT: "hit", MISS: "miss", STALE: "stale", BAD: "bad"}
 
 

@@ -25,10 +25,10 @@ from typing import Any, NoReturn
 import click
 from valkey.exceptions import ValkeyError
 
-from . import housekeeping
 from .cache import AnswerCache
 from .connection import redact
 from .errors import CacheError
+from .ops import lifecycle
 from .ttl import parse_ttl
 
 __all__ = ["main"]
@@ -383,7 +383,7 @@ def purge(settings: Settings, idle_after: str, keep_idle: bool, batch: int) -> N
     idle = None if keep_idle else _idle_seconds(idle_after)
     cache = settings.cache()
     with backend_errors(settings):
-        total = int(cache._run(housekeeping.key_count, strict=CacheError))
+        total = int(cache._must(CacheError, lifecycle.key_count))
         # The bar counts the keys examined against all keys of the database (other data included, so it
         # may finish early); on stderr, so that --json output stays clean.
         with click.progressbar(length=max(total, 1), label="purging", file=sys.stderr) as bar:

@@ -1,8 +1,26 @@
-"""The entry body: format version, content type, creation time, sources and the adapter's value, as JSON.
+"""The entry format, whole: a header the scripts write and check, then the JSON body this module writes.
 
-The header with the dependency tokens is written and checked by the server-side scripts; this module only
-owns the JSON body. Anything unreadable decodes to None, which the cache turns into a counted miss.
-JSON is data only: nothing in stored bytes can name a class, run code or read the environment.
+A stored entry reads::
+
+    vrc1\\n<era> <invalidations>\\n<suffix> <token>\\n ... <suffix> <token>\\n\\n<body>
+
+The header holds the group clock's era and invalidation count when the entry was written, then every token
+it depends on (``a`` the version, ``n:<ns>`` each namespace level, ``s:<digest>`` each source); a token of
+the entry's own era is written as its counter alone. `write.lua` writes it (``entry_encode`` in
+``common.lua``, which also holds the one reader, ``entry_header``/``entry_deps``): it needs the tokens as
+they are inside the atomic write. `entry` and `header` here are its description in Python, for tests and
+tools; ``tests/core/test_core_layout.py`` checks both sides agree.
+
+The body: format version, content type, creation time, sources and the adapter's value, as JSON. Anything
+unreadable decodes to None, which the cache turns into a counted miss. JSON is data only: nothing in stored
+bytes can name a class, run code or read the environment.
+
+Example:
+    >>> stored = entry("e1", 0, [("a", "e1.3")], encode_body("hi", ("kb.md",), None, 1.0))
+    >>> stored[:16]
+    b'vrc1\\ne1 0\\na 3\\n\\n{'
+    >>> decode_body(body_of(stored)).value, header(stored).deps
+    ('hi', (('a', 'e1.3'),))
 """
 
 from __future__ import annotations
@@ -12,9 +30,10 @@ from typing import Any, Generic, TypeVar
 
 from . import jsonbytes
 
-__all__ = ["FORMAT", "Hit", "encode_body", "decode_body"]
+__all__ = ["FORMAT", "Header", "Hit", "body_of", "decode_body", "encode_body", "entry", "header"]
 
 FORMAT = 1
+MAGIC = b"vrc1\n"
 JSON = Any
 V = TypeVar("V")
 
@@ -27,6 +46,49 @@ class Hit(Generic[V]):
     sources: tuple[str, ...]
     content_type: str | None
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """An entry's header: the clock when it was written, and the tokens (suffix, "<era>.<n>") it recorded."""
+
+    era: str
+    invalidations: int
+    deps: tuple[tuple[str, str], ...]
+
+
+def entry(era: str, invalidations: int, deps: list[tuple[str, str]], body: bytes) -> bytes:
+    """A stored entry as `write.lua` writes it (``entry_encode``)."""
+    lines = ["vrc1", f"{era} {invalidations}"]
+    for suffix, token in deps:
+        tok_era, _, n = token.partition(".")
+        lines.append(f"{suffix} {n if tok_era == era else token}")
+    return "\n".join(lines).encode() + b"\n\n" + body
+
+
+def header(stored: bytes) -> Header | None:
+    """A stored entry's header as the scripts read it (``entry_header``, ``entry_deps``); None: not ours."""
+    if not stored.startswith(MAGIC) or b"\n\n" not in stored:
+        return None
+    head = stored[len(MAGIC) : stored.index(b"\n\n")].decode("utf-8", "replace").split("\n")
+    era, _, inv = head[0].partition(" ")
+    if not era.isalnum() or not inv.isdigit():
+        return None
+    deps = []
+    for line in head[1:]:
+        suffix, sp, tok = line.partition(" ")
+        if not sp:
+            return None
+        deps.append((suffix, tok if "." in tok else f"{era}.{tok}"))
+    if not any(suffix == "a" for suffix, _ in deps):
+        return None
+    return Header(era, int(inv), tuple(deps))
+
+
+def body_of(stored: Any) -> Any:
+    """The body of an entry lookup.lua returned as a hit (bytes, or str from a client decoding replies)."""
+    sep = b"\n\n" if isinstance(stored, bytes) else "\n\n"
+    return stored[stored.find(sep) + 2 :]
 
 
 def encode_body(value: JSON, sources: tuple[str, ...], content_type: str | None, created_at: float) -> bytes:

@@ -1,6 +1,6 @@
 """The asyncio driver over Valkey GLIDE (extra ``glide``): the same operations on another client.
 
-It runs the sans-IO operations of `protocol.py` exactly as `store.AsyncDriver` does over valkey.asyncio, on a
+It runs the sans-IO operations of `ops` exactly as `store.AsyncDriver` does over valkey.asyncio, on a
 ready-made ``glide.GlideClient`` or ``glide.GlideClusterClient``. GLIDE's replies are already what the
 operations read (bytes, ints, lists; a dict for HGETALL); the few that differ are normalised here (INFO text,
 SCAN cursors), and GLIDE's errors are turned back into the valkey-py exceptions a server reply or a network
@@ -20,16 +20,19 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Any
+from typing import Any, TypeVar
 
 from valkey import exceptions as vex
 from valkey._parsers.base import BaseParser
 from valkey._parsers.helpers import parse_info
 
-from .protocol import Cmd, Eval, FanOut, Flow, NodeCmd, Primaries
+from .ops.requests import Call, Cmd, Eval, FanOut, Flow, NodeCmd, Primaries, adrive
+from .plan import PipelineRound
 from .scripts import Script
 
 __all__ = ["GlideDriver", "is_glide_client", "is_glide_cluster", "as_valkey_error", "is_glide_error"]
+
+R = TypeVar("R")
 
 
 def _glide() -> Any:
@@ -122,19 +125,9 @@ class GlideDriver:
         self.connector = connector
         self._scripts: dict[str, Any] = {}  # our sha -> glide.Script (GLIDE forgets a script it collects)
 
-    async def run(self, flow: Flow) -> Any:
+    async def run(self, flow: Flow[R]) -> R:
         client = await self.connector.async_client()
-        try:
-            op = next(flow)
-            while True:
-                try:
-                    reply = await self._do(client, op)
-                except Exception as exc:
-                    op = flow.throw(as_valkey_error(exc))
-                else:
-                    op = flow.send(reply)
-        except StopIteration as done:
-            return done.value
+        return await adrive(flow, self._do, client, as_valkey_error)
 
     def _script(self, script: Script) -> Any:
         found = self._scripts.get(script.sha)
@@ -197,43 +190,28 @@ class GlideDriver:
             return reply[0], reply[1]
         return reply
 
-    async def _fanout(self, client: Any, calls: list[Eval | Cmd]) -> list[Any]:
+    async def _fanout(self, client: Any, calls: list[Call]) -> list[Any]:
         """One non-atomic batch: GLIDE splits it per shard in a cluster, replies come back in order."""
         if not calls:
             return []
         glide = _glide()
-        results: list[Any] = [None] * len(calls)
-        todo = list(range(len(calls)))
-        for attempt in range(2):
+        round_ = PipelineRound(calls)  # what to send again after NOSCRIPT: `plan.py`, as for valkey-py
+        while True:
             batch = glide.ClusterBatch(False) if self.connector.cluster else glide.Batch(False)
-            for i in todo:
-                call = calls[i]
-                if isinstance(call, Eval):
-                    batch.custom_command(
-                        ["EVALSHA", call.script.sha, str(len(call.keys)), *call.keys, *map(_arg, call.args)]
-                    )
-                else:
-                    batch.custom_command([_arg(a) for a in call.args])
+            for command in round_.commands():
+                batch.custom_command([_arg(a) for a in command])
             replies = await client.exec(batch, raise_on_error=False)
-            missing = []
-            for i, reply in zip(todo, replies, strict=True):
-                err = as_valkey_error(reply) if isinstance(reply, Exception) else None
-                if attempt == 0 and isinstance(err, vex.NoScriptError):
-                    missing.append(i)
-                elif err is not None:
-                    raise err
-                else:
-                    results[i] = reply
-            if not missing:
+            scripts = round_.reload([as_valkey_error(r) if isinstance(r, Exception) else r for r in replies])
+            if not scripts:
                 break
-            # Load what the server lacked (on every primary of a cluster), then resend only those calls:
-            # the others already ran and must not run twice.
-            evals = [calls[i] for i in missing]
-            for script in {c.script for c in evals if isinstance(c, Eval)}:
+            # Load what the server lacked (on every primary of a cluster), then resend only those calls.
+            for script in scripts:
                 load = ["SCRIPT", "LOAD", script.source]
                 if self.connector.cluster:
                     await client.custom_command(load, route=glide.AllPrimaries())
                 else:
                     await client.custom_command(load)
-            todo = missing
-        return results
+        for reply in round_.replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return round_.replies

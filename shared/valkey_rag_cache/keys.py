@@ -12,6 +12,9 @@ touches one hash slot, and namespaces spread over the shards of a cluster by the
     llmcache:{docs}:v:docs:technical:<part>     semantic index: the vectors of one exact partition (a hash)
     llmcache:{docs}:vl:docs:technical:<part>    semantic index: its change log (a stream), for mirrors
     llmcache:groups                             the top-level namespaces in use
+
+`GroupKeys` names every key of one tree from its base; `KeySchema` names the trees. No other module builds a
+key (the scripts get the keys in KEYS, and the bases of the families they derive names from in ARGV).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from urllib.parse import unquote
 
-__all__ = ["EntryKey", "KeySchema", "escape", "glob_escape", "validate_namespace"]
+__all__ = ["EntryKey", "GroupKeys", "KeySchema", "escape", "glob_escape", "group_keys", "validate_namespace"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.\-:]")
 
@@ -100,6 +103,67 @@ class EntryKey:
         return self.namespace.split(":", 1)[0]
 
 
+# Token suffixes (after ``t:``): the version, a namespace level, a source.
+VERSION = "a"
+SOURCE_DIGEST_CHARS = 16  # base64 of source_digest's 12 bytes
+
+
+def namespace_suffix(namespace: str) -> str:
+    return "n:" + escape(namespace)
+
+
+def source_suffix(source_id: str) -> str:
+    return "s:" + source_digest(source_id)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupKeys:
+    """Every key of one namespace tree, named from its base ``prefix:{group}:`` (all in one hash slot).
+
+    >>> g = KeySchema("p").group("docs")
+    >>> g.clock, g.entry("docs:tech", "abc"), g.token(source_suffix("kb.md"))
+    ('p:{docs}:clock', 'p:{docs}:e:docs:tech:abc', 'p:{docs}:t:s:...')
+    """
+
+    base: str
+    clock: str
+    stats: str
+    nss: str  # the escaped namespaces of the tree that have dependency sets
+    tokens: str  # the base of its tokens: + a suffix (`VERSION`, `namespace_suffix`, `source_suffix`)
+    deps: str  # the base of its dependency sets: + source digest + ":" + escaped namespace
+    entries: str  # the base of its entries: + escaped namespace + ":" + digest
+
+    @classmethod
+    def of(cls, base: str) -> GroupKeys:
+        return cls(base, base + "clock", base + "stats", base + "nss", base + "t:", base + "d:", base + "e:")
+
+    def entry_base(self, namespace: str) -> str:
+        return f"{self.entries}{escape(namespace)}:"
+
+    def entry(self, namespace: str, digest: str) -> str:
+        return f"{self.entries}{escape(namespace)}:{digest}"
+
+    def token(self, suffix: str) -> str:
+        return self.tokens + suffix
+
+    def dependents(self, digest: str, escaped_namespace: str) -> str:
+        """The set of the entries of one namespace built on the source with this digest."""
+        return f"{self.deps}{digest}:{escaped_namespace}"
+
+    def entries_of_deps(self, rest: str) -> str | None:
+        """For ``d:<source digest>:<ns>`` (a key's part after the base), that namespace's entry base."""
+        head = len("d:") + SOURCE_DIGEST_CHARS
+        if not rest.startswith("d:") or len(rest) <= head + 1 or rest[head] != ":":
+            return None
+        return f"{self.entries}{rest[head + 1 :]}:"
+
+
+@lru_cache(maxsize=4096)
+def group_keys(base: str) -> GroupKeys:
+    """The keys of the tree whose base is `base` (one the index of groups lists, or a scanned key's)."""
+    return GroupKeys.of(base)
+
+
 @dataclass(frozen=True)
 class KeySchema:
     """Builds every key of one cache prefix.
@@ -125,11 +189,19 @@ class KeySchema:
         """``prefix:{group}:``; the hash tag puts a namespace tree in one slot."""
         return f"{self.prefix}:{{{escape(group)}}}:"
 
+    def group(self, group: str) -> GroupKeys:
+        """Every key of the tree of top-level namespace `group`."""
+        return group_keys(self.group_base(group))
+
+    def tree(self, namespace: str) -> GroupKeys:
+        """Every key of the tree `namespace` belongs to."""
+        return group_keys(self.group_base(namespace.split(":", 1)[0]))
+
     def entry(self, key: EntryKey) -> str:
-        return f"{self.group_base(key.group)}e:{escape(key.namespace)}:{key.digest}"
+        return self.tree(key.namespace).entry(key.namespace, key.digest)
 
     def entry_base(self, namespace: str) -> str:
-        return f"{self.group_base(namespace.split(':', 1)[0])}e:{escape(namespace)}:"
+        return self.tree(namespace).entry_base(namespace)
 
     def semantic_vectors(self, namespace: str, partition: str) -> str:
         """The hash of one semantic partition's vectors (field: entry digest), in its tree's slot."""
@@ -140,21 +212,19 @@ class KeySchema:
         return f"{self.group_base(namespace.split(':', 1)[0])}vl:{escape(namespace)}:{partition}"
 
     def token_base(self, group: str) -> str:
-        return self.group_base(group) + "t:"
+        return self.group(group).tokens
 
     def clock(self, group: str) -> str:
-        return self.group_base(group) + "clock"
+        return self.group(group).clock
 
     def stats(self, group: str) -> str:
-        return self.group_base(group) + "stats"
+        return self.group(group).stats
 
     @cached_property
     def groups(self) -> str:
         return f"{self.prefix}:groups"
 
-    @staticmethod
-    def source_suffix(source_id: str) -> str:
-        return "s:" + source_digest(source_id)
+    source_suffix = staticmethod(source_suffix)
 
     def scan_pattern(self) -> str:
         return glob_escape(self.prefix) + ":*"

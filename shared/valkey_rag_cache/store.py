@@ -1,4 +1,8 @@
-"""Thin drivers that run the sans-IO operations of `protocol.py` over valkey-py, sync and asyncio."""
+"""Thin drivers that send the requests of the sans-IO operations (`ops`) over valkey-py, sync and asyncio.
+
+What they send (a script call's commands, a pipeline's round after NOSCRIPT, a fan-out's calls per node) is
+planned once in `plan.py`; each driver only sends it, with calls or awaited calls.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,20 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from valkey.exceptions import ConnectionError, MovedError, NoPermissionError, NoScriptError, TimeoutError
 
 from .connection import Connector
 from .glide_driver import GlideDriver
-from .protocol import Cmd, Eval, FanOut, Flow, NodeCmd, Primaries
+from .ops.requests import Call, Cmd, Eval, FanOut, Flow, NodeCmd, Primaries, adrive
+from .plan import PipelineRound, by_node, eval_command, evalsha_command, load_command
 from .resharding import RETRY_PAUSE, gave_up, is_resharding
 
 __all__ = ["SyncDriver", "AsyncDriver"]
+
+R = TypeVar("R")
 
 
 def _scan_reply(reply: Any) -> Any:
@@ -30,14 +36,6 @@ def _scan_reply(reply: Any) -> Any:
 def _attempts(cluster_client: Any) -> int:
     # The first try and the retries valkey-py's cluster client makes after a dropped connection or a timeout.
     return 1 + int(getattr(cluster_client, "cluster_error_retry_attempts", 3))
-
-
-def _queue_eval(pipe: Any, call: Eval, use_eval: bool) -> None:
-    # EVAL where an ACL refuses SCRIPT LOAD (it loads the script as it runs it), EVALSHA otherwise.
-    if use_eval:
-        pipe.eval(call.script.source, len(call.keys), *call.keys, *call.args)
-    else:
-        pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
 
 
 _executor: ThreadPoolExecutor | None = None
@@ -64,7 +62,7 @@ class SyncDriver:
         self.connector = connector
         self.settle_for = settle_for
 
-    def run(self, flow: Flow) -> Any:
+    def run(self, flow: Flow[R]) -> R:
         client = self.connector.sync_client()
         try:
             op = next(flow)
@@ -76,7 +74,7 @@ class SyncDriver:
                 else:
                     op = flow.send(reply)
         except StopIteration as done:
-            return done.value
+            return done.value  # type: ignore[no-any-return]  # a generator's return is untyped
 
     def _do(self, client: Any, op: Any) -> Any:
         if isinstance(op, Eval | Cmd):
@@ -97,7 +95,7 @@ class SyncDriver:
         node = op.node if op.node is not None else client.get_node_from_key(op.key)
         return client.get_valkey_connection(node)
 
-    def _single(self, client: Any, op: Eval | Cmd) -> Any:
+    def _single(self, client: Any, op: Call) -> Any:
         if isinstance(op, Cmd):
             return client.execute_command(*op.args)
         if not self.connector.cluster:
@@ -120,7 +118,7 @@ class SyncDriver:
                     raise
         raise AssertionError("unreachable")
 
-    def _settled(self, client: Any, op: Eval | Cmd, deadline: float) -> Any:
+    def _settled(self, client: Any, op: Call, deadline: float) -> Any:
         while True:
             try:
                 return self._single(client, op)
@@ -136,68 +134,57 @@ class SyncDriver:
     @staticmethod
     def _eval(client: Any, op: Eval) -> Any:
         try:
-            return client.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
+            return client.execute_command(*evalsha_command(op))
         except NoScriptError:
             try:
-                client.script_load(op.script.source)
+                client.execute_command(*load_command(op))
             except NoPermissionError:  # an ACL without SCRIPT LOAD: EVAL runs it (and caches it)
-                return client.eval(op.script.source, len(op.keys), *op.keys, *op.args)
-            return client.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
+                return client.execute_command(*eval_command(op))
+            return client.execute_command(*evalsha_command(op))
 
-    def _fanout(self, client: Any, calls: list[Eval | Cmd]) -> list[Any]:
+    def _fanout(self, client: Any, calls: list[Call]) -> list[Any]:
         if not calls:
             return []
         if not self.connector.cluster:
             return self._pipeline(client, list(enumerate(calls)), [None] * len(calls))
         # One pipeline per primary, straight to its connection: cluster pipelines refuse EVALSHA.
-        by_node: dict[str, list[tuple[int, Eval | Cmd]]] = defaultdict(list)
-        nodes: dict[str, Any] = {}
-        for i, call in enumerate(calls):
-            key = call.keys[0] if isinstance(call, Eval) else call.args[1]
-            node = client.get_node_from_key(key)
-            nodes[node.name] = node
-            by_node[node.name].append((i, call))
+        groups = by_node(calls, client.get_node_from_key)
         results: list[Any] = [None] * len(calls)
 
-        def send(name: str) -> None:
-            self._pipeline(
-                client.get_valkey_connection(nodes[name]), by_node[name], results, cluster_client=client
-            )
+        def send(node: Any, items: list[tuple[int, Call]]) -> None:
+            self._pipeline(client.get_valkey_connection(node), items, results, cluster_client=client)
 
-        if len(by_node) == 1:
-            send(next(iter(by_node)))
+        if len(groups) == 1:
+            send(*groups[0])
         else:
             # The shards' pipelines go out together: one round trip in wall-clock time, not one per shard.
             # Every shard's pipeline is waited for before the first error is raised, as in the async driver.
-            futures = [_pool().submit(send, name) for name in by_node]
+            futures = [_pool().submit(send, node, items) for node, items in groups]
             errors = [exc for exc in (f.exception() for f in futures) if exc is not None]
             if errors:
                 raise errors[0]
         return results
 
     def _pipeline(
-        self, conn: Any, items: list[tuple[int, Eval | Cmd]], results: list[Any], cluster_client: Any = None
+        self, conn: Any, items: list[tuple[int, Call]], results: list[Any], cluster_client: Any = None
     ) -> list[Any]:
-        use_eval = False
-        for attempt in range(2):
+        round_ = PipelineRound([call for _, call in items])
+        while True:
             pipe = conn.pipeline(transaction=False)
-            for _, call in items:
-                if isinstance(call, Eval):
-                    _queue_eval(pipe, call, use_eval)
-                else:
-                    pipe.execute_command(*call.args)
+            for command in round_.commands():
+                pipe.execute_command(*command)
             replies = pipe.execute(raise_on_error=False)
-            if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
-                try:
-                    for script in {c.script for _, c in items if isinstance(c, Eval)}:
-                        conn.script_load(script.source)
-                except NoPermissionError:
-                    use_eval = True
-                continue
-            break
+            scripts = round_.reload(replies)
+            if not scripts:
+                break
+            try:
+                for script in scripts:
+                    conn.script_load(script.source)
+            except NoPermissionError:
+                round_.refused_load()
         deadline = time.monotonic() + self.settle_for
         first_error: Exception | None = None
-        for (i, call), reply in zip(items, replies, strict=True):
+        for (i, call), reply in zip(items, round_.replies, strict=True):
             if cluster_client is not None and is_resharding(reply):
                 # Sent on a slot map that is out of date, or the slot is moving: retried on the owner after
                 # refreshing the map (so the next fan-out goes to the right node), or until the slot settles.
@@ -221,24 +208,14 @@ class AsyncDriver:
         self.settle_for = settle_for
         self._glide = GlideDriver(connector) if connector.glide else None
 
-    async def run(self, flow: Flow) -> Any:
+    async def run(self, flow: Flow[R]) -> R:
         if self._glide is not None:  # a ready-made Valkey GLIDE client
             return await self._glide.run(flow)
         client = await self.connector.async_client()
         if client is None:
             # Only a sync client was given: run the same operation on it in a worker thread.
             return await asyncio.to_thread(SyncDriver(self.connector, self.settle_for).run, flow)
-        try:
-            op = next(flow)
-            while True:
-                try:
-                    reply = await self._do(client, op)
-                except Exception as exc:
-                    op = flow.throw(exc)
-                else:
-                    op = flow.send(reply)
-        except StopIteration as done:
-            return done.value
+        return await adrive(flow, self._do, client)
 
     async def _do(self, client: Any, op: Any) -> Any:
         if isinstance(op, Eval | Cmd):
@@ -256,7 +233,7 @@ class AsyncDriver:
             return _scan_reply(await client.execute_command(*op.args, target_nodes=node))
         raise TypeError(f"unknown operation {op!r}")
 
-    async def _single(self, client: Any, op: Eval | Cmd) -> Any:
+    async def _single(self, client: Any, op: Call) -> Any:
         if isinstance(op, Cmd):
             return await client.execute_command(*op.args)
         if not self.connector.cluster:
@@ -266,7 +243,7 @@ class AsyncDriver:
         for attempt in range(_attempts(client)):
             node = client.get_node_from_key(op.keys[0])
             try:
-                return await self._node_eval(node, op)
+                return await self._eval(node, op)
             except MovedError:
                 await client.nodes_manager.initialize()
                 raise
@@ -277,19 +254,7 @@ class AsyncDriver:
                     raise
         raise AssertionError("unreachable")
 
-    @staticmethod
-    async def _node_eval(node: Any, op: Eval) -> Any:
-        call = ("EVALSHA", op.script.sha, len(op.keys), *op.keys, *op.args)
-        try:
-            return await node.execute_command(*call)
-        except NoScriptError:
-            try:
-                await node.execute_command("SCRIPT", "LOAD", op.script.source)
-            except NoPermissionError:  # an ACL without SCRIPT LOAD: EVAL runs it (and caches it)
-                return await node.execute_command("EVAL", op.script.source, len(op.keys), *op.keys, *op.args)
-            return await node.execute_command(*call)
-
-    async def _settled(self, client: Any, op: Eval | Cmd, deadline: float) -> Any:
+    async def _settled(self, client: Any, op: Call, deadline: float) -> Any:
         while True:
             try:
                 return await self._single(client, op)
@@ -303,17 +268,18 @@ class AsyncDriver:
                 await asyncio.sleep(RETRY_PAUSE)
 
     @staticmethod
-    async def _eval(client: Any, op: Eval) -> Any:
+    async def _eval(target: Any, op: Eval) -> Any:
+        # `target`: the client on a standalone server, the slot owner's node in a cluster (see `SyncDriver`).
         try:
-            return await client.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
+            return await target.execute_command(*evalsha_command(op))
         except NoScriptError:
             try:
-                await client.script_load(op.script.source)
+                await target.execute_command(*load_command(op))
             except NoPermissionError:  # an ACL without SCRIPT LOAD: EVAL runs it (and caches it)
-                return await client.eval(op.script.source, len(op.keys), *op.keys, *op.args)
-            return await client.evalsha(op.script.sha, len(op.keys), *op.keys, *op.args)
+                return await target.execute_command(*eval_command(op))
+            return await target.execute_command(*evalsha_command(op))
 
-    async def _fanout(self, client: Any, calls: list[Eval | Cmd]) -> list[Any]:
+    async def _fanout(self, client: Any, calls: list[Call]) -> list[Any]:
         if not calls:
             return []
         if self.connector.cluster:
@@ -328,24 +294,21 @@ class AsyncDriver:
                 if isinstance(reply, BaseException):
                     raise reply
             return list(replies)
-        use_eval = False
-        for attempt in range(2):
+        round_ = PipelineRound(calls)
+        while True:
             async with client.pipeline(transaction=False) as pipe:
-                for call in calls:
-                    if isinstance(call, Eval):
-                        _queue_eval(pipe, call, use_eval)
-                    else:
-                        pipe.execute_command(*call.args)
+                for command in round_.commands():
+                    pipe.execute_command(*command)
                 replies = await pipe.execute(raise_on_error=False)
-            if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
-                try:
-                    for script in {c.script for c in calls if isinstance(c, Eval)}:
-                        await client.script_load(script.source)
-                except NoPermissionError:
-                    use_eval = True
-                continue
-            break
-        for reply in replies:
+            scripts = round_.reload(replies)
+            if not scripts:
+                break
+            try:
+                for script in scripts:
+                    await client.script_load(script.source)
+            except NoPermissionError:
+                round_.refused_load()
+        for reply in round_.replies:
             if isinstance(reply, Exception):
                 raise reply
-        return list(replies)
+        return round_.replies

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import valkey
 
-import valkey_rag_cache.cache as cache_module
+import valkey_rag_cache.seen as seen_module
 from servers import Server, free_port
 from valkey_rag_cache import AnswerCache, InvalidationError
 
@@ -211,14 +211,14 @@ async def _run_asyncio(url: str, oracle: Oracle, faults: Faults) -> None:
 
 def _skip_the_race_check(monkeypatch: pytest.MonkeyPatch) -> None:
     # Every write goes out without the lookup's view: stored unchecked, whatever happened since the miss.
-    monkeypatch.setattr(cache_module, "_take", lambda ident: None)
+    monkeypatch.setattr(seen_module, "take", lambda ident: None)
 
 
 def _unchecked_after_a_failed_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
     # The client before issue 9: a lookup that did not reach Valkey left no view, so its write was unchecked.
-    real = cache_module._remember
+    real = seen_module.remember
     monkeypatch.setattr(
-        cache_module, "_remember", lambda ident, seen, hit: real(ident, seen, hit or seen is None)
+        seen_module, "remember", lambda ident, seen, hit: real(ident, seen, hit or seen is None)
     )
 
 

@@ -21,7 +21,7 @@ from langchain_core.outputs import Generation
 from llama_index.core.llms import MockLLM
 from pydantic import PrivateAttr
 
-import valkey_rag_cache.protocol as protocol
+import valkey_rag_cache.ops.lookup as lookup_op
 from langchain_valkey_cache import ValkeyCache as LangChainCache
 from llamaindex_valkey_cache import CachedLLM, LlamaIndexCache
 from servers import Server, free_port
@@ -171,11 +171,11 @@ def test_a_write_after_a_failing_lookup_script_is_refused(
     app, ingest = _app_and_ingest(make_cache)
     key = app.key("qa", "q")
     _warm(app, key)
-    real = protocol.script
+    real = lookup_op.script
     broken = Script("lookup", "return redis.call('NO-SUCH-COMMAND')")
-    monkeypatch.setattr(protocol, "script", lambda name: broken if name == "lookup" else real(name))
+    monkeypatch.setattr(lookup_op, "script", lambda name: broken if name == "lookup" else real(name))
     assert app.lookup(key) is None  # the script fails on the server: a miss, logged
-    monkeypatch.setattr(protocol, "script", real)
+    monkeypatch.setattr(lookup_op, "script", real)
     ingest.invalidate_source("doc")
     assert app.store(key, "built on the old document", ["doc"]) is False
     assert app.lookup(key) is None

@@ -19,7 +19,7 @@ from servers import start_standalone
 from valkey_rag_cache import AnswerCache, CacheError, InvalidationError
 from valkey_rag_cache.glide_driver import GlideDriver, as_valkey_error
 from valkey_rag_cache.health import is_backend_error
-from valkey_rag_cache.protocol import Cmd, Eval, FanOut, NodeCmd, Primaries
+from valkey_rag_cache.ops.requests import Cmd, Eval, FanOut, NodeCmd, Primaries
 from valkey_rag_cache.scripts import Script
 
 pytestmark = pytest.mark.glide

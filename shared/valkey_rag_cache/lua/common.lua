@@ -6,6 +6,33 @@
 
 local function failed(reply) return type(reply) == 'table' and reply.err ~= nil end
 
+-- Every key of a namespace tree, named from its base '<prefix>:{<group>}:' as keys.py's GroupKeys names them
+-- (tests/core/test_core_layout.py checks both agree). Scripts get the fixed keys they touch in KEYS; these
+-- names serve the families found in the data (the entries a dependency set lists, a header's tokens) and
+-- the trees invalidate_everywhere visits on a standalone server. All share the base's hash tag.
+local function group_keys(base)
+  return {clock = base .. 'clock', stats = base .. 'stats', nss = base .. 'nss', tokens = base .. 't:',
+          deps = base .. 'd:', entries = base .. 'e:'}
+end
+
+-- Packed arguments: the small arguments of a hot script travel as one space-separated string (each made of
+-- key-safe characters; one argument instead of a dozen keeps the client's encoding cheap). These lists are
+-- the one definition of their fields on this side; ops/lookup.py LookupArgs and ops/write.py WriteArgs are
+-- the other (the same test checks they agree). Words after the named fields are returned as `rest`.
+local LOOKUP_ARGS = {'base', 'tokens', 'fresh_era', 'count_stats', 'token_ttl'}
+local WRITE_ARGS = {'base', 'namespace', 'ttl', 'seen_era', 'seen_counter', 'seen_invalidations', 'fresh_era',
+                    'digest', 'token_ttl', 'count_stats', 'housekeeping'}
+
+local function unpack_args(packed, names)
+  local out, rest, i = {}, {}, 0
+  for w in string.gmatch(packed, '[^ ]+') do
+    i = i + 1
+    if names[i] then out[names[i]] = w else rest[#rest + 1] = w end
+  end
+  out.rest = rest
+  return out
+end
+
 -- A counter as this code writes it: a small non-negative integer (HINCRBY answers up to 2^63, Lua numbers
 -- are exact up to 2^53 and print as integers below 1e15).
 local function counter(text)
@@ -134,10 +161,9 @@ end
 
 -- Retire everything a group held: a new version token, and an invalidation counted first (so racing writes
 -- check their tokens). Returns the clock.
-local function retire_group(base, fresh_era, tok_ttl)
-  local clock_key = base .. 'clock'
+local function retire_group(clock_key, tok_base, fresh_era, tok_ttl)
   local clock = clock_ensure(clock_key, fresh_era)
-  issue_token(clock_key, clock[1], base .. 't:a', tok_ttl)
+  issue_token(clock_key, clock[1], tok_base .. 'a', tok_ttl)
   redis.call('HINCRBY', clock_key, 'i', 1)
   return clock_get(clock_key)
 end
@@ -145,10 +171,12 @@ end
 -- Register a group in the index of groups (standalone: `groups_key` is that index; cluster: '' and the client
 -- registered it). A group that was not registered may have been skipped by an invalidation (the index was
 -- evicted or replaced, or the group is new): retire everything it held. Returns the clock.
-local function register_group(groups_key, base, fresh_era, tok_ttl)
+local function register_group(groups_key, base, clock_key, tok_base, fresh_era, tok_ttl)
   -- An index of another type is made anew: every group then re-registers, and is retired, on first use.
-  if groups_key ~= '' and sadd(groups_key, base) == 1 then return retire_group(base, fresh_era, tok_ttl) end
-  return clock_ensure(base .. 'clock', fresh_era)
+  if groups_key ~= '' and sadd(groups_key, base) == 1 then
+    return retire_group(clock_key, tok_base, fresh_era, tok_ttl)
+  end
+  return clock_ensure(clock_key, fresh_era)
 end
 
 -- Count in the group's stats; counters no writer of ours made (not a hash, not an integer) start again.
@@ -158,18 +186,42 @@ local function stat(stats_key, field, n)
   redis.call('HINCRBY', stats_key, field, n)
 end
 
--- Parse an entry's header: "vrc1\n<era> <invalidations>\n<suffix> <token>\n...\n\n<body>" (entries of
--- older writers have no invalidation count). Returns the list of {token_suffix, token} pairs; nil when the
--- value is not an entry of this format (garbage, truncated, another version) or lacks the version token.
-local function parse_entry(v)
-  if string.sub(v, 1, 5) ~= 'vrc1\n' then return nil end
-  local sep = string.find(v, '\n\n', 6, true)
-  if not sep then return nil end
+-- The entry envelope (envelope.py describes the same format, and reads the body):
+--   'vrc1\n<era> <invalidations>\n<suffix> <token>\n...<suffix> <token>\n\n<body>'
+-- The clock's era and invalidation count when it was written, then every token it depends on ('a', 'n:..',
+-- 's:..'); a token of the entry's own era is written as its counter alone. Written by entry_encode only,
+-- read by entry_header and entry_deps only.
+local ENTRY_MAGIC = 'vrc1\n'
+
+local function entry_encode(era, invalidations, deps, body)
+  local lines = {'vrc1', era .. ' ' .. invalidations}
+  for _, d in ipairs(deps) do
+    local tok = d[2]
+    local dot = string.find(tok, '.', 1, true)
+    if string.sub(tok, 1, dot - 1) == era then tok = string.sub(tok, dot + 1) end
+    lines[#lines + 1] = d[1] .. ' ' .. tok
+  end
+  return table.concat(lines, '\n') .. '\n\n' .. body
+end
+
+-- The header's era and invalidation count, and where its dependency lines start and end; nil when the value
+-- is not an entry of this format (garbage, truncated, another version).
+local function entry_header(v)
+  if string.sub(v, 1, 5) ~= ENTRY_MAGIC then return nil end
   local eol = string.find(v, '\n', 6, true)
-  local era = string.match(string.sub(v, 6, eol - 1), '^([^ ]+) %d+$') or string.sub(v, 6, eol - 1)
+  local sep = eol and string.find(v, '\n\n', eol, true)
+  if not sep then return nil end
+  local era, inv = string.match(string.sub(v, 6, eol - 1), '^(%w+) (%d+)$')
+  if not era or #inv > 14 then return nil end
+  return era, tonumber(inv), eol + 1, sep
+end
+
+-- The {token_suffix, token} pairs of a header (from entry_header); nil when a line is not one of ours or the
+-- version token is missing.
+local function entry_deps(v, era, first, sep)
   local deps = {}
   local has_all = false
-  local pos = eol + 1
+  local pos = first
   while pos < sep do
     local nl = string.find(v, '\n', pos, true)
     local sp = string.find(v, ' ', pos, true)
@@ -190,15 +242,10 @@ end
 -- invalidation count before it replaces any token, so an entry written under the current era and count has
 -- seen no invalidation since: its tokens need neither parsing nor comparing.
 local function check_entry(v, tok_base, clock)
-  if clock then
-    local eol = string.find(v, '\n', 6, true)
-    local sp = eol and string.find(v, ' ', 6, true)
-    if sp and sp < eol and string.sub(v, 1, 5) == 'vrc1\n' and string.find(v, '\n\n', eol, true)
-        and string.sub(v, 6, sp - 1) == clock[1] and counter(string.sub(v, sp + 1, eol - 1)) == clock[3] then
-      return 'ok'
-    end
-  end
-  local deps = parse_entry(v)
+  local era, inv, first, sep = entry_header(v)
+  if not era then return nil end
+  if clock and era == clock[1] and inv == clock[3] then return 'ok' end
+  local deps = entry_deps(v, era, first, sep)
   if not deps then return nil end
   local keys = {}
   for i, d in ipairs(deps) do keys[i] = tok_base .. d[1] end
@@ -225,8 +272,7 @@ end
 -- Count one invalidation in the group's counters. `label`: a namespace (namespace invalidation), '' (source
 -- invalidation: each namespace it retired answers in, from `retired`), or '*' (version bump: every
 -- namespace that has counters in this group).
-local function count_invalidation(base, label, retired)
-  local stats_key = base .. 'stats'
+local function count_invalidation(stats_key, label, retired)
   if label == '*' then
     local names = {}
     local fields = redis.pcall('HKEYS', stats_key)
@@ -246,7 +292,8 @@ end
 -- Invalidate token suffixes in the group whose keys start with `base`, deleting the dependents of sources.
 -- Returns the number of entries deleted.
 local function invalidate_group(base, fresh_era, ttl, label, suffixes)
-  local clock_key = base .. 'clock'
+  local g = group_keys(base)
+  local clock_key = g.clock
   local clock = clock_ensure(clock_key, fresh_era)
   local era = clock[1]
   redis.call('HINCRBY', clock_key, 'i', 1)
@@ -254,19 +301,19 @@ local function invalidate_group(base, fresh_era, ttl, label, suffixes)
   local retired = {}
   local namespaces = nil
   for _, suffix in ipairs(suffixes) do
-    local k = base .. 't:' .. suffix
+    local k = g.tokens .. suffix
     if string.sub(suffix, 1, 2) == 's:' then
       -- A source nobody cached needs no token: the invalidation counter above already stops racing writes.
       if redis.call('EXISTS', k) == 1 then issue_token(clock_key, era, k, ttl) end
       local dig = string.sub(suffix, 3)
       -- The token is replaced: the sets below only serve eager deletion, so one of the wrong type goes.
-      namespaces = namespaces or smembers(base .. 'nss', true) or {}
+      namespaces = namespaces or smembers(g.nss, true) or {}
       for _, ns in ipairs(namespaces) do
-        local dk = base .. 'd:' .. dig .. ':' .. ns
+        local dk = g.deps .. dig .. ':' .. ns
         local members = smembers(dk, true) or {}
         if #members > 0 then
           local keys = {}
-          local entry_base = base .. 'e:' .. ns .. ':'
+          local entry_base = g.entries .. ns .. ':'
           for j, m in ipairs(members) do keys[j] = entry_base .. m end
           local n = unlink_all(keys)
           if n > 0 then retired[ns] = true end
@@ -278,7 +325,7 @@ local function invalidate_group(base, fresh_era, ttl, label, suffixes)
       issue_token(clock_key, era, k, ttl)
     end
   end
-  count_invalidation(base, label, retired)
+  count_invalidation(g.stats, label, retired)
   return deleted
 end
 
@@ -288,6 +335,7 @@ end
 local function invalidate_tree(base, fresh_era, ttl, label, suffixes)
   local ok, deleted = pcall(invalidate_group, base, fresh_era, ttl, label, suffixes)
   if ok then return deleted, nil end
-  if pcall(retire_group, base, fresh_era, ttl) then return 0, nil end
+  local g = group_keys(base)
+  if pcall(retire_group, g.clock, g.tokens, fresh_era, ttl) then return 0, nil end
   return 0, base
 end

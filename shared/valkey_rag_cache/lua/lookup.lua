@@ -1,18 +1,16 @@
--- KEYS: entry, [index of groups (standalone only)]
--- ARGV: 1 '<group base> <fresh era> <count stats 1/0> <token ttl>' (one argument instead of four keeps the
---       client's encoding cheap on every hit; all are made of key-safe characters), 2 stats namespace
--- The group's clock, stats and tokens derive from the group base, which is also its member of the index of
--- groups. Returns {status, '<era> <counter> <invalidations>'[, entry]}; status 1 hit, 0 miss, 2 bad, 3 stale,
+-- KEYS: 1 entry, 2 the group's clock, 3 its stats, [4 the index of groups (standalone only)]
+-- ARGV: 1 LOOKUP_ARGS packed (common.lua; ops/lookup.py LookupArgs): group base (its member of the index
+--       of groups), token base, fresh era, count stats ('1'/'0'), token ttl; 2 stats namespace
+-- Returns {status, '<era> <counter> <invalidations>'[, entry]}; status 1 hit, 0 miss, 2 bad, 3 stale,
 -- 4 no clock (one string for the clock: fewer reply elements to parse). A hit returns the whole stored
--- value: the caller reads the body after the blank line.
-local base, fresh_era, count_stats, token_ttl = string.match(ARGV[1], '^(%S+) (%S+) (%S+) (%S+)$')
-local entry_key = KEYS[1]
-local clock_key, tok_base = base .. 'clock', base .. 't:'
-local stats_key = count_stats == '1' and (base .. 'stats') or ''
+-- value: the caller reads the body (envelope.py).
+local a = unpack_args(ARGV[1], LOOKUP_ARGS)
+local entry_key, clock_key = KEYS[1], KEYS[2]
+local stats_key = a.count_stats == '1' and KEYS[3] or ''
 local ns = ARGV[2]
 local clock
-if KEYS[2] then
-  clock = register_group(KEYS[2], base, fresh_era, tonumber(token_ttl))
+if KEYS[4] then
+  clock = register_group(KEYS[4], a.base, clock_key, a.tokens, a.fresh_era, tonumber(a.token_ttl))
 else
   clock = clock_get(clock_key)
   if not clock then return {4, ''} end
@@ -30,7 +28,7 @@ if not v then
   stat(stats_key, 'misses:' .. ns, 1)
   return {0, seen}
 end
-local state = check_entry(v, tok_base, clock)
+local state = check_entry(v, a.tokens, clock)
 if state == 'ok' then
   stat(stats_key, 'hits:' .. ns, 1)
   return {1, seen, v}

@@ -44,7 +44,9 @@ from ..cache import AnswerCache
 from ..decoding import decoded
 from ..envelope import Hit
 from ..keys import EntryKey, digest, encode_parts
-from ..protocol import HIT, Seen
+from ..ops import lookup as lookup_op
+from ..ops.lookup import HIT
+from ..seen import Seen
 from ..sources import Source
 from ..ttl import TTLValue
 from .guard import LookalikeGuard
@@ -344,7 +346,7 @@ class SemanticCache:
         vec = self._embed(q)
         if vec is None:
             return None
-        candidates = self.cache._run(lambda ctx: self.index.search(ctx, q.part, vec, self.k, self._floor))
+        candidates = self.cache._try(None, False, self.index.search, q.part, vec, self.k, self._floor)
         for c in candidates or ():
             ok = self._screen(q, c)
             if ok is None:
@@ -352,13 +354,13 @@ class SemanticCache:
             if not ok:
                 continue
             key = self._candidate_key(q, c.question)
-            hit, gone, bad = self._accept(self.cache._run(lambda ctx, key=key: ctx.lookup(key)), decode)
+            hit, gone, bad = self._accept(self.cache._try(None, False, lookup_op.lookup, key), decode)
             if hit is not None:
                 return SemanticHit(hit, c.similarity, c.question, False)
             if bad:
                 self.cache.discard(key)
             if gone:
-                self.cache._run(lambda ctx, d=c.digest: self.index.forget(ctx, q.part, d))
+                self.cache._try(None, False, self.index.forget, q.part, c.digest)
         return None
 
     async def alookup(
@@ -371,9 +373,7 @@ class SemanticCache:
         vec = await self._aembed(q)
         if vec is None:
             return None
-        candidates = await self.cache._arun(
-            lambda ctx: self.index.search(ctx, q.part, vec, self.k, self._floor)
-        )
+        candidates = await self.cache._atry(None, False, self.index.search, q.part, vec, self.k, self._floor)
         for c in candidates or ():
             ok = self._screen(q, c)
             if ok is None:
@@ -381,15 +381,13 @@ class SemanticCache:
             if not ok:
                 continue
             key = self._candidate_key(q, c.question)
-            hit, gone, bad = self._accept(
-                await self.cache._arun(lambda ctx, key=key: ctx.lookup(key)), decode
-            )
+            hit, gone, bad = self._accept(await self.cache._atry(None, False, lookup_op.lookup, key), decode)
             if hit is not None:
                 return SemanticHit(hit, c.similarity, c.question, False)
             if bad:
                 await self.cache.adiscard(key)
             if gone:
-                await self.cache._arun(lambda ctx, d=c.digest: self.index.forget(ctx, q.part, d))
+                await self.cache._atry(None, False, self.index.forget, q.part, c.digest)
         return None
 
     # -- writes ----------------------------------------------------------------------------------------
@@ -416,9 +414,7 @@ class SemanticCache:
         if stored:
             vec = self._embed(q)
             if vec is not None:
-                self.cache._run(
-                    lambda ctx: self.index.add(ctx, q.part, q.key.digest, q.question, vec), write=True
-                )
+                self.cache._try(None, True, self.index.add, q.part, q.key.digest, q.question, vec)
         return stored
 
     async def astore(
@@ -442,9 +438,7 @@ class SemanticCache:
         if stored:
             vec = await self._aembed(q)
             if vec is not None:
-                await self.cache._arun(
-                    lambda ctx: self.index.add(ctx, q.part, q.key.digest, q.question, vec), write=True
-                )
+                await self.cache._atry(None, True, self.index.add, q.part, q.key.digest, q.question, vec)
         return stored
 
 

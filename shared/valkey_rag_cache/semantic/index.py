@@ -5,7 +5,7 @@ returns, `SemanticCache` validates each candidate with the core's own lookup of 
 (the script an exact hit runs), and derives that key from the partition and the candidate's question, so an
 index that is out of date, lost or even wrong can cost a miss, never a stale or foreign hit.
 
-Operations are sans-IO flows (generators yielding `protocol` ops), like the rest of the core, so one index
+Operations are sans-IO flows (generators yielding `ops.requests` ops), like the rest of the core, so one index
 serves the sync and the async API. `MirrorIndex` (a numpy mirror per partition in each process, synced from
 Valkey) is the one shipped; a valkey-search backend (``FT.SEARCH`` KNN with a TAG filter on the partition)
 would implement the same three methods.
@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from ..protocol import Context, Flow
+from ..ops.env import Env
+from ..ops.requests import Flow
 
 __all__ = ["Candidate", "Partition", "SemanticIndex"]
 
@@ -50,13 +52,13 @@ class SemanticIndex(ABC):
     """Nearest cached questions per exact partition. Implementations must be safe to call from threads."""
 
     @abstractmethod
-    def search(self, ctx: Context, part: Partition, vector: np.ndarray, k: int, floor: float) -> Flow:
+    def search(self, ctx: Env, part: Partition, vector: np.ndarray, k: int, floor: float) -> Flow[Any]:
         """Up to `k` candidates with similarity >= `floor`, best first (a flow returning a list)."""
 
     @abstractmethod
-    def add(self, ctx: Context, part: Partition, digest: str, question: str, vector: np.ndarray) -> Flow:
+    def add(self, ctx: Env, part: Partition, digest: str, question: str, vector: np.ndarray) -> Flow[Any]:
         """Make an entry's question findable by every process (called after its entry was stored)."""
 
     @abstractmethod
-    def forget(self, ctx: Context, part: Partition, digest: str) -> Flow:
+    def forget(self, ctx: Env, part: Partition, digest: str) -> Flow[Any]:
         """Drop a candidate whose entry is gone (expired, evicted, invalidated)."""

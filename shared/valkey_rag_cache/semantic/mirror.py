@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..protocol import Cmd, Context, FanOut, Flow
+from ..ops.env import Env
+from ..ops.requests import Cmd, FanOut, Flow
 from .index import Candidate, Partition, SemanticIndex
 from .vectors import decode_record, encode_record
 
@@ -220,13 +221,13 @@ class MirrorIndex(SemanticIndex):
 
     # -- SemanticIndex ---------------------------------------------------------------------------------
 
-    def search(self, ctx: Context, part: Partition, vector: np.ndarray, k: int, floor: float) -> Flow:
+    def search(self, ctx: Env, part: Partition, vector: np.ndarray, k: int, floor: float) -> Flow[Any]:
         m = self.mirror(part)
         yield from self._sync(part, m)
         with m.lock:
             return m.search(vector, k, floor)
 
-    def add(self, ctx: Context, part: Partition, digest: str, question: str, vector: np.ndarray) -> Flow:
+    def add(self, ctx: Env, part: Partition, digest: str, question: str, vector: np.ndarray) -> Flow[Any]:
         ttl = ctx.policy.max_ttl
         yield FanOut(
             [
@@ -237,7 +238,7 @@ class MirrorIndex(SemanticIndex):
             ]
         )
 
-    def forget(self, ctx: Context, part: Partition, digest: str) -> Flow:
+    def forget(self, ctx: Env, part: Partition, digest: str) -> Flow[Any]:
         m = self.mirror(part)
         with m.lock:
             m.remove(digest)
@@ -250,7 +251,7 @@ class MirrorIndex(SemanticIndex):
 
     # -- keeping a mirror in step ----------------------------------------------------------------------
 
-    def _sync(self, part: Partition, m: PartitionMirror) -> Flow:
+    def _sync(self, part: Partition, m: PartitionMirror) -> Flow[Any]:
         with m.lock:
             start, synced = m.last_id, m.synced
         if not synced:
@@ -303,7 +304,7 @@ class MirrorIndex(SemanticIndex):
                     m.upsert(digest, *decoded)
             m.last_id = last
 
-    def _rebuild(self, part: Partition, m: PartitionMirror) -> Flow:
+    def _rebuild(self, part: Partition, m: PartitionMirror) -> Flow[Any]:
         tail = yield Cmd(("XREVRANGE", part.log_key, "+", "-", "COUNT", 1))
         last = _text(tail[0][0]) if tail else _START
         fresh = PartitionMirror(coarse_from=1 << 62)  # lists trained once, after the load

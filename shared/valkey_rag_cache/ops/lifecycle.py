@@ -1,6 +1,6 @@
 """Namespace lifecycle: drop a namespace tree, reclaim the bookkeeping of trees idle for long, reset counters.
 
-Sans-IO flows over `protocol.Context`, like the operations in `protocol.py`.
+Sans-IO flows over an `Env`, like every operation in `ops`.
 
 Dropping is safe against stale hits and racing writers because it *invalidates first*: the tree's namespace
 token is replaced (and the group's invalidation count bumped) before anything is deleted, so every entry
@@ -22,10 +22,16 @@ from urllib.parse import unquote
 
 from valkey.exceptions import ResponseError
 
-from .errors import InvalidationError
-from .keys import escape, glob_escape, validate_namespace
-from .protocol import Cmd, Context, Eval, FanOut, Flow, NodeCmd, Primaries, _fresh_era, _text
-from .scripts import script
+from ..errors import InvalidationError
+from ..keys import escape, glob_escape, validate_namespace
+from ..scripts import script
+from . import housekeeping
+from .env import Env
+from .env import fresh_era as _fresh_era
+from .groups import group_bases
+from .invalidate import tree_call
+from .requests import Call, Cmd, Eval, FanOut, Flow, NodeCmd, Primaries
+from .requests import text as _text
 
 __all__ = ["DEFAULT_IDLE_AFTER", "drop_namespace", "purge", "reset_stats"]
 
@@ -40,7 +46,7 @@ def _group_of(namespace: str) -> str:
     return namespace.split(":", 1)[0]
 
 
-def _scan_group(ctx: Context, base: str, count: int) -> Flow:
+def _scan_group(ctx: Env, base: str, count: int) -> Flow[Any]:
     """Every key of one group (all in one slot, so on one primary), page by page: yields op, returns keys."""
     anchor = base + "clock"
     pattern = glob_escape(base) + "*"
@@ -53,7 +59,7 @@ def _scan_group(ctx: Context, base: str, count: int) -> Flow:
             return sorted(set(names))
 
 
-def _unlink(keys: list[str]) -> Flow:
+def _unlink(keys: list[str]) -> Flow[Any]:
     removed = 0
     for i in range(0, len(keys), 500):
         removed += int((yield Cmd(("UNLINK", *keys[i : i + 500]))))
@@ -72,11 +78,9 @@ def _in_tree(rest: str, esc: str) -> bool:
     return False
 
 
-def _retire(ctx: Context, base: str, esc: str, label: str) -> Flow:
+def _retire(ctx: Env, base: str, esc: str, label: str) -> Flow[Any]:
     # First the invalidation: from here on nothing written before is served, and racing writes are refused.
-    reply = yield Eval(
-        script("invalidate"), [base + "clock"], [base, _fresh_era(), ctx.token_ttl, label, "n:" + esc]
-    )
+    reply = yield tree_call(ctx, base, ["n:" + esc], label)
     if isinstance(reply, list | tuple) and len(reply) > 1 and reply[1]:
         # Neither invalidated nor retired: deleting now could leave answers a racing write would revive.
         raise InvalidationError(
@@ -84,7 +88,7 @@ def _retire(ctx: Context, base: str, esc: str, label: str) -> Flow:
         )
 
 
-def drop_namespace(ctx: Context, namespace: str, count: int = 1000) -> Flow:
+def drop_namespace(ctx: Env, namespace: str, count: int = 1000) -> Flow[Any]:
     """Remove a namespace tree: its entries, tokens, dependency sets and counters (for a top-level
     namespace also its clock and its place in the index of groups). Returns the number of keys deleted."""
     validate_namespace(namespace)
@@ -101,7 +105,7 @@ def drop_namespace(ctx: Context, namespace: str, count: int = 1000) -> Flow:
     members, fields = yield FanOut([Cmd(("SMEMBERS", base + "nss")), Cmd(("HKEYS", base + "stats"))])
     gone = [m for m in (_text(x) for x in members) if m == esc or m.startswith(esc + ":")]
     stale_fields = [f for f in (_text(x) for x in fields) if _field_in_tree(f, namespace)]
-    calls: list[Eval | Cmd] = []
+    calls: list[Call] = []
     if gone:
         calls.append(Cmd(("SREM", base + "nss", *gone)))
     if stale_fields:
@@ -116,7 +120,7 @@ def _field_in_tree(field: str, namespace: str) -> bool:
     return ns == namespace or ns.startswith(namespace + ":")
 
 
-def _drop_group(ctx: Context, base: str, count: int) -> Flow:
+def _drop_group(ctx: Env, base: str, count: int) -> Flow[Any]:
     s = ctx.schema
     clock = base + "clock"
     keys = yield from _scan_group(ctx, base, count)
@@ -139,11 +143,11 @@ def _drop_group(ctx: Context, base: str, count: int) -> Flow:
     return removed
 
 
-def reset_stats(ctx: Context, namespace: str | None = None) -> Flow:
+def reset_stats(ctx: Env, namespace: str | None = None) -> Flow[Any]:
     """Zero the shared counters of one namespace tree (``None``: of every namespace under the prefix)."""
     s = ctx.schema
     if namespace is None:
-        bases = yield from ctx._groups()
+        bases = yield from group_bases(ctx)
         if bases:
             yield FanOut([Cmd(("UNLINK", b + "stats")) for b in bases])
         return None
@@ -158,7 +162,7 @@ def reset_stats(ctx: Context, namespace: str | None = None) -> Flow:
     return None
 
 
-def _watch(flow: Flow, on_reply: Callable[[Any, Any], None]) -> Flow:
+def _watch(flow: Flow[Any], on_reply: Callable[[Any, Any], None]) -> Flow[Any]:
     """Run `flow` unchanged, showing each (op, reply) to `on_reply` (progress, keys seen)."""
     try:
         op = next(flow)
@@ -175,12 +179,12 @@ def _watch(flow: Flow, on_reply: Callable[[Any, Any], None]) -> Flow:
 
 
 def purge(
-    ctx: Context,
+    ctx: Env,
     count: int = 1000,
     idle_after: float | None = DEFAULT_IDLE_AFTER,
     progress: Callable[[int], None] | None = None,
-) -> Flow:
-    """`Context.purge` (stale entries, dead links), then drop top-level trees idle for `idle_after` seconds.
+) -> Flow[Any]:
+    """`housekeeping.purge` (stale entries, dead links), then drop the trees idle for `idle_after` seconds.
 
     A tree is idle when a purge finds no entry in it and its activity (clock and counters) has not moved
     since an earlier purge at least `idle_after` seconds ago marked it; ``None`` keeps every tree.
@@ -208,10 +212,10 @@ def purge(
             if progress is not None:
                 progress(len(keys))
 
-    removed = int((yield from _watch(ctx.purge(count), on_reply)))
+    removed = int((yield from _watch(housekeeping.purge(ctx, count), on_reply)))
     if idle_after is None:
         return removed
-    indexed = yield from ctx._groups()  # a confined cache: its own tree only
+    indexed = yield from group_bases(ctx)  # a confined cache: its own tree only
     if ctx.confined_to is not None:
         present &= set(indexed)
     for base in sorted((present | set(indexed)) - busy):
@@ -230,7 +234,7 @@ def purge(
     return removed
 
 
-def _reclaim_subtrees(ctx: Context, base: str, idle: set[str], idle_after: float, count: int) -> Flow:
+def _reclaim_subtrees(ctx: Env, base: str, idle: set[str], idle_after: float, count: int) -> Flow[Any]:
     clock = base + "clock"
     state, counters = yield FanOut([Cmd(("HGETALL", clock)), Cmd(("HGETALL", base + "stats"))])
     fields = {_text(k): _text(v) for k, v in state.items()}
@@ -256,7 +260,7 @@ def _reclaim_subtrees(ctx: Context, base: str, idle: set[str], idle_after: float
     stale_marks = [
         f for f in fields if f.startswith(_IDLE_FIELD + ":") and f[len(_IDLE_FIELD) + 1 :] not in idle
     ]
-    calls: list[Eval | Cmd] = []
+    calls: list[Call] = []
     if marks:
         calls.append(Cmd(("HSET", clock, *[x for kv in marks.items() for x in kv])))
     if stale_marks:
@@ -266,7 +270,7 @@ def _reclaim_subtrees(ctx: Context, base: str, idle: set[str], idle_after: float
     return removed
 
 
-def _reclaim_if_idle(ctx: Context, base: str, idle_after: float, count: int) -> Flow:
+def _reclaim_if_idle(ctx: Env, base: str, idle_after: float, count: int) -> Flow[Any]:
     clock = base + "clock"
     state, counters = yield FanOut(
         [Cmd(("HMGET", clock, "e", "c", "i", _IDLE_FIELD)), Cmd(("HVALS", base + "stats"))]
@@ -293,13 +297,13 @@ def _number(value: Any) -> int:
     return int(text) if text.isdigit() else 0
 
 
-def _drop_idle(ctx: Context, base: str, count: int) -> Flow:
+def _drop_idle(ctx: Env, base: str, count: int) -> Flow[Any]:
     esc = base[len(ctx.schema.prefix) + 2 : -2]  # prefix:{<escaped group>}:
     yield from _retire(ctx, base, esc, "")
     return (yield from _drop_group(ctx, base, count))
 
 
-def key_count(ctx: Context) -> Flow:
+def key_count(ctx: Env) -> Flow[Any]:
     """How many keys the primaries hold in all (``DBSIZE``; other data sharing the database included)."""
     nodes = yield Primaries()
     total = 0

@@ -1,0 +1,130 @@
+"""Write: one `write.lua` call that stores an entry with its dependencies, checked against its lookup's view.
+
+Example:
+    >>> from valkey_rag_cache import TTLPolicy
+    >>> from valkey_rag_cache.keys import KeySchema
+    >>> from valkey_rag_cache.ops.env import Env
+    >>> env = Env(KeySchema("p"), TTLPolicy({}, "documentation"))
+    >>> flow = write(env, KeySchema("p").entry_key("qa", "hi", "docs"), "an answer", (), None)
+    >>> next(flow).script.name
+    'write'
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ..envelope import encode_body
+from ..keys import EntryKey, escape, source_digest
+from ..scripts import script
+from ..seen import Seen
+from ..sources import Source
+from ..telemetry import value_kind, warn_once
+from ..ttl import TTLPolicy, TTLValue
+from .env import Env, fresh_era
+from .groups import add_group, retire_call
+from .requests import Eval, Flow
+
+__all__ = ["HOUSEKEEPING_EVERY", "WriteArgs", "write"]
+
+log = logging.getLogger("valkey_rag_cache")
+
+# One write in this many also lengthens source tokens' TTLs and prunes dead dependency-set members: the
+# rest skip that upkeep (neither is needed for correctness; `purge()` does the rest).
+HOUSEKEEPING_EVERY = 8
+_WRITES = itertools.count()
+
+
+@dataclass(frozen=True, slots=True)
+class WriteArgs:
+    """write.lua's packed argument (``WRITE_ARGS`` in common.lua: the same fields, in this order, then the
+    source digests). Every field is made of key-safe characters, so one space-joined string carries them."""
+
+    base: str  # the group's base
+    namespace: str  # escaped
+    ttl: int
+    seen_era: str  # '-': no lookup before this write, stored unchecked
+    seen_counter: int
+    seen_invalidations: int
+    fresh_era: str
+    digest: str
+    token_ttl: int
+    count_stats: str  # '1' or '0'
+    housekeeping: str  # '1' or '0'
+    sources: tuple[str, ...] = field(default=())  # source digests: the words after the named fields
+
+    def pack(self) -> str:
+        return " ".join([*[str(getattr(self, name)) for name in _WRITE_FIELDS], *self.sources])
+
+
+_WRITE_FIELDS = tuple(f.name for f in fields(WriteArgs) if f.name != "sources")
+
+
+def write(
+    env: Env,
+    key: EntryKey,
+    value: Any,
+    sources: tuple[Source, ...],
+    seen: Seen | None,
+    ttl: TTLValue | None = None,
+    content_type: str | None = None,
+) -> Flow[bool | None]:
+    """Store `value`; False when refused (an invalidation overtook `seen`), None when not JSON (never sent).
+
+    `seen` is what the lookup before this write saw (None: no lookup, stored unchecked).
+    """
+    s, g = env.schema, key.group
+    if seen is not None and not seen.reached:
+        # Its lookup did not reach Valkey: an invalidation may have returned since the answer was computed,
+        # and no clock says whether one did. Refused, never stored unchecked.
+        return False
+    types: list[str | None] = (
+        [content_type] if content_type is not None else [src.content_type for src in sources]
+    )
+    seconds = env.policy.ttl_for(types, ttl)
+    resolved_type = content_type or _narrowest(env.policy, types)
+    try:
+        body = encode_body(value, tuple(src.id for src in sources), resolved_type, env.clock())
+    except (TypeError, ValueError) as exc:  # not JSON (or NaN): the caller's answer is returned uncached
+        warn_once(
+            log,
+            "uncachable:" + value_kind(exc),
+            "valkey_rag_cache: not caching a value JSON cannot hold: %s",
+            exc,
+        )
+        return None  # falsy like a refusal; None tells observers it was never sent
+    if seen is None and env.cluster and env.confined_to is None:
+        # A write without a lookup still has to make its group known to invalidations first; a group the
+        # index had lost may have been skipped by one, so it is retired (standalone: inside the script).
+        added = yield from add_group(env, g)
+        if added:
+            yield retire_call(env, g, force=True)
+    tree = s.tree(key.namespace)
+    packed = WriteArgs(
+        tree.base,
+        escape(key.namespace),
+        seconds,
+        seen.era if seen else "-",
+        seen.counter if seen else 0,
+        seen.invalidations if seen else 0,
+        fresh_era(),
+        key.digest,
+        env.token_ttl,
+        "1" if env.count_stats else "0",
+        "1" if next(_WRITES) % HOUSEKEEPING_EVERY == 0 else "0",
+        tuple(source_digest(src.id) for src in sources),
+    ).pack()
+    keys: list[str | bytes] = [tree.entry(key.namespace, key.digest), tree.clock, tree.stats, tree.nss]
+    if not env.no_index:
+        keys.append(s.groups)
+    args: list[Any] = [packed, key.namespace, body]
+    stored = yield Eval(script("write"), keys, args)
+    return bool(stored)
+
+
+def _narrowest(policy: TTLPolicy, types: list[str | None]) -> str | None:
+    typed = [t for t in types if t is not None]
+    return min(typed, key=policy.ttl_of) if typed else policy.default_content_type
