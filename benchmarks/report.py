@@ -182,9 +182,16 @@ class _Builder:
         )
 
     def above_floor(
-        self, key: str, section: str, case: str, ours: str, theirs: str, floor: str, why: str
+        self,
+        key: str,
+        section: str,
+        case: str,
+        ours: str,
+        theirs: str,
+        floor: str,
+        why: str,
+        target: tuple[str, float] = ("<=", 0.4),
     ) -> None:
-        target = ("<=", 1 / 3)
         if not self.has(ours, theirs, floor):
             return self.missing(key, section, case, why, target)
         d = self.data
@@ -199,6 +206,7 @@ class _Builder:
             _per_round(mine, other, _div),
             target,
             note=f"floor: {_label(floor)} {_us(median(d[floor]))}",
+            unit=" of RedisCache's",
             spread=_spread(mine, other, _div),
         )
 
@@ -230,11 +238,14 @@ def build_rows(data: Data, reasons: dict[str, str] | None = None) -> list[Row]:
     li_why = why.get("li", "LlamaIndex adapter not measured")
     b = _Builder(data)
     d = data
-    hit, upd = ("<=", 2.0), ("<=", 2.5)
+    # Issue 11's targets, as ratios to the floor measured in the same run.
+    core_hit, lc_hit, li_hit = ("<=", 1.5), ("<=", 1.8), ("<=", 2.2)
+    core_upd, lc_upd = ("<=", 2.2), ("<=", 2.5)
+    hit, upd = core_hit, core_upd
 
     s = "Latency, standalone (median per op)"
     b.latency("hit.core", s, "hit: core `AnswerCache.lookup`", "core.hit", "raw.get", hit)
-    b.latency("hit.lc", s, "hit: LangChain `ValkeyCache.lookup`", "lc.hit", "raw.get", hit, lc_why)
+    b.latency("hit.lc", s, "hit: LangChain `ValkeyCache.lookup`", "lc.hit", "raw.get", lc_hit, lc_why)
     if b.has("li.hit", "li.inner", "raw.get"):
         share = [h - i for h, i in zip(d["li.hit"], d["li.inner"], strict=False)]
         b.add(
@@ -244,13 +255,17 @@ def build_rows(data: Data, reasons: dict[str, str] | None = None) -> list[Row]:
             _us(median(share)),
             f"{_us(median(d['raw.get']))} (raw GET)",
             _per_round(share, d["raw.get"], _div),
-            hit,
+            li_hit,
             note=f"whole call {_us(median(d['li.hit']))}; an uncached fake LLM call costs "
             f"{_us(median(d['li.inner']))} in LlamaIndex itself",
         )
     else:
         b.missing(
-            "hit.li", s, "hit: LlamaIndex `CachedLLM.chat`, minus the framework's own call cost", li_why, hit
+            "hit.li",
+            s,
+            "hit: LlamaIndex `CachedLLM.chat`, minus the framework's own call cost",
+            li_why,
+            li_hit,
         )
     b.latency(
         "hit.li_whole", s, "hit: LlamaIndex `CachedLLM.chat`, whole call", "li.hit", "li.inner", None, li_why
@@ -276,7 +291,7 @@ def build_rows(data: Data, reasons: dict[str, str] | None = None) -> list[Row]:
             f"update, {n} sources: LangChain `update`",
             f"lc.update{n}",
             "raw.set",
-            t,
+            lc_upd if n == 5 else None,
             lc_why,
         )
     for n in (0, 5, 50):
@@ -356,6 +371,7 @@ def build_rows(data: Data, reasons: dict[str, str] | None = None) -> list[Row]:
             "rc.update",
             "raw.set",
             lc_why,
+            ("<=", 0.6),
         )
         b.latency(
             f"vs_rc.update{n}_plain",
@@ -522,7 +538,7 @@ def build_rows(data: Data, reasons: dict[str, str] | None = None) -> list[Row]:
         upd,
     )
     b.latency(
-        "cluster.hit.lc", s, "cluster, hit: LangChain", "cluster.lc.hit", "cluster.raw.get", hit, lc_why
+        "cluster.hit.lc", s, "cluster, hit: LangChain", "cluster.lc.hit", "cluster.raw.get", lc_hit, lc_why
     )
     b.latency(
         "cluster.update5.lc",
@@ -530,7 +546,7 @@ def build_rows(data: Data, reasons: dict[str, str] | None = None) -> list[Row]:
         "cluster, update, 5 sources: LangChain",
         "cluster.lc.update5",
         "cluster.raw.set",
-        upd,
+        lc_upd,
         lc_why,
     )
     b.latency(
