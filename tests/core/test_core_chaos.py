@@ -257,6 +257,13 @@ def test_no_stale_hit_and_no_exception_under_pauses_kills_and_restarts(
 def test_the_oracle_catches_a_client_that_writes_unchecked(
     broken: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    oracle = _chaos("threads", broken, monkeypatch)
-    assert not oracle.errors, repr(oracle.errors[:3])
+    # The pre-fix client goes stale only when a write lands in the short window after a fault in which an
+    # invalidation returns (7-32 stale hits per run measured, but a run can miss the window): up to three
+    # bounded runs, and the oracle must catch it in one of them.
+    for _ in range(3):
+        with pytest.MonkeyPatch.context() as patch:
+            oracle = _chaos("threads", broken, patch)
+        assert not oracle.errors, repr(oracle.errors[:3])
+        if oracle.stale_hits():
+            break
     assert oracle.stale_hits(), "the oracle saw no stale hit from a client that writes unchecked"
