@@ -36,7 +36,7 @@ from valkey.connection import (
     SSLConnection,
     UnixDomainSocketConnection,
 )
-from valkey.exceptions import ConnectionError, TimeoutError
+from valkey.exceptions import ConnectionError, ResponseError, TimeoutError
 
 __all__ = ["DirectLine", "direct_line", "pack"]
 
@@ -69,7 +69,7 @@ def _encoder(pool: Any) -> Callable[[Any], bytes]:
 class DirectLine:
     """A connection per thread (and per process: a forked child makes its own) to `client`'s server."""
 
-    __slots__ = ("_client", "_cls", "_encode", "_kwargs", "_local", "_retry_timeouts")
+    __slots__ = ("_client", "_cls", "_encode", "_kwargs", "_local", "_retry_timeouts", "raw_replies")
 
     def __init__(self, client: valkey.Valkey) -> None:
         pool = client.connection_pool
@@ -78,6 +78,7 @@ class DirectLine:
         self._kwargs = dict(pool.connection_kwargs)
         self._encode = _encoder(pool)
         self._retry_timeouts = bool(self._kwargs.get("retry_on_timeout"))
+        self.raw_replies = not self._kwargs.get("decode_responses")  # bytes, as the scripts' callers expect
         self._local = threading.local()
 
     def _connection(self) -> Any:
@@ -92,11 +93,30 @@ class DirectLine:
 
     def send(self, *args: Any) -> Any:
         """Send one command whose reply needs no response callback (EVALSHA); its reply, or its error."""
-        packed = pack(args, self._encode)
+        return self._run((args,), single=True)
+
+    def pipeline(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Send commands whose replies need no callback in one write; their replies (errors as values).
+
+        After a connection error they go again through the client's pipeline (which applies its callbacks:
+        SISMEMBER then answers a bool, not 0 or 1).
+        """
+        return self._run(commands, single=False)  # type: ignore[no-any-return]
+
+    def _run(self, commands: Sequence[Sequence[Any]], single: bool) -> Any:
+        packed = b"".join([pack(args, self._encode) for args in commands])
         conn = self._connection()
         try:
             conn.send_packed_command((packed,), check_health=False)
-            return conn.read_response()
+            if single:
+                return conn.read_response()
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(conn.read_response())
+                except ResponseError as exc:  # read whole: the next reply follows
+                    replies.append(exc)
+            return replies
         except ConnectionError:
             self._drop(conn)
         except TimeoutError:
@@ -109,7 +129,12 @@ class DirectLine:
             self._drop(conn)  # interrupted mid-command: the connection's state is unknown
             raise
         # The normal path reconnects and retries as the client is configured to.
-        return self._client.execute_command(*args)
+        if single:
+            return self._client.execute_command(*commands[0])
+        pipe = self._client.pipeline(transaction=False)
+        for args in commands:
+            pipe.execute_command(*args)
+        return pipe.execute(raise_on_error=False)
 
 
 def direct_line(client: Any) -> DirectLine | None:

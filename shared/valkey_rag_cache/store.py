@@ -39,6 +39,9 @@ def _attempts(cluster_client: Any) -> int:
     return 1 + int(getattr(cluster_client, "cluster_error_retry_attempts", 3))
 
 
+# Commands the direct line pipelines: the operations read their raw replies (no response callback needed).
+_LINE_COMMANDS = frozenset({"GET", "HMGET", "SISMEMBER", "HINCRBY"})
+
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
 
@@ -153,10 +156,22 @@ class SyncDriver:
                 return send(*eval_command(op))
             return send(*evalsha_command(op))
 
+    def direct(self) -> bool:
+        """Does this driver send over a direct line (known after a first call)? Then `lookup.peek` pays."""
+        line = self._line[1]
+        return line is not None and line.raw_replies
+
     def _fanout(self, client: Any, calls: list[Call]) -> list[Any]:
         if not calls:
             return []
         if not self.connector.cluster:
+            line = self._direct(client)
+            if line is not None and all(type(c) is Cmd and c.args[0] in _LINE_COMMANDS for c in calls):
+                replies = line.pipeline([c.args for c in calls])
+                for reply in replies:
+                    if isinstance(reply, Exception):
+                        raise reply
+                return replies
             return self._pipeline(client, list(enumerate(calls)), [None] * len(calls))
         # One pipeline per primary, straight to its connection: cluster pipelines refuse EVALSHA.
         groups = by_node(calls, client.get_node_from_key)

@@ -48,10 +48,10 @@ def test_lookups_and_writes_go_over_the_line_not_the_pool(cache: AnswerCache, st
     admin = valkey.Valkey.from_url(standalone_url)
     last_command = {c["addr"]: c["cmd"] for c in admin.client_list()}
     line_addr = addr(conn)
-    assert last_command[line_addr] == "evalsha"
+    assert last_command[line_addr] in ("evalsha", "hmget")  # a script, or the script-free hit (peek)
     pool = cache.connector.sync_client().connection_pool
     for pooled in pool._available_connections:
-        assert last_command[addr(pooled)] != "evalsha"
+        assert last_command[addr(pooled)] not in ("evalsha", "hmget")
 
 
 def test_a_killed_line_falls_back_to_the_normal_path_and_serves_the_hit(
@@ -137,3 +137,79 @@ def test_only_plain_standalone_clients_get_a_line(standalone_url: str) -> None:
 
     pool = valkey.ConnectionPool.from_url(standalone_url, connection_class=Custom)
     assert direct_line(valkey.Valkey(connection_pool=pool)) is None
+
+
+# -- the script-free hit (`lookup.peek`) -------------------------------------------------------------------
+
+
+def test_a_lookup_on_a_replica_is_a_miss_not_a_copy_that_may_lag(standalone_url: str, prefix: str) -> None:
+    from servers import start_standalone
+
+    primary = start_standalone(repl_diskless_sync_delay="0")
+    replica = start_standalone(replicaof=f"127.0.0.1 {primary.port}")
+    try:
+        url = f"valkey://127.0.0.1:{primary.port}"
+        writer = AnswerCache(url, prefix=prefix, namespace="lag")
+        key = writer.key("qa", "replicated")
+        writer.lookup(key)
+        assert writer.store(key, "v", ["doc"])
+        writer.lookup(key)
+        raw = valkey.Valkey(port=replica.port)
+        for _ in range(500):  # wait until the replica holds the entry
+            if raw.exists(writer.schema.entry(key)):
+                break
+            threading.Event().wait(0.02)
+        assert raw.exists(writer.schema.entry(key))
+        reader = AnswerCache(f"valkey://127.0.0.1:{replica.port}", prefix=prefix, namespace="lag")
+        reader.health.retry_after = 0.0
+        for _ in range(3):  # the first goes through the script (refused: READONLY), then over the line
+            assert reader.lookup(key) is None
+        assert reader._sync.direct()  # the later lookups were peeks, and a replica refused them too
+    finally:
+        replica.stop()
+        primary.stop()
+
+
+def test_a_group_missing_from_the_index_is_not_served_by_a_peek(
+    cache: AnswerCache, standalone_url: str
+) -> None:
+    key = cache.key("qa", "unlisted")
+    cache.lookup(key)
+    assert cache.store(key, "v", ["kb/a.md"])
+    assert cache.lookup(key) is not None and cache._sync.direct()
+    raw = valkey.Valkey.from_url(standalone_url)
+    raw.delete(cache.schema.groups)  # evicted, or deleted by hand
+    other = AnswerCache(standalone_url, prefix=cache.schema.prefix, namespace="elsewhere")
+    assert other.invalidate_source("kb/a.md") == 0  # it cannot find the unlisted group
+    assert cache.lookup(key) is None  # the lookup lists the group again and retires what it held
+
+
+def test_peeked_hits_and_misses_are_counted(cache: AnswerCache) -> None:
+    key = cache.key("qa", "counted")
+    cache.lookup(key)  # the first lookup runs the script (the line is made on first use)
+    assert cache.store(key, "v", ["doc"])
+    for _ in range(5):
+        assert cache.lookup(key) is not None
+    for i in range(3):
+        assert cache.lookup(cache.key("qa", f"absent-{i}")) is None
+    assert cache._sync.direct()
+    counters = cache.stats()["namespaces"]["direct"]
+    assert (counters["hits"], counters["misses"]) == (5, 4)
+
+
+def test_an_idle_process_counts_reach_valkey_within_a_few_seconds(
+    cache: AnswerCache, standalone_url: str
+) -> None:
+    import time
+
+    key = cache.key("qa", "idle")
+    cache.lookup(key)
+    assert cache.store(key, "v", ["doc"])
+    assert cache.lookup(key) is not None and cache._sync.direct()  # a peeked hit: counted later
+    other = AnswerCache(
+        standalone_url, prefix=cache.schema.prefix, namespace="direct"
+    )  # another process's view
+    deadline = time.monotonic() + 10
+    while other.stats()["namespaces"].get("direct", {}).get("hits", 0) < 1:
+        assert time.monotonic() < deadline, "the idle process's count never reached Valkey"
+        time.sleep(0.1)
