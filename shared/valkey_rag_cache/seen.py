@@ -21,8 +21,13 @@ Example:
     >>> remember(ident, None, hit=False)  # the lookup did not reach Valkey
     >>> take(ident).reached
     False
-    >>> pending()  # the views this context's lookups left for their writes
-    0
+    >>> import contextvars
+    >>> def batch() -> int:  # a text model's batch looks every prompt up before any write
+    ...     for i in range(3):
+    ...         remember((0, "docs", f"prompt{i}"), Seen("era1", 3, 1), hit=False)
+    ...     return pending()
+    >>> contextvars.Context().run(batch)  # views the context's lookups hold for their writes
+    3
 """
 
 from __future__ import annotations
