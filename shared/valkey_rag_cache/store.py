@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from valkey.exceptions import ConnectionError, MovedError, NoPermissionError, NoScriptError, TimeoutError
 
 from .connection import Connector
+from .direct import DirectLine, direct_line
 from .glide_driver import GlideDriver
 from .ops.requests import Call, Cmd, Eval, FanOut, Flow, NodeCmd, Primaries, adrive
 from .plan import PipelineRound, by_node, eval_command, evalsha_command, load_command
@@ -61,6 +62,7 @@ class SyncDriver:
     def __init__(self, connector: Connector, settle_for: float = 0.5) -> None:
         self.connector = connector
         self.settle_for = settle_for
+        self._line: tuple[Any, DirectLine | None] = (None, None)  # (the client, its direct line)
 
     def run(self, flow: Flow[R]) -> R:
         client = self.connector.sync_client()
@@ -99,7 +101,7 @@ class SyncDriver:
         if isinstance(op, Cmd):
             return client.execute_command(*op.args)
         if not self.connector.cluster:
-            return self._eval(client, op)
+            return self._eval(client, op, self._direct(client))
         # A script runs on the slot's owner only, never after an ASK redirect: on the importing node, a key
         # not migrated yet reads as missing, and a script would act on half a tree (an invalidation that
         # finds no token to replace). The owner refuses a script that touches a key it no longer holds.
@@ -131,16 +133,25 @@ class SyncDriver:
             if not moved:
                 time.sleep(RETRY_PAUSE)
 
+    def _direct(self, client: Any) -> DirectLine | None:
+        given, line = self._line
+        if given is not client:  # the connector's client, made once: a line is made once too
+            line = direct_line(client)
+            self._line = (client, line)
+        return line
+
     @staticmethod
-    def _eval(client: Any, op: Eval) -> Any:
+    def _eval(client: Any, op: Eval, line: DirectLine | None = None) -> Any:
+        # The hot path: EVALSHA on this thread's own connection (the line), when the client has one.
+        send = client.execute_command if line is None else line.send
         try:
-            return client.execute_command(*evalsha_command(op))
+            return send(*evalsha_command(op))
         except NoScriptError:
             try:
                 client.execute_command(*load_command(op))
             except NoPermissionError:  # an ACL without SCRIPT LOAD: EVAL runs it (and caches it)
-                return client.execute_command(*eval_command(op))
-            return client.execute_command(*evalsha_command(op))
+                return send(*eval_command(op))
+            return send(*evalsha_command(op))
 
     def _fanout(self, client: Any, calls: list[Call]) -> list[Any]:
         if not calls:
