@@ -262,10 +262,8 @@ class AnswerCache:
         # Over a direct line a plain pipeline answers most lookups with no script (`lookup.peek`); what it
         # decides is counted here and sent with a later call.
         result = self._try(None, False, lookup.peek, key, self._tally.take())
-        if result is not None and not result.counted and self.env.count_stats:
-            c = lookup.consts(self.env, key.namespace)
-            if self._tally.add(c.stats, c.hits if result.hit is not None else c.misses):
-                tally.flush_soon(self)
+        if result is not None and result.tally is not None and self._tally.add(*result.tally):
+            tally.flush_soon(self)
         return result
 
     def flush_counts(self) -> None:

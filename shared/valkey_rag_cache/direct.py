@@ -17,12 +17,14 @@ TLS, unix socket). A Sentinel pool, a client of another class or a custom connec
 path. Each line is one more connection per thread that makes lookups (outside a pool's ``max_connections``).
 
 Example:
-    >>> pack((b"EVALSHA", b"ab", b"1", "k"), str.encode)
-    b'*4\\r\\n$7\\r\\nEVALSHA\\r\\n$2\\r\\nab\\r\\n$1\\r\\n1\\r\\n$1\\r\\nk\\r\\n'
+    >>> line = direct_line(valkey.Valkey.from_url("valkey://localhost:6379"))  # doctest: +SKIP
+    >>> line.pipeline([("SET", "k", "v"), ("GET", "k")])  # doctest: +SKIP
+    [b'OK', b'v']
 """
 
 from __future__ import annotations
 
+import builtins
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -38,20 +40,13 @@ from valkey.connection import (
 )
 from valkey.exceptions import ConnectionError, ResponseError, TimeoutError
 
-__all__ = ["DirectLine", "direct_line", "pack"]
+from .resp import pack, read_replies
+
+__all__ = ["DirectLine", "direct_line"]
 
 _POOLS = (ConnectionPool, BlockingConnectionPool)
+_MEMO = 1024  # packed commands kept per line (the first ones seen: the fixed ones come first and stay)
 _CONNECTIONS = (Connection, SSLConnection, UnixDomainSocketConnection)
-
-
-def pack(args: Sequence[Any], encode: Callable[[Any], bytes]) -> bytes:
-    """One command in RESP: bytes go as they are, anything else through `encode` (the client's encoder)."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        if type(arg) is not bytes:
-            arg = encode(arg)
-        out.append(b"$%d\r\n%b\r\n" % (len(arg), arg))
-    return b"".join(out)
 
 
 def _encoder(pool: Any) -> Callable[[Any], bytes]:
@@ -69,7 +64,17 @@ def _encoder(pool: Any) -> Callable[[Any], bytes]:
 class DirectLine:
     """A connection per thread (and per process: a forked child makes its own) to `client`'s server."""
 
-    __slots__ = ("_client", "_cls", "_encode", "_kwargs", "_local", "_retry_timeouts", "raw_replies")
+    __slots__ = (
+        "_packed",
+        "_client",
+        "_cls",
+        "_encode",
+        "_kwargs",
+        "_local",
+        "_own_parser",
+        "_retry_timeouts",
+        "raw_replies",
+    )
 
     def __init__(self, client: valkey.Valkey) -> None:
         pool = client.connection_pool
@@ -79,7 +84,19 @@ class DirectLine:
         self._encode = _encoder(pool)
         self._retry_timeouts = bool(self._kwargs.get("retry_on_timeout"))
         self.raw_replies = not self._kwargs.get("decode_responses")  # bytes, as the scripts' callers expect
+        # RESP2 replies, undecoded: read by `resp` (the connection's parser handles anything else).
+        self._own_parser = self.raw_replies and str(self._kwargs.get("protocol") or 2) == "2"
         self._local = threading.local()
+        self._packed: dict[Any, bytes] = {}
+
+    def _pack(self, args: Any) -> bytes:
+        # The hot path's fixed commands (a group's clock, its index membership) are packed once.
+        packed = self._packed.get(args)
+        if packed is None:
+            packed = pack(args, self._encode)
+            if len(self._packed) < _MEMO:
+                self._packed[args] = packed
+        return packed
 
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
@@ -104,19 +121,28 @@ class DirectLine:
         return self._run(commands, single=False)  # type: ignore[no-any-return]
 
     def _run(self, commands: Sequence[Sequence[Any]], single: bool) -> Any:
-        packed = b"".join([pack(args, self._encode) for args in commands])
+        packed = b"".join([self._pack(args) for args in commands])
         conn = self._connection()
         try:
             conn.send_packed_command((packed,), check_health=False)
-            if single:
-                return conn.read_response()
-            replies: list[Any] = []
-            for _ in commands:
+            replies: list[Any]
+            if self._own_parser:
                 try:
-                    replies.append(conn.read_response())
-                except ResponseError as exc:  # read whole: the next reply follows
-                    replies.append(exc)
-            return replies
+                    replies = read_replies(conn._sock, len(commands))
+                except builtins.TimeoutError:  # socket.timeout
+                    raise TimeoutError("Timeout reading from the direct line") from None
+                except OSError as exc:
+                    raise ConnectionError(f"Error while reading from the direct line: {exc}") from None
+            else:
+                replies = []
+                for _ in commands:
+                    try:
+                        replies.append(conn.read_response())
+                    except ResponseError as exc:  # read whole: the next reply follows
+                        replies.append(exc)
+            if single and isinstance(replies[0], ResponseError):
+                raise replies[0]
+            return replies[0] if single else replies
         except ConnectionError:
             self._drop(conn)
         except TimeoutError:

@@ -39,9 +39,6 @@ def _attempts(cluster_client: Any) -> int:
     return 1 + int(getattr(cluster_client, "cluster_error_retry_attempts", 3))
 
 
-# Commands the direct line pipelines: the operations read their raw replies (no response callback needed).
-_LINE_COMMANDS = frozenset({"GET", "HMGET", "SISMEMBER", "HINCRBY"})
-
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
 
@@ -87,7 +84,7 @@ class SyncDriver:
                 return self._settled(client, op, time.monotonic() + self.settle_for)
             return self._single(client, op)
         if isinstance(op, FanOut):
-            return self._fanout(client, op.calls)
+            return self._fanout(client, op.calls, op.raw)
         if isinstance(op, Primaries):
             return client.get_primaries() if self.connector.cluster else [None]
         if isinstance(op, NodeCmd):
@@ -161,12 +158,12 @@ class SyncDriver:
         line = self._line[1]
         return line is not None and line.raw_replies
 
-    def _fanout(self, client: Any, calls: list[Call]) -> list[Any]:
+    def _fanout(self, client: Any, calls: list[Call], raw: bool = False) -> list[Any]:
         if not calls:
             return []
         if not self.connector.cluster:
-            line = self._direct(client)
-            if line is not None and all(type(c) is Cmd and c.args[0] in _LINE_COMMANDS for c in calls):
+            line = self._direct(client) if raw else None
+            if line is not None:  # commands whose raw replies the operation reads: over the direct line
                 replies = line.pipeline([c.args for c in calls])
                 for reply in replies:
                     if isinstance(reply, Exception):

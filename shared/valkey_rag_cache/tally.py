@@ -59,7 +59,7 @@ class Tally:
 
 FLUSH_AFTER = 1.0  # seconds a count may wait for a call to carry it
 
-_due: weakref.WeakSet[Any] = weakref.WeakSet()
+_due: dict[int, weakref.ref[Any]] = {}  # by id: a cheap test on every lookup
 _wake = threading.Event()
 _started = threading.Lock()
 _thread: threading.Thread | None = None
@@ -68,7 +68,9 @@ _thread: threading.Thread | None = None
 def flush_soon(owner: Any) -> None:
     """Call ``owner.flush_counts()`` within `FLUSH_AFTER` seconds (and at exit), from a background thread."""
     global _thread
-    _due.add(owner)
+    if id(owner) in _due:
+        return
+    _due[id(owner)] = weakref.ref(owner)
     if _thread is None:
         with _started:
             if _thread is None:
@@ -87,7 +89,8 @@ def _flusher() -> None:
 
 @atexit.register
 def _flush_all() -> None:
-    for owner in list(_due):
-        _due.discard(owner)
-        with contextlib.suppress(Exception):  # a server already gone: the counts go with it
-            owner.flush_counts()
+    for key in list(_due):
+        owner = _due.pop(key)()
+        if owner is not None:
+            with contextlib.suppress(Exception):  # a server already gone: the counts go with it
+                owner.flush_counts()

@@ -15,7 +15,7 @@ Example:
     ...     flow.send([MISS, b"era1 3 2"])
     ... except StopIteration as done:
     ...     print(done.value)
-    Lookup(hit=None, seen=Seen(era='era1', counter=3, invalidations=2), status=0, counted=True)
+    Lookup(hit=None, seen=Seen(era='era1', counter=3, invalidations=2), status=0, tally=None)
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ class Lookup:
     hit: Hit[Any] | None
     seen: Seen | None
     status: int
-    counted: bool = True  # False: decided without a script, which counts it (`peek`): the caller counts it
+    # Decided without a script (`peek`): the counter (stats key, field) for the caller to count; None: the
+    # script counted it.
+    tally: tuple[str, bytes] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +91,10 @@ class _Consts:
         "clock",
         "entry_base",
         "head",
+        "hit_tally",
         "hits",
         "keys",
-        "misses",
+        "miss_tally",
         "namespace",
         "probe",
         "stats",
@@ -116,11 +119,10 @@ class _Consts:
             [] if env.no_index else [Cmd(("SISMEMBER", env.schema.groups.encode(), tree.base.encode()))]
         )
         self.clock = ("HMGET", tree.clock.encode(), b"e", b"c", b"i")
-        self.stats, self.hits, self.misses = (
-            tree.stats,
-            b"hits:" + self.namespace,
-            b"misses:" + self.namespace,
-        )
+        self.stats, self.hits = tree.stats, b"hits:" + self.namespace
+        counted = env.count_stats  # what `peek` decides is counted by its caller (`Lookup.tally`)
+        self.hit_tally = (tree.stats, self.hits) if counted else None
+        self.miss_tally = (tree.stats, b"misses:" + self.namespace) if counted else None
 
 
 def consts(env: Env, namespace: str) -> _Consts:
@@ -169,7 +171,7 @@ def peek(env: Env, key: EntryKey, flush: list[Cmd] | None = None) -> Flow[Lookup
     invalidation since the entry was written; the membership is read first, and a group listed anew after
     an invalidation skipped it was retired (a new era) inside the same script that listed it.
 
-    The counters are not touched here: a `Lookup` with ``counted=False`` is for the caller to count, and
+    The counters are not touched here: a `Lookup` with a `tally` is for the caller to count, and
     `flush` (HINCRBY calls of earlier such lookups) rides along in the same pipeline. The pipeline always
     carries a write (those counts, or an increment by 0), as the script is one: a replica refuses it
     (READONLY) and a paused primary holds it (``CLIENT PAUSE WRITE``, as in a failover), so a demoted or
@@ -180,7 +182,7 @@ def peek(env: Env, key: EntryKey, flush: list[Cmd] | None = None) -> Flow[Lookup
     first = len(calls)
     calls += [*c.probe, Cmd(("GET", c.entry_base + key.digest)), Cmd(c.clock)]
     try:
-        replies = yield FanOut(calls)
+        replies = yield FanOut(calls, raw=True)
     except ValkeyError as exc:
         if is_backend_error(exc):
             raise
@@ -194,13 +196,13 @@ def peek(env: Env, key: EntryKey, flush: list[Cmd] | None = None) -> Flow[Lookup
     if seen is None:
         return (yield from lookup(env, key))
     if value is None:
-        return Lookup(None, seen, MISS, counted=False)
+        return Lookup(None, seen, MISS, c.miss_tally)
     if type(value) is not bytes or stamp(value) != (seen.era, seen.invalidations):
         return (yield from lookup(env, key))
     hit = decode_body(body_of(value))
     if hit is None:
         return (yield from lookup(env, key))  # the script counts it as a hit, and discard() as bad data
-    return Lookup(hit, seen, HIT, counted=False)
+    return Lookup(hit, seen, HIT, c.hit_tally)
 
 
 def stamp(stored: bytes) -> tuple[str, int] | None:
@@ -263,7 +265,7 @@ def discard(env: Env, key: EntryKey) -> Flow[None]:
 def count_many(env: Env, calls: list[Cmd]) -> Flow[None]:
     """Send counts kept by the caller (HINCRBY calls); a damaged counter is left to the scripts."""
     try:
-        yield FanOut(list(calls))
+        yield FanOut(list(calls), raw=True)
     except Exception as exc:
         if not data_error(exc):
             raise

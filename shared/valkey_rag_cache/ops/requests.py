@@ -49,9 +49,14 @@ Call: TypeAlias = Eval | Cmd
 
 @dataclass(slots=True)
 class FanOut:
-    """Independent calls, sent as one pipeline per shard; the replies come back in order."""
+    """Independent calls, sent as one pipeline per shard; the replies come back in order.
+
+    `raw`: the operation reads the replies as the server sends them (no client-side conversion: SISMEMBER
+    may answer 1 or True, HINCRBY an int either way), so a driver may send them over its direct line.
+    """
 
     calls: list[Call]
+    raw: bool = False
 
 
 @dataclass(frozen=True, slots=True)
