@@ -21,9 +21,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from functools import lru_cache
+from typing import Any
 
-__all__ = ["encode_fields", "fields_digest"]
+from .jsonbytes import _orjson, _plain
+
+__all__ = ["encode_fields", "fields_digest", "json_field"]
 
 _PERSON = b"vrc-fields-v1"  # BLAKE2b personalization: at most 16 bytes
 _SIZE = 16
@@ -56,3 +60,26 @@ def fields_digest(kind: str, first: str, *rest: str) -> str:
     for text in rest:
         state.update(_frame(text))
     return base64.urlsafe_b64encode(state.digest()).rstrip(b"=").decode()
+
+
+def json_field(value: Any) -> str:
+    """Deterministic JSON text of JSON data (sorted keys, compact, UTF-8 as is), for a field of a digest.
+
+    orjson writes plain data (exact JSON types, finite floats); anything else (NaN, non-string keys, ints
+    beyond 64 bits, lone surrogates) is written by ``json``, which writes ``NaN`` rather than orjson's
+    ``null``. Each value has one text: equal data, equal text.
+
+    >>> json_field({"b": [1, 2.5], "a": None})
+    '{"a":null,"b":[1,2.5]}'
+    >>> json_field(float("nan"))
+    'NaN'
+    """
+    if _orjson is not None and _plain(value):
+        try:
+            return _orjson.dumps(value, option=_orjson.OPT_SORT_KEYS).decode()  # type: ignore[no-any-return]
+        except _orjson.JSONEncodeError:  # a non-str key, an int beyond 64 bits, a lone surrogate
+            pass
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except TypeError as exc:
+        raise TypeError(f"digest fields must be JSON-serializable: {exc}") from None
