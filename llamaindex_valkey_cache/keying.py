@@ -171,6 +171,8 @@ def _settings_token(model: BaseModel, out: list[Any], depth: int = 0) -> None:
             out.append(None)  # never in a key: only that it is a secret
         elif isinstance(value, BaseModel) and not isinstance(value, type):
             _settings_token(value, out, depth + 1)
+        elif isinstance(value, enum.Enum) and type(value._value_) in _SCALARS:
+            out.append(value)  # a member is itself (compared by identity), and its value is plain
         else:
             out.append(_data_token(value))
 
@@ -192,7 +194,10 @@ def identity_token(llm: LLM) -> list[Any] | None:
         for value in meta.__dict__.values():
             kind = type(value)
             out.append(kind)
-            out.append(value if kind in _SCALARS else _data_token(value))
+            if kind in _SCALARS or (isinstance(value, enum.Enum) and type(value._value_) in _SCALARS):
+                out.append(value)
+            else:
+                out.append(_data_token(value))
     except _Unseen:
         return None
     return out

@@ -108,7 +108,7 @@ class CachedLLM(LLM):
             **{**shaping, **kwargs},
         )
         self._cache = cache
-        self._keys = _KeyMemo()
+        self._keys = _KeyMemo(cache.core)
         install()
 
     @classmethod
@@ -124,16 +124,22 @@ class CachedLLM(LLM):
         return self._cache
 
     @property
+    def _memo(self) -> _KeyMemo:
+        # Read from pydantic's store directly: ``self._keys`` first fails the normal attribute lookup (an
+        # AttributeError, then pydantic's __getattr__), about 2 us, twice per hit.
+        return self.__pydantic_private__["_keys"]  # type: ignore[index,no-any-return]
+
+    @property
     def _core(self) -> AnswerCache:
-        return self._cache.core
+        return self._memo.core
 
     # -- keys, sources, lookups ------------------------------------------------------------------------
 
     def _key(self, kind: str, call: dict[str, Any]) -> EntryKey:
         # Length-prefixed fields (`digests`): the inner LLM's identity first, as JSON text kept while its
         # settings and metadata stay the same (`IdentityMemo`), then the call as sorted-key JSON.
-        memo = self._keys
-        core = self._cache.core
+        memo = self._memo
+        core = memo.core
         namespace = self.namespace or core.namespace
         if namespace is not memo.namespace:  # validated once per namespace, not per call
             memo.namespace = core.check_namespace(validate_namespace(namespace))
@@ -321,11 +327,12 @@ class CachedFunctionCallingLLM(CachedLLM, FunctionCallingLLM):
 
 
 class _KeyMemo:
-    """What a `CachedLLM`'s keys reuse between calls: the namespace last validated, the LLM's identity."""
+    """What a `CachedLLM`'s calls reuse: its core cache, the namespace last validated, the LLM's identity."""
 
-    __slots__ = ("identity", "namespace")
+    __slots__ = ("core", "identity", "namespace")
 
-    def __init__(self) -> None:
+    def __init__(self, core: AnswerCache) -> None:
+        self.core = core
         self.namespace: str | None = None
         self.identity = IdentityMemo()
 
