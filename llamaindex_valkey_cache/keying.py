@@ -160,7 +160,7 @@ def _settings_token(model: BaseModel, out: list[Any], depth: int = 0) -> None:
         raise _Unseen
     out.append(kind)
     for name in _setting_names(kind):
-        value = getattr(model, name, None)
+        value: Any = getattr(model, name, None)
         vkind = type(value)
         out.append(vkind)
         if vkind in _SCALARS:
