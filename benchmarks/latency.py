@@ -4,6 +4,11 @@ Every case reads or writes the same ~1.5 KB answer. Hits cycle over a hot set of
 misses and updates use a fresh key per op. An update is timed alone: the lookup (a miss) that precedes it
 in real use runs untimed just before it, so the write can check what that lookup saw, as it does in an app.
 
+The `*_p512` cases run with `PENDING` lookups pending in one context, as after a text model's batch looked
+every prompt up first: their setup makes that many lookups (misses, never written) in the context the timed
+ops then run in, and every op checks, untimed, that the core's record of them (`seen.pending()`) still holds
+them, so the row measures what it says.
+
 Example:
     >>> cases = standalone_cases(env)  # doctest: +SKIP
     >>> run_rounds(cases, rounds=7, ops=400)  # doctest: +SKIP
@@ -23,13 +28,14 @@ from payloads import LLM_STRING, PROMPT, chat_generation, llamaindex_messages, m
 from recipe import RecipeCache
 from timing import ACase, Case
 
-from valkey_rag_cache import AnswerCache
+from valkey_rag_cache import AnswerCache, seen
 from valkey_rag_cache.ops.lookup import lookup
 from valkey_rag_cache.ops.write import write
 
-__all__ = ["HOT", "Env", "standalone_cases", "cluster_cases", "entry_bytes"]
+__all__ = ["HOT", "PENDING", "Env", "standalone_cases", "cluster_cases", "entry_bytes"]
 
 HOT = 256
+PENDING = seen.PER_CONTEXT  # lookups waiting for their writes in one context: all its record holds
 NAMESPACE = "kb:support"
 SOURCE_COUNTS = (0, 5, 50)
 
@@ -75,6 +81,27 @@ def stored(done: bool) -> bool:
 
 def prompt(tag: str, i: int) -> str:
     return PROMPT.replace("#{i}", f"{tag}-{i}")
+
+
+def pending_lookups(miss: Any) -> Any:
+    """A case's setup: `PENDING` lookups that miss and are never written, in the context it runs in."""
+
+    def setup() -> None:
+        for j in range(PENDING):
+            if miss(j) is not None:
+                raise RuntimeError("a pending lookup hit: the case would not hold lookups waiting to write")
+        held(None)
+
+    return setup
+
+
+def held(arg: Any) -> Any:
+    """Untimed, before every op of a `*_p512` case: this context still holds `PENDING` pending lookups."""
+    if seen.pending() < PENDING:
+        raise RuntimeError(
+            f"{seen.pending()} lookups pending, not {PENDING}: the case would not measure them"
+        )
+    return arg
 
 
 def entry_bytes(env: Env) -> bytes:
@@ -143,16 +170,26 @@ def _core_cases(env: Env, loop: asyncio.AbstractEventLoop) -> list[Case | ACase]
 
         return prepare
 
+    def key(tag: str) -> Any:
+        return lambda i: core.key("qa", {"q": f"{tag}-{i}"})
+
+    def update(a: Any) -> Any:
+        return stored(core.store(a[0], value, a[1]))
+
+    setup = pending_lookups(lambda j: core.lookup(core.key("qa", {"q": f"pending-{j}"})))
+    pfresh = fresh("u5p", 5)
     cases: list[Case | ACase] = [
         # Keys are built beforehand, as the floor's are; `core.key` is timed on its own.
         Case("core.hit", lambda i: hit(core.lookup(hot[i % len(hot)]))),
         Case("core.key", lambda i: core.key("qa", {"q": f"hot-{i}"})),
-        Case("core.miss", lambda i: core.lookup(core.key("qa", {"q": f"miss-{i}"}))),
+        Case("core.miss", core.lookup, key("miss")),
+        # The same with PENDING lookups pending in the case's context.
+        Case("core.hit_p512", lambda i: hit(core.lookup(hot[i % len(hot)])), held, setup),
+        Case("core.miss_p512", core.lookup, lambda i: held(core.key("qa", {"q": f"missp-{i}"})), setup),
+        Case("core.update5_p512", update, lambda i: held(pfresh(i)), setup),
     ]
     for n in SOURCE_COUNTS:
-        cases.append(
-            Case(f"core.update{n}", lambda a: stored(core.store(a[0], value, a[1])), fresh(f"u{n}", n))
-        )
+        cases.append(Case(f"core.update{n}", update, fresh(f"u{n}", n)))
 
     async def ahit(i: int) -> Any:
         return hit(await core.alookup(hot[i % len(hot)]))
@@ -220,9 +257,15 @@ def _langchain_cases(env: Env, loop: asyncio.AbstractEventLoop) -> list[Case | A
     async def alc_hit(i: int) -> Any:
         return hit(await lc.alookup(prompt("hot", i % n_hot), LLM_STRING))
 
+    setup = pending_lookups(lambda j: lc.lookup(prompt("pending", j), LLM_STRING))
+    pfresh = fresh("lc5p", 5)
     cases: list[Case | ACase] = [
         Case("lc.hit", lambda i: hit(lc.lookup(prompt("hot", i % n_hot), LLM_STRING))),
         Case("lc.miss", lambda i: lc.lookup(prompt("miss", i), LLM_STRING)),
+        # The same with PENDING lookups pending in the case's context (a text model's batch).
+        Case("lc.hit_p512", lambda i: hit(lc.lookup(prompt("hot", i % n_hot), LLM_STRING)), held, setup),
+        Case("lc.miss_p512", lambda i: lc.lookup(prompt("missp", i), LLM_STRING), held, setup),
+        Case("lc.update5_p512", update, lambda i: held(pfresh(i)), setup),
     ]
     cases += [Case(f"lc.update{n}", update, fresh(f"lc{n}", n)) for n in SOURCE_COUNTS]
     cases += [

@@ -114,7 +114,12 @@ Valkey GLIDE (a ready-made `GlideClient` given to the core as `client=`, and GLI
 and 64 concurrent tasks on one event loop, all against raw valkey.asyncio GET. The floor (raw valkey-py GET)
 is printed with its spread over rounds; a run whose floor is slower than 150 µs is flagged as not
 representative (a busy machine hides the client's CPU cost). Ratios show the lowest and highest per-round
-ratio after the median."""
+ratio after the median.
+
+Misses and hits build their keys the same way (the core's beforehand, LangChain's in the call), so "miss vs
+hit" compares the lookups alone. The cases "with 512 lookups pending" run in a context of their own that
+first made 512 lookups (misses, never written: a text model's batch looks every prompt up first), and check
+before every op, untimed, that the core's record of that context (`seen.pending()`) still holds 512 views."""
 
 
 def _versions() -> str:

@@ -11,6 +11,12 @@ Example:
     >>> rounds = run_rounds(cases, rounds=3, ops=10)
     >>> len(rounds["noop"])
     3
+    >>> depth = contextvars.ContextVar("depth", default=0)  # what a case's own context keeps, slice to slice
+    >>> got: list[int] = []
+    >>> kept = Case("kept", lambda i: got.append(depth.get()), setup=lambda: depth.set(512))
+    >>> _ = run_rounds([kept, *cases], rounds=2, ops=16)
+    >>> set(got), depth.get()
+    ({512}, 0)
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import gc
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["Case", "ACase", "run_rounds", "median", "ratio", "Rounds"]
@@ -31,13 +37,27 @@ Rounds = dict[str, list[float]]  # case name -> per-round median seconds per op
 
 @dataclass
 class Case:
-    """A sync case: ``op(prepare(i))`` is timed; ``prepare`` (untimed) defaults to passing ``i`` through."""
+    """A sync case: ``op(prepare(i))`` is timed; ``prepare`` (untimed) defaults to passing ``i`` through.
+
+    A case with a ``setup`` measures what a context holds: ``setup()`` runs once, untimed, in a context of
+    the case's own, and every op of the case runs in that same context (not in a fresh one per slice).
+    """
 
     name: str
     op: Callable[[Any], Any]
     prepare: Callable[[int], Any] | None = None
+    setup: Callable[[], Any] | None = None
+    context: contextvars.Context | None = field(default=None, init=False, repr=False)
 
     def run(self, ops: int, start: int) -> list[int]:
+        if self.setup is not None and self.context is None:
+            self.context = contextvars.Context()
+            self.context.run(self.setup)
+        if self.context is not None:
+            return self.context.run(self._run, ops, start)
+        return self._run(ops, start)
+
+    def _run(self, ops: int, start: int) -> list[int]:
         op, prepare = self.op, self.prepare
         out = []
         clock = time.perf_counter_ns
@@ -88,7 +108,8 @@ def run_rounds(
 
     def one(case: Case | ACase, n: int) -> list[int]:
         # Each case runs in a clean context: what one case leaves in context variables (the core's record
-        # of what lookups saw) must not slow down the next one. No collection pauses inside a case.
+        # of what lookups saw) must not slow down the next one; a case with a `setup` then enters its own
+        # context, which keeps what the setup left there. No collection pauses inside a case.
         gc.disable()
         try:
             samples = contextvars.Context().run(case.run, n, counters[case.name])

@@ -23,7 +23,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 from valkey.exceptions import ValkeyError
 
 from . import seen as views
-from . import telemetry
+from . import tally, telemetry
 from .connection import Connector
 from .decoding import decoded
 from .doctor import DoctorReport
@@ -39,6 +39,7 @@ from .ops.requests import Flow
 from .seen import Seen
 from .sources import Source, SourceScope, as_sources, scoped_sources
 from .store import AsyncDriver, SyncDriver
+from .tally import Tally
 from .ttl import TTLPolicy, TTLValue
 
 __all__ = ["AnswerCache"]
@@ -102,6 +103,7 @@ class AnswerCache:
         self.confined_to = self.namespace.split(":", 1)[0] if confined else None
         self._env = Env(self.schema, self.policy, cluster=False, confined_to=self.confined_to)
         self._id = next(_instances)
+        self._tally = Tally()  # counts of lookups answered without a script, sent with a later call
 
     def __repr__(self) -> str:
         return f"AnswerCache(prefix={self.schema.prefix!r}, namespace={self.namespace!r})"
@@ -243,16 +245,37 @@ class AnswerCache:
         """
         if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
             start = time.perf_counter_ns()
-            result = self._try(None, False, lookup.lookup, key)
+            result = self._lookup(key)
             hit = self._accept(key, result, decode)
             if hit is _BAD:
                 self.discard(key)
             _report_lookup(key, result, hit, start)
         else:
-            hit = self._accept(key, self._try(None, False, lookup.lookup, key), decode)
+            hit = self._accept(key, self._lookup(key), decode)
             if hit is _BAD:
                 self.discard(key)
         return None if hit is _BAD else hit
+
+    def _lookup(self, key: EntryKey) -> Lookup | None:
+        if not self._sync.direct():
+            return self._try(None, False, lookup.lookup, key)
+        # Over a direct line a plain pipeline answers most lookups with no script (`lookup.peek`); what it
+        # decides is counted here and sent with a later call.
+        result = self._try(None, False, lookup.peek, key, self._tally.take())
+        if result is not None and not result.counted and self.env.count_stats:
+            c = lookup.consts(self.env, key.namespace)
+            if self._tally.add(c.stats, c.hits if result.hit is not None else c.misses):
+                tally.flush_soon(self)
+        return result
+
+    def flush_counts(self) -> None:
+        """Send the counts of lookups decided without a script (`tally`); `stats()` does it first."""
+        if self._tally:
+            self._try(None, False, lookup.count_many, self._tally.take())
+
+    async def aflush_counts(self) -> None:
+        if self._tally:  # counted by sync lookups (the async ones run the script)
+            await self._atry(None, False, lookup.count_many, self._tally.take())
 
     @overload
     async def alookup(self, key: EntryKey, decode: None = None) -> Hit[Any] | None: ...
@@ -468,6 +491,7 @@ class AnswerCache:
 
         `progress(n)` is told how many keys each SCAN page examined. Returns the keys or links removed.
         """
+        self.flush_counts()  # a tree's activity is its counters
         return int(self._must(CacheError, lifecycle.purge, count, idle_after, progress))
 
     async def apurge(
@@ -477,6 +501,7 @@ class AnswerCache:
         idle_after: float | None = lifecycle.DEFAULT_IDLE_AFTER,
         progress: Callable[[int], None] | None = None,
     ) -> int:
+        await self.aflush_counts()
         return int(await self._amust(CacheError, lifecycle.purge, count, idle_after, progress))
 
     def drop_namespace(self, namespace: str | None = None) -> int:
@@ -495,19 +520,23 @@ class AnswerCache:
         """Zero the shared counters of a namespace and those below it (``None``: every namespace)."""
         if namespace is not None:
             self.check_namespace(namespace)
+        self.flush_counts()  # counts from before the reset go before it
         self._must(CacheError, lifecycle.reset_stats, namespace)
 
     async def areset_stats(self, namespace: str | None = None) -> None:
         if namespace is not None:
             self.check_namespace(namespace)
+        await self.aflush_counts()
         await self._amust(CacheError, lifecycle.reset_stats, namespace)
 
     def stats(self) -> dict[str, Any]:
         """Counters: per namespace from Valkey (shared by every process), and this process's errors."""
+        self.flush_counts()
         per_ns = self._try(None, False, housekeeping.stats) or {}
         return _stats_report(per_ns, self.health.snapshot())
 
     async def astats(self) -> dict[str, Any]:
+        await self.aflush_counts()
         per_ns = await self._atry(None, False, housekeeping.stats) or {}
         return _stats_report(per_ns, self.health.snapshot())
 

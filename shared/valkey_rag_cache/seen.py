@@ -21,6 +21,13 @@ Example:
     >>> remember(ident, None, hit=False)  # the lookup did not reach Valkey
     >>> take(ident).reached
     False
+    >>> import contextvars
+    >>> def batch() -> int:  # a text model's batch looks every prompt up before any write
+    ...     for i in range(3):
+    ...         remember((0, "docs", f"prompt{i}"), Seen("era1", 3, 1), hit=False)
+    ...     return pending()
+    >>> contextvars.Context().run(batch)  # views the context's lookups hold for their writes
+    3
 """
 
 from __future__ import annotations
@@ -29,7 +36,17 @@ import time
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
-__all__ = ["FLOOR_SECONDS", "PER_CONTEXT", "UNREACHED", "Ident", "Seen", "peek", "remember", "take"]
+__all__ = [
+    "FLOOR_SECONDS",
+    "PER_CONTEXT",
+    "UNREACHED",
+    "Ident",
+    "Seen",
+    "peek",
+    "pending",
+    "remember",
+    "take",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,3 +197,9 @@ def peek(ident: Ident) -> Seen | None:
             return seen
         rec = rec.origin
     return None
+
+
+def pending() -> int:
+    """How many views this context's own lookups hold for their writes (its origins' are not counted)."""
+    rec = _RECORD.get(None)
+    return len(rec.views) if rec is not None and _is_own(rec) else 0

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from valkey.exceptions import ConnectionError, MovedError, NoPermissionError, NoScriptError, TimeoutError
 
 from .connection import Connector
+from .direct import DirectLine, direct_line
 from .glide_driver import GlideDriver
 from .ops.requests import Call, Cmd, Eval, FanOut, Flow, NodeCmd, Primaries, adrive
 from .plan import PipelineRound, by_node, eval_command, evalsha_command, load_command
@@ -37,6 +38,9 @@ def _attempts(cluster_client: Any) -> int:
     # The first try and the retries valkey-py's cluster client makes after a dropped connection or a timeout.
     return 1 + int(getattr(cluster_client, "cluster_error_retry_attempts", 3))
 
+
+# Commands the direct line pipelines: the operations read their raw replies (no response callback needed).
+_LINE_COMMANDS = frozenset({"GET", "HMGET", "SISMEMBER", "HINCRBY"})
 
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
@@ -61,6 +65,7 @@ class SyncDriver:
     def __init__(self, connector: Connector, settle_for: float = 0.5) -> None:
         self.connector = connector
         self.settle_for = settle_for
+        self._line: tuple[Any, DirectLine | None] = (None, None)  # (the client, its direct line)
 
     def run(self, flow: Flow[R]) -> R:
         client = self.connector.sync_client()
@@ -99,7 +104,7 @@ class SyncDriver:
         if isinstance(op, Cmd):
             return client.execute_command(*op.args)
         if not self.connector.cluster:
-            return self._eval(client, op)
+            return self._eval(client, op, self._direct(client))
         # A script runs on the slot's owner only, never after an ASK redirect: on the importing node, a key
         # not migrated yet reads as missing, and a script would act on half a tree (an invalidation that
         # finds no token to replace). The owner refuses a script that touches a key it no longer holds.
@@ -131,21 +136,42 @@ class SyncDriver:
             if not moved:
                 time.sleep(RETRY_PAUSE)
 
+    def _direct(self, client: Any) -> DirectLine | None:
+        given, line = self._line
+        if given is not client:  # the connector's client, made once: a line is made once too
+            line = direct_line(client)
+            self._line = (client, line)
+        return line
+
     @staticmethod
-    def _eval(client: Any, op: Eval) -> Any:
+    def _eval(client: Any, op: Eval, line: DirectLine | None = None) -> Any:
+        # The hot path: EVALSHA on this thread's own connection (the line), when the client has one.
+        send = client.execute_command if line is None else line.send
         try:
-            return client.execute_command(*evalsha_command(op))
+            return send(*evalsha_command(op))
         except NoScriptError:
             try:
                 client.execute_command(*load_command(op))
             except NoPermissionError:  # an ACL without SCRIPT LOAD: EVAL runs it (and caches it)
-                return client.execute_command(*eval_command(op))
-            return client.execute_command(*evalsha_command(op))
+                return send(*eval_command(op))
+            return send(*evalsha_command(op))
+
+    def direct(self) -> bool:
+        """Does this driver send over a direct line (known after a first call)? Then `lookup.peek` pays."""
+        line = self._line[1]
+        return line is not None and line.raw_replies
 
     def _fanout(self, client: Any, calls: list[Call]) -> list[Any]:
         if not calls:
             return []
         if not self.connector.cluster:
+            line = self._direct(client)
+            if line is not None and all(type(c) is Cmd and c.args[0] in _LINE_COMMANDS for c in calls):
+                replies = line.pipeline([c.args for c in calls])
+                for reply in replies:
+                    if isinstance(reply, Exception):
+                        raise reply
+                return replies
             return self._pipeline(client, list(enumerate(calls)), [None] * len(calls))
         # One pipeline per primary, straight to its connection: cluster pipelines refuse EVALSHA.
         groups = by_node(calls, client.get_node_from_key)

@@ -103,6 +103,25 @@ def test_a_thread_given_a_copy_of_the_context_keeps_its_own_views() -> None:
     fresh(body)
 
 
+def test_pending_counts_this_contexts_own_views_only() -> None:
+    def body() -> None:
+        assert seen.pending() == 0
+        for i in range(3):
+            remember(ident(i), V1, hit=False)
+        remember(ident(0), V2, hit=True)  # a hit drops its view
+        take(ident(1))  # a write takes its view
+        assert seen.pending() == 1
+        copy = contextvars.copy_context()
+        assert copy.run(seen.pending) == 0  # a copy reads its origin's views; it holds none of its own
+        assert copy.run(lambda: (remember(ident(5), V1, hit=False), seen.pending())[1]) == 1
+        assert seen.pending() == 1
+        for i in range(10, 10 + 2 * PER_CONTEXT):
+            remember(ident(i), V1, hit=False)
+        assert seen.pending() == PER_CONTEXT  # a context holds the newest PER_CONTEXT views
+
+    fresh(body)
+
+
 def test_more_lookups_than_a_context_holds_keep_the_oldest_view_per_group_as_a_floor(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -25,6 +25,11 @@ ROWS = [
     "hit.li_whole",
     "miss.core",
     "miss.lc",
+    *[
+        f"{row}.{who}"
+        for row in ("miss_hit", "miss_hit_p512", "miss_p512", "update5_p512")
+        for who in ("core", "lc")
+    ],
     *[f"update{n}.{who}" for n in (0, 5, 50) for who in ("core", "lc", "li")],
     "ahit.core",
     "aupdate5.core",
@@ -69,6 +74,10 @@ ROWS = [
 TARGETS = {
     "hit.core",
     "hit.lc",
+    "miss_hit.core",
+    "miss_hit.lc",
+    "miss_hit_p512.core",
+    "miss_hit_p512.lc",
     "hit.li",
     "update5.core",
     "update5.lc",

@@ -15,7 +15,7 @@ Example:
     ...     flow.send([MISS, b"era1 3 2"])
     ... except StopIteration as done:
     ...     print(done.value)
-    Lookup(hit=None, seen=Seen(era='era1', counter=3, invalidations=2), status=0)
+    Lookup(hit=None, seen=Seen(era='era1', counter=3, invalidations=2), status=0, counted=True)
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..envelope import Hit, body_of, decode_body
+from valkey.exceptions import ValkeyError
+
+from ..envelope import MAGIC, Hit, body_of, decode_body
+from ..health import is_backend_error
 from ..keys import EntryKey
 from ..scripts import script
 from ..seen import Seen
@@ -31,7 +34,22 @@ from .env import Env, fresh_era
 from .groups import add_group, retire_call
 from .requests import Call, Cmd, Eval, FanOut, Flow, data_error, text
 
-__all__ = ["BAD", "HIT", "MISS", "NO_CLOCK", "STALE", "Lookup", "LookupArgs", "count", "discard", "lookup"]
+__all__ = [
+    "BAD",
+    "HIT",
+    "MISS",
+    "NO_CLOCK",
+    "STALE",
+    "Lookup",
+    "LookupArgs",
+    "count",
+    "consts",
+    "count_many",
+    "discard",
+    "lookup",
+    "peek",
+    "stamp",
+]
 
 # Lookup statuses returned by lookup.lua.
 HIT, MISS, BAD, STALE, NO_CLOCK = 1, 0, 2, 3, 4
@@ -44,6 +62,7 @@ class Lookup:
     hit: Hit[Any] | None
     seen: Seen | None
     status: int
+    counted: bool = True  # False: decided without a script, which counts it (`peek`): the caller counts it
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +85,18 @@ _LOOKUP_FIELDS = tuple(f.name for f in fields(LookupArgs))
 class _Consts:
     """The per-namespace parts of every lookup, built and encoded once (valkey-py passes bytes through)."""
 
-    __slots__ = ("entry_base", "head", "keys", "namespace", "tail")
+    __slots__ = (
+        "clock",
+        "entry_base",
+        "head",
+        "hits",
+        "keys",
+        "misses",
+        "namespace",
+        "probe",
+        "stats",
+        "tail",
+    )
 
     def __init__(self, env: Env, namespace: str) -> None:
         tree = env.schema.tree(namespace)
@@ -80,9 +110,20 @@ class _Consts:
         )
         self.keys = [k.encode() for k in declared]
         self.namespace = namespace.encode("utf-8", "surrogatepass")
+        # `peek`: the index membership to check first (standalone, unconfined), the clock, the counters.
+        # (Arguments as bytes: nothing to encode per call.)
+        self.probe = (
+            [] if env.no_index else [Cmd(("SISMEMBER", env.schema.groups.encode(), tree.base.encode()))]
+        )
+        self.clock = ("HMGET", tree.clock.encode(), b"e", b"c", b"i")
+        self.stats, self.hits, self.misses = (
+            tree.stats,
+            b"hits:" + self.namespace,
+            b"misses:" + self.namespace,
+        )
 
 
-def _consts(env: Env, namespace: str) -> _Consts:
+def consts(env: Env, namespace: str) -> _Consts:
     consts: _Consts | None = env.memo.get(namespace)
     if consts is None:
         if len(env.memo) > 1024:
@@ -93,7 +134,7 @@ def _consts(env: Env, namespace: str) -> _Consts:
 
 def lookup(env: Env, key: EntryKey) -> Flow[Lookup]:
     """Read the entry and its group's clock in one script; the body of a hit is decoded here."""
-    c = _consts(env, key.namespace)
+    c = consts(env, key.namespace)
     # KEYS: the entry, the group's clock and stats (and the index of groups on a standalone server); the small
     # arguments travel as one string: few arguments to encode on every hit (all keys share one hash slot).
     res = yield Eval(
@@ -113,6 +154,83 @@ def lookup(env: Env, key: EntryKey) -> Flow[Lookup]:
         yield from discard(env, key)
         return Lookup(None, seen, BAD)
     return Lookup(hit, seen, HIT)
+
+
+def peek(env: Env, key: EntryKey, flush: list[Cmd] | None = None) -> Flow[Lookup]:
+    """A lookup without the script, for a client that pipelines cheaply (`direct.py`); else `lookup`.
+
+    One pipeline reads the group's membership in the index of groups, the entry, then the clock. An entry
+    written under the clock's current era and invalidation count has seen no invalidation since (every
+    invalidation in a group bumps that count before it replaces a token: `check_entry` in common.lua, whose
+    fast path this is), so it is a hit; a missing entry under a sound clock is a plain miss. Anything else
+    (a group not listed, a clock missing or damaged, an entry of an older count or not ours, an error
+    reply) goes to the script, which compares tokens and repairs. The reads are not atomic, and need not
+    be: the clock is read after the entry, and a clock that still matches the entry's stamp then saw no
+    invalidation since the entry was written; the membership is read first, and a group listed anew after
+    an invalidation skipped it was retired (a new era) inside the same script that listed it.
+
+    The counters are not touched here: a `Lookup` with ``counted=False`` is for the caller to count, and
+    `flush` (HINCRBY calls of earlier such lookups) rides along in the same pipeline. The pipeline always
+    carries a write (those counts, or an increment by 0), as the script is one: a replica refuses it
+    (READONLY) and a paused primary holds it (``CLIENT PAUSE WRITE``, as in a failover), so a demoted or
+    frozen primary answers no lookup from a copy an invalidation elsewhere may already have overtaken.
+    """
+    c = consts(env, key.namespace)
+    calls: list[Call] = [*flush] if flush else [Cmd(("HINCRBY", c.stats, c.hits, 0))]
+    first = len(calls)
+    calls += [*c.probe, Cmd(("GET", c.entry_base + key.digest)), Cmd(c.clock)]
+    try:
+        replies = yield FanOut(calls)
+    except ValkeyError as exc:
+        if is_backend_error(exc):
+            raise
+        # An error reply (a key of the wrong type, a damaged counter, a command an ACL refuses): the script
+        # reads, repairs and counts.
+        return (yield from lookup(env, key))
+    if c.probe and not replies[first]:
+        return (yield from lookup(env, key))  # not listed: the script lists the group and retires it
+    value, clock = replies[-2], replies[-1]
+    seen = _clock(clock)
+    if seen is None:
+        return (yield from lookup(env, key))
+    if value is None:
+        return Lookup(None, seen, MISS, counted=False)
+    if type(value) is not bytes or stamp(value) != (seen.era, seen.invalidations):
+        return (yield from lookup(env, key))
+    hit = decode_body(body_of(value))
+    if hit is None:
+        return (yield from lookup(env, key))  # the script counts it as a hit, and discard() as bad data
+    return Lookup(hit, seen, HIT, counted=False)
+
+
+def stamp(stored: bytes) -> tuple[str, int] | None:
+    """The era and invalidation count an entry was written under, read as ``entry_header`` reads them.
+
+    >>> stamp(b"vrc1\\ne1 7\\na 3\\n\\n{}"), stamp(b"vrc1\\ne1 7\\n{}")
+    (('e1', 7), None)
+    """
+    if not stored.startswith(MAGIC):
+        return None
+    eol = stored.find(b"\n", 5)
+    if eol < 0 or stored.find(b"\n\n", eol) < 0:
+        return None
+    era, sp, inv = stored[5:eol].partition(b" ")
+    if not sp or not era.isalnum() or not inv.isdigit() or len(inv) > 14:
+        return None
+    return era.decode(), int(inv)
+
+
+def _clock(reply: Any) -> Seen | None:
+    # The clock as ``clock_get`` accepts it: an era of letters and digits (at most 40), two small counters.
+    if type(reply) is not list or len(reply) != 3:
+        return None
+    era, counter, invalidations = reply
+    for part, longest in ((era, 40), (counter, 14), (invalidations, 14)):
+        if type(part) is not bytes or not part or len(part) > longest:
+            return None
+    if not era.isalnum() or not counter.isdigit() or not invalidations.isdigit():
+        return None
+    return Seen(era.decode(), int(counter), int(invalidations))
 
 
 def _first_use(env: Env, key: EntryKey) -> Flow[Lookup]:
@@ -138,6 +256,15 @@ def discard(env: Env, key: EntryKey) -> Flow[None]:
     try:
         yield FanOut(calls)  # one pipeline: every key shares the group's slot
     except Exception as exc:  # counters no writer of ours made: the next script call repairs them
+        if not data_error(exc):
+            raise
+
+
+def count_many(env: Env, calls: list[Cmd]) -> Flow[None]:
+    """Send counts kept by the caller (HINCRBY calls); a damaged counter is left to the scripts."""
+    try:
+        yield FanOut(list(calls))
+    except Exception as exc:
         if not data_error(exc):
             raise
 

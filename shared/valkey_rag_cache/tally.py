@@ -1,0 +1,93 @@
+"""Counts of lookups decided without a script (`ops.lookup.peek`), sent with the next call.
+
+A script counts its own hit or miss where it runs. A lookup answered by a plain pipeline would need one more
+command to count it; instead the count waits here and rides along with the next lookup's pipeline. `stats()`
+sends what is pending before reading, a background thread sends what waited a second (an idle process's last
+lookups), and so does the interpreter's exit: counters in Valkey trail a live process by about a second at
+most, and lose counts only when the process dies without exiting (or the call that carried them failed:
+counts are not sent twice).
+
+Example:
+    >>> tally = Tally()
+    >>> tally.add("p:{kb}:stats", b"hits:kb"), tally.add("p:{kb}:stats", b"hits:kb")
+    (True, False)
+    >>> [c.args for c in tally.take()], tally.take()
+    ([('HINCRBY', 'p:{kb}:stats', b'hits:kb', 2)], [])
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import threading
+import time
+import weakref
+from typing import Any
+
+from .ops.requests import Cmd
+
+__all__ = ["FLUSH_AFTER", "Tally", "flush_soon"]
+
+
+class Tally:
+    """Pending counter increments, by (stats key, field); thread-safe."""
+
+    __slots__ = ("_counts", "_lock", "__weakref__")
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, bytes], int] = {}
+        self._lock = threading.Lock()
+
+    def __bool__(self) -> bool:
+        return bool(self._counts)
+
+    def add(self, stats_key: str, field: bytes) -> bool:
+        """Count one; True when nothing was pending before (the caller then asks for a flush soon)."""
+        with self._lock:
+            first = not self._counts
+            self._counts[(stats_key, field)] = self._counts.get((stats_key, field), 0) + 1
+        return first
+
+    def take(self) -> list[Cmd]:
+        """The pending counts as HINCRBY calls, forgotten here (the caller sends them)."""
+        if not self._counts:
+            return []
+        with self._lock:
+            counts, self._counts = self._counts, {}
+        return [Cmd(("HINCRBY", key, field, n)) for (key, field), n in counts.items()]
+
+
+FLUSH_AFTER = 1.0  # seconds a count may wait for a call to carry it
+
+_due: weakref.WeakSet[Any] = weakref.WeakSet()
+_wake = threading.Event()
+_started = threading.Lock()
+_thread: threading.Thread | None = None
+
+
+def flush_soon(owner: Any) -> None:
+    """Call ``owner.flush_counts()`` within `FLUSH_AFTER` seconds (and at exit), from a background thread."""
+    global _thread
+    _due.add(owner)
+    if _thread is None:
+        with _started:
+            if _thread is None:
+                _thread = threading.Thread(target=_flusher, name="valkey-rag-cache-counts", daemon=True)
+                _thread.start()
+    _wake.set()
+
+
+def _flusher() -> None:
+    while True:
+        _wake.wait()
+        time.sleep(FLUSH_AFTER)
+        _wake.clear()
+        _flush_all()
+
+
+@atexit.register
+def _flush_all() -> None:
+    for owner in list(_due):
+        _due.discard(owner)
+        with contextlib.suppress(Exception):  # a server already gone: the counts go with it
+            owner.flush_counts()
