@@ -13,17 +13,21 @@ Example:
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import re
 from functools import lru_cache
 from types import CodeType, FunctionType
 from typing import Any
 
+from llama_index.core.base.llms.types import LLMMetadata
 from llama_index.core.llms import LLM
 from pydantic import BaseModel, SecretBytes, SecretStr
 from pydantic_core import to_jsonable_python
 
-__all__ = ["jsonable", "llm_identity", "qualified", "settings_of"]
+from valkey_rag_cache.digests import json_field
+
+__all__ = ["IdentityMemo", "identity_token", "jsonable", "llm_identity", "qualified", "settings_of"]
 
 # Settings that do not change what a model says, or must never be hashed into a key.
 _IGNORED = frozenset(
@@ -112,3 +116,117 @@ def llm_identity(llm: LLM) -> dict[str, Any]:
         "metadata": jsonable(llm.metadata),
         "settings": settings_of(llm),
     }
+
+
+# -- the identity of an LLM, kept between calls while nothing it is built from changed ---------------------
+
+_DEPTH = 32
+
+
+class _Unseen(Exception):
+    """A value whose changes a token cannot see (an object, a set, a class): the identity is rebuilt."""
+
+
+def _data_token(value: Any, depth: int = 0) -> Any:
+    """What `jsonable` reads of `value`, as a value equal only to the token of the same data.
+
+    Types are part of it (``1``, ``1.0`` and ``True`` are equal in Python, not in JSON); containers are
+    read through, so a dict changed in place gives another token.
+    """
+    kind = type(value)
+    if kind in _SCALARS:
+        return (kind, value)
+    if depth > _DEPTH:
+        raise _Unseen
+    if kind is dict:
+        return (kind, tuple((_data_token(k, depth + 1), _data_token(v, depth + 1)) for k, v in value.items()))
+    if kind is list or kind is tuple:
+        return (kind, tuple(_data_token(v, depth + 1) for v in value))
+    if kind is FunctionType:  # described by name and code (`_describe`)
+        return (kind, value, value.__code__, value.__module__, value.__qualname__)
+    if isinstance(value, enum.Enum):
+        return (kind, value, _data_token(value.value, depth + 1))
+    raise _Unseen
+
+
+def _settings_token(model: BaseModel, out: list[Any], depth: int = 0) -> None:
+    """Appends what `settings_of` reads of `model`, read the way it reads it.
+
+    Flat: each value adds its type, then one item (scalars: the value itself), so two lists of one class
+    are equal only item by item.
+    """
+    kind = type(model)
+    if depth > _DEPTH:
+        raise _Unseen
+    out.append(kind)
+    for name in _setting_names(kind):
+        value: Any = getattr(model, name, None)
+        vkind = type(value)
+        out.append(vkind)
+        if vkind in _SCALARS:
+            out.append(value)
+        elif vkind is FunctionType:
+            out.append((value, value.__code__, value.__module__, value.__qualname__))
+        elif isinstance(value, SecretStr | SecretBytes):
+            out.append(None)  # never in a key: only that it is a secret
+        elif isinstance(value, BaseModel) and not isinstance(value, type):
+            _settings_token(value, out, depth + 1)
+        elif isinstance(value, enum.Enum) and type(value._value_) in _SCALARS:
+            out.append(value)  # a member is itself (compared by identity), and its value is plain
+        else:
+            out.append(_data_token(value))
+
+
+def identity_token(llm: LLM) -> list[Any] | None:
+    """A snapshot of everything `llm_identity` reads, or None when some of it cannot be snapshot.
+
+    Equal tokens of one LLM object mean an equal identity: its class, each setting (scalars by type and
+    ``==``, containers read through, formatters by their code) and its metadata (read anew: it is a
+    property). None for a setting held in an object other than plain data or a pydantic component, and for
+    metadata of a subclass of `LLMMetadata`.
+    """
+    meta = llm.metadata
+    if type(meta) is not LLMMetadata:
+        return None
+    out: list[Any] = []
+    try:
+        _settings_token(llm, out)
+        for value in meta.__dict__.values():
+            kind = type(value)
+            out.append(kind)
+            if kind in _SCALARS or (isinstance(value, enum.Enum) and type(value._value_) in _SCALARS):
+                out.append(value)
+            else:
+                out.append(_data_token(value))
+    except _Unseen:
+        return None
+    return out
+
+
+class IdentityMemo:
+    """The JSON text of an LLM's identity (`llm_identity`), rebuilt only when its `identity_token` changed.
+
+    Example:
+        >>> from llama_index.core.llms import MockLLM
+        >>> memo, llm = IdentityMemo(), MockLLM(max_tokens=5)
+        >>> first = memo.text(llm)
+        >>> llm.max_tokens = 6
+        >>> memo.text(llm) != first
+        True
+    """
+
+    __slots__ = ("_state",)
+
+    def __init__(self) -> None:
+        self._state: tuple[LLM, list[Any], str] | None = None
+
+    def text(self, llm: LLM) -> str:
+        token = identity_token(llm)
+        state = self._state  # one read: another thread may replace it
+        if token is not None and state is not None and state[0] is llm and state[1] == token:
+            return state[2]
+        text = json_field(llm_identity(llm))
+        # Kept only if nothing changed while it was built (a setting reassigned by another thread).
+        if token is not None and identity_token(llm) == token:
+            self._state = (llm, token, text)
+        return text

@@ -36,11 +36,13 @@ from llama_index.core.llms.llm import ToolSelection
 from pydantic import Field, PrivateAttr, SerializeAsAny
 
 from valkey_rag_cache import AnswerCache, EntryKey, Seen, Source
+from valkey_rag_cache.digests import fields_digest, json_field
+from valkey_rag_cache.keys import validate_namespace
 from valkey_rag_cache.streams import arecorded, recorded
 
 from . import codec
 from .cache import LlamaIndexCache
-from .keying import jsonable, llm_identity
+from .keying import IdentityMemo, jsonable
 from .tracking import current_retrievals, install
 
 __all__ = ["CachedFunctionCallingLLM", "CachedLLM"]
@@ -81,6 +83,7 @@ class CachedLLM(LLM):
         default=None, description="Namespace of the entries (default: the cache's)."
     )
     _cache: LlamaIndexCache = PrivateAttr()
+    _keys: _KeyMemo = PrivateAttr()
 
     def __new__(cls, *args: Any, **kwargs: Any) -> CachedLLM:
         inner = kwargs.get("llm", args[0] if args else None)
@@ -105,6 +108,7 @@ class CachedLLM(LLM):
             **{**shaping, **kwargs},
         )
         self._cache = cache
+        self._keys = _KeyMemo(cache.core)
         install()
 
     @classmethod
@@ -120,14 +124,27 @@ class CachedLLM(LLM):
         return self._cache
 
     @property
+    def _memo(self) -> _KeyMemo:
+        # Read from pydantic's store directly: ``self._keys`` first fails the normal attribute lookup (an
+        # AttributeError, then pydantic's __getattr__), about 2 us, twice per hit.
+        return self.__pydantic_private__["_keys"]  # type: ignore[index,no-any-return]
+
+    @property
     def _core(self) -> AnswerCache:
-        return self._cache.core
+        return self._memo.core
 
     # -- keys, sources, lookups ------------------------------------------------------------------------
 
     def _key(self, kind: str, call: dict[str, Any]) -> EntryKey:
-        parts = {"llm": llm_identity(self.llm), **{k: jsonable(v) for k, v in call.items()}}
-        return self._cache.core.key(kind, parts, namespace=self.namespace)
+        # Length-prefixed fields (`digests`): the inner LLM's identity first, as JSON text kept while its
+        # settings and metadata stay the same (`IdentityMemo`), then the call as sorted-key JSON.
+        memo = self._memo
+        core = memo.core
+        namespace = self.namespace or core.namespace
+        if namespace is not memo.namespace:  # validated once per namespace, not per call
+            memo.namespace = core.check_namespace(validate_namespace(namespace))
+        identity = memo.identity.text(self.llm)
+        return EntryKey(namespace, fields_digest(kind, identity, json_field(jsonable(call))))
 
     def _chat_key(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> EntryKey:
         return self._key(CHAT, {"messages": list(messages), "kwargs": kwargs})
@@ -307,6 +324,17 @@ class CachedFunctionCallingLLM(CachedLLM, FunctionCallingLLM):
         return self.llm.get_tool_calls_from_response(
             response, error_on_no_tool_call=error_on_no_tool_call, **kwargs
         )
+
+
+class _KeyMemo:
+    """What a `CachedLLM`'s calls reuse: its core cache, the namespace last validated, the LLM's identity."""
+
+    __slots__ = ("core", "identity", "namespace")
+
+    def __init__(self, core: AnswerCache) -> None:
+        self.core = core
+        self.namespace: str | None = None
+        self.identity = IdentityMemo()
 
 
 def _encoded(encode: Encoder, chunks: list[Any]) -> dict[str, Any] | None:

@@ -36,6 +36,8 @@ from llama_index.core.prompts.mixin import PromptMixinType
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from valkey_rag_cache import EntryKey, Seen, Source
+from valkey_rag_cache.digests import fields_digest, json_field
+from valkey_rag_cache.keys import validate_namespace
 from valkey_rag_cache.semantic import LookalikeGuard, SemanticQuery, Verifier
 from valkey_rag_cache.semantic.cache import _DEFAULT_GUARD
 from valkey_rag_cache.streams import arecorded, recorded
@@ -141,7 +143,12 @@ class CachedQueryEngine(BaseQueryEngine):
         if self._matcher is not None and query.query_str.strip():
             partition = jsonable({k: v for k, v in parts.items() if k != "query"})
             return self._matcher.query(SEMANTIC_QUERY, query.query_str, partition, self.namespace)
-        return self.cache.core.key(QUERY, jsonable(parts), namespace=self.namespace)
+        # Length-prefixed fields (`digests`): what selects the answers (the same from query to query, so its
+        # hash state is kept), then the query, each as sorted-key JSON.
+        core = self.cache.core
+        namespace = core.check_namespace(validate_namespace(self.namespace or core.namespace))
+        engine = json_field(jsonable({"name": parts.pop("name"), "shape": parts.pop("shape")}))
+        return EntryKey(namespace, fields_digest(QUERY, engine, json_field(jsonable(parts))))
 
     def _lookup(self, key: Ticket) -> tuple[codec.Answer | None, Seen | None]:
         if self._matcher is not None:

@@ -21,12 +21,27 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from functools import lru_cache
+from typing import Any
 
-__all__ = ["encode_fields", "fields_digest"]
+from .jsonbytes import _orjson, _plain
+
+__all__ = ["encode_fields", "fields_digest", "json_field"]
 
 _PERSON = b"vrc-fields-v1"  # BLAKE2b personalization: at most 16 bytes
 _SIZE = 16
+
+
+# Sorted keys; subclasses (str enums...), dataclasses and datetimes are refused, so json writes them.
+_ORJSON_OPTIONS = (
+    _orjson.OPT_SORT_KEYS
+    | _orjson.OPT_PASSTHROUGH_SUBCLASS
+    | _orjson.OPT_PASSTHROUGH_DATACLASS
+    | _orjson.OPT_PASSTHROUGH_DATETIME
+    if _orjson is not None
+    else 0
+)
 
 
 def _frame(text: str) -> bytes:
@@ -56,3 +71,31 @@ def fields_digest(kind: str, first: str, *rest: str) -> str:
     for text in rest:
         state.update(_frame(text))
     return base64.urlsafe_b64encode(state.digest()).rstrip(b"=").decode()
+
+
+def json_field(value: Any) -> str:
+    """Deterministic JSON text of JSON data (sorted keys, compact, UTF-8 as is), for a field of a digest.
+
+    orjson writes it when that gives one text per value: it writes NaN and the infinities as ``null``, so
+    a text holding ``null`` is kept only for plain data (exact JSON types, finite floats). Anything else
+    (NaN, non-string keys, ints beyond 64 bits, lone surrogates, subclasses, dataclasses, datetimes) is
+    written by ``json``, which writes ``NaN`` rather than ``null``. Meant for what `jsonable`-style
+    conversions return: equal data, equal text.
+
+    >>> json_field({"b": [1, 2.5], "a": None})
+    '{"a":null,"b":[1,2.5]}'
+    >>> json_field(float("nan"))
+    'NaN'
+    """
+    if _orjson is not None:
+        try:
+            out: bytes = _orjson.dumps(value, option=_ORJSON_OPTIONS)
+        except _orjson.JSONEncodeError:  # a non-str key, an int beyond 64 bits, a lone surrogate, an object
+            pass
+        else:
+            if b"null" not in out or _plain(value):  # no null: no NaN either (a "null" in a string: checked)
+                return out.decode()
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except TypeError as exc:
+        raise TypeError(f"digest fields must be JSON-serializable: {exc}") from None

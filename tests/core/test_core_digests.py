@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from valkey_rag_cache.digests import _PERSON, encode_fields, fields_digest
+from valkey_rag_cache.digests import _PERSON, encode_fields, fields_digest, json_field
 from valkey_rag_cache.keys import digest
 
 pytestmark = pytest.mark.fake
@@ -90,3 +90,27 @@ def test_non_strings_are_refused() -> None:
         fields_digest("lc", "llm", 3)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         fields_digest("lc", None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "one,other",
+    [
+        ([None, float("nan")], [None, None]),  # orjson writes NaN as null: a text with null is checked
+        ({"x": "null", "y": float("inf")}, {"x": "null", "y": None}),
+        ([float("inf")], [float("-inf")]),
+        ([1], [1.0]),
+        ([1], [True]),
+        ([2**70], [float(2**70)]),
+        ({"a": 1}, {"a": "1"}),
+    ],
+)
+def test_json_fields_of_different_data_differ(one: object, other: object) -> None:
+    assert json_field(one) != json_field(other)
+
+
+def test_json_fields_sort_keys_and_match_json_where_both_write() -> None:
+    import json
+
+    value = {"b": [1, 2.5, None, "é"], "a": {"d": True, "c": "null"}}
+    assert json_field(value) == json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert json_field({"b": 1, "a": 2}) == json_field({"a": 2, "b": 1})

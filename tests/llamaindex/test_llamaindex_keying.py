@@ -7,11 +7,13 @@ import hashlib
 from typing import Any
 
 import pytest
+from llama_index.core.base.llms.types import MessageRole
 from pydantic import BaseModel, SecretStr
 from pydantic_core import to_jsonable_python
 
 from llamaindex_support import CountingLLM
 from llamaindex_valkey_cache import keying
+from valkey_rag_cache.digests import json_field
 
 pytestmark = pytest.mark.fake
 
@@ -96,3 +98,97 @@ def test_a_changed_setting_or_formatter_changes_the_identity() -> None:
     first = keying.llm_identity(llm)
     llm.fmt = lambda text: text + "!"
     assert keying.llm_identity(llm) != first != changed
+
+
+# -- the identity kept between calls (`IdentityMemo`): rebuilt whenever anything it reads changed ----------
+
+
+def fresh_identity(llm: Any) -> str:
+    return json_field(keying.llm_identity(llm))
+
+
+class Holder(BaseModel):
+    items: Any = None
+
+
+class DeepLLM(SettingsLLM):
+    nested: dict[str, Any] = {"a": {"b": [1, {"c": "x"}]}}
+    holder: Holder = Holder()
+    role: MessageRole = MessageRole.USER
+
+
+def set_attr(name: str, value: Any) -> Any:
+    return lambda llm: setattr(llm, name, value)
+
+
+MUTATIONS = [
+    ("temperature", set_attr("temperature", 0.75)),
+    ("int to bool", lambda llm: setattr(llm, "top_k", True) if llm.top_k == 1 else setattr(llm, "top_k", 1)),
+    ("int to float", set_attr("top_k", 3.0)),
+    ("str to None", set_attr("label", None)),
+    ("None to str", set_attr("label", "x")),
+    ("enum", set_attr("role", MessageRole.SYSTEM)),
+    ("str-enum to another str", set_attr("role", "system")),
+    ("list in place", lambda llm: llm.stops.append("END")),
+    ("list item in place", lambda llm: llm.stops.__setitem__(0, "\r\n")),
+    ("dict in place", lambda llm: llm.extra.__setitem__("z", 1)),
+    ("dict value in place", lambda llm: llm.extra["a"].append(3)),
+    ("deep dict in place", lambda llm: llm.nested["a"]["b"][1].__setitem__("c", "y")),
+    ("dict value 1 to True", lambda llm: llm.nested["a"]["b"].__setitem__(0, True)),
+    ("nested model field", lambda llm: setattr(llm.inner, "depth", 2)),
+    ("nested model replaced", set_attr("inner", Inner(depth=9))),
+    ("formatter", set_attr("fmt", lambda text: text.lower())),
+    ("formatter code", lambda llm: setattr(llm.fmt, "__code__", (lambda text: text * 2).__code__)),
+    ("model inside a plain field", lambda llm: setattr(llm.holder, "items", [1, 2])),
+    ("big int", set_attr("big", 2**81)),
+    ("nan", set_attr("temperature", float("nan"))),
+    ("metadata (a property of the settings)", set_attr("model", "counting-9")),
+]
+
+
+@pytest.mark.parametrize("name,mutate", MUTATIONS, ids=[m[0] for m in MUTATIONS])
+def test_the_kept_identity_follows_every_change(name: str, mutate: Any) -> None:
+    llm = DeepLLM(label="x" if name == "str to None" else None)
+    memo = keying.IdentityMemo()
+    before = memo.text(llm)
+    assert before == fresh_identity(llm)
+    assert memo.text(llm) is before  # kept: nothing changed
+    mutate(llm)
+    after = memo.text(llm)
+    assert after == fresh_identity(llm)
+    assert after != before
+    assert memo.text(llm) == after
+
+
+def test_an_enum_and_its_value_are_one_identity_both_ways() -> None:
+    llm, memo = DeepLLM(), keying.IdentityMemo()
+    before = memo.text(llm)
+    llm.role = "user"  # type: ignore[assignment]  # the JSON is the same: so is the key, as before
+    assert memo.text(llm) == fresh_identity(llm) == before
+
+
+def test_the_kept_identity_is_per_llm_object() -> None:
+    memo = keying.IdentityMemo()
+    first, second = DeepLLM(), DeepLLM(temperature=0.1)
+    assert memo.text(first) == fresh_identity(first)
+    assert memo.text(second) == fresh_identity(second) != fresh_identity(first)
+    assert memo.text(first) == fresh_identity(first)
+
+
+def test_what_a_token_cannot_see_is_built_every_time() -> None:
+    class ObjectLLM(CountingLLM):
+        thing: Any = None
+
+    llm = ObjectLLM(thing={1, 2})  # a set: not plain data
+    assert keying.identity_token(llm) is None
+    memo = keying.IdentityMemo()
+    before = memo.text(llm)
+    llm.thing.add(3)
+    assert memo.text(llm) == fresh_identity(llm) != before
+
+
+def test_call_json_sorts_keys_and_keeps_types_and_nan_apart() -> None:
+    assert json_field({"b": 1, "a": {"d": 2, "c": 3}}) == json_field({"a": {"c": 3, "d": 2}, "b": 1})
+    texts = [json_field(v) for v in (None, float("nan"), float("inf"), 1, 1.0, True, "1", [1], 2**70)]
+    assert len(set(texts)) == len(texts)
+    assert json_field("\ud800") != json_field("\ud801")  # lone surrogates: written by json, kept apart

@@ -199,6 +199,42 @@ def test_key_covers_the_inner_llm_class_metadata_and_settings(cache: LlamaIndexC
     assert same.calls == 0  # same class, metadata and settings: the first entry
 
 
+def test_a_setting_changed_between_calls_changes_the_key(cache: LlamaIndexCache) -> None:
+    inner = CountingLLM()
+    llm = CachedLLM(llm=inner, cache=cache)
+    llm.complete("q")
+    llm.complete("q")
+    assert inner.calls == 1
+    inner.model = "counting-2"  # reassigned on the inner LLM: its identity is read anew
+    llm.complete("q")
+    assert inner.calls == 2
+    other = CountingLLM(model="counting-3")
+    llm.llm = other  # the wrapper pointed at another LLM
+    llm.complete("q")
+    assert other.calls == 1 and inner.calls == 2
+    inner.model = "counting-1"
+    llm.llm = inner
+    llm.complete("q")  # back to the first settings: the first entry
+    assert inner.calls == 2
+
+
+def test_equal_conversations_share_a_key_whatever_their_dicts_order(cache: LlamaIndexCache) -> None:
+    inner = CountingLLM()
+    llm = CachedLLM(llm=inner, cache=cache)
+
+    def asked(extra: dict[str, Any], **kwargs: Any) -> list[ChatMessage]:
+        return [ChatMessage(role=MessageRole.USER, content="q", additional_kwargs=extra)]
+
+    llm.chat(asked({"a": 1, "b": {"c": 2, "d": 3}}), tool_choice={"x": 1, "y": 2})
+    llm.chat(asked({"b": {"d": 3, "c": 2}, "a": 1}), tool_choice={"y": 2, "x": 1})
+    assert inner.calls == 1
+    llm.chat(asked({"a": True, "b": {"c": 2, "d": 3}}), tool_choice={"x": 1, "y": 2})
+    llm.chat(asked({"a": 1.0, "b": {"c": 2, "d": 3}}), tool_choice={"x": 1, "y": 2})
+    llm.chat(asked({"a": 1, "b": {"c": 2, "d": 3}}), tool_choice={"x": 1, "y": float("nan")})
+    llm.chat(asked({"a": 1, "b": {"c": 2, "d": 3}}), tool_choice={"x": 1, "y": None})
+    assert inner.calls == 5
+
+
 def test_key_ignores_credentials(cache: LlamaIndexCache) -> None:
     class KeyedLLM(CountingLLM):
         api_key: str = ""
