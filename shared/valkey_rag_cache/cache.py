@@ -305,7 +305,7 @@ class AnswerCache:
             if value is None:
                 views.remember(self._ident(key), result.seen, hit=False)
                 return _BAD
-            hit = replace(hit, value=value[0])
+            hit = Hit(value[0], hit.sources, hit.content_type, hit.created_at)  # (replace() costs ~2 µs)
         views.remember(self._ident(key), result.seen, hit is not None)
         return hit
 

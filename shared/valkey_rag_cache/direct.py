@@ -14,7 +14,8 @@ is raised as it is (as valkey-py raises it, unless the client retries on timeout
 
 Only plain clients get a line: ``valkey.Valkey`` over valkey-py's own pools and connection classes (TCP,
 TLS, unix socket). A Sentinel pool, a client of another class or a custom connection class keeps the normal
-path. Each line is one more connection per thread that makes lookups (outside a pool's ``max_connections``).
+path. Each line is one more connection per thread that makes lookups (outside a pool's ``max_connections``);
+``VALKEY_RAG_CACHE_DIRECT=0`` turns lines off (every call then takes the client's normal path).
 
 Example:
     >>> line = direct_line(valkey.Valkey.from_url("valkey://localhost:6379"))  # doctest: +SKIP
@@ -42,7 +43,7 @@ from valkey.exceptions import ConnectionError, ResponseError, TimeoutError
 
 from .resp import pack, read_replies
 
-__all__ = ["DirectLine", "direct_line"]
+__all__ = ["SWITCH", "DirectLine", "direct_line"]
 
 _POOLS = (ConnectionPool, BlockingConnectionPool)
 _MEMO = 1024  # packed commands kept per line (the first ones seen: the fixed ones come first and stay)
@@ -163,9 +164,12 @@ class DirectLine:
         return pipe.execute(raise_on_error=False)
 
 
+SWITCH = "VALKEY_RAG_CACHE_DIRECT"  # "0": no direct line (no connection per thread; every call as before)
+
+
 def direct_line(client: Any) -> DirectLine | None:
     """A `DirectLine` for a plain standalone valkey-py client; None for anything else (the normal path)."""
-    if type(client) is not valkey.Valkey:
+    if type(client) is not valkey.Valkey or os.environ.get(SWITCH, "1") == "0":
         return None
     pool: Any = getattr(client, "connection_pool", None)
     if type(pool) not in _POOLS or pool.connection_class not in _CONNECTIONS:

@@ -213,3 +213,16 @@ def test_an_idle_process_counts_reach_valkey_within_a_few_seconds(
     while other.stats()["namespaces"].get("direct", {}).get("hits", 0) < 1:
         assert time.monotonic() < deadline, "the idle process's count never reached Valkey"
         time.sleep(0.1)
+
+
+def test_the_switch_turns_lines_off(
+    standalone_url: str, monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> None:
+    monkeypatch.setenv("VALKEY_RAG_CACHE_DIRECT", "0")
+    assert direct_line(valkey.Valkey.from_url(standalone_url)) is None
+    cache = AnswerCache(standalone_url, prefix=prefix, namespace="switched")
+    key = cache.key("qa", "off")
+    cache.lookup(key)
+    assert cache.store(key, "v", ["doc"])
+    assert cache.lookup(key).value == "v"  # type: ignore[union-attr]  # through the client's pool
+    assert not cache._sync.direct()

@@ -227,10 +227,11 @@ def _clock(reply: Any) -> Seen | None:
     if type(reply) is not list or len(reply) != 3:
         return None
     era, counter, invalidations = reply
-    for part, longest in ((era, 40), (counter, 14), (invalidations, 14)):
-        if type(part) is not bytes or not part or len(part) > longest:
-            return None
-    if not era.isalnum() or not counter.isdigit() or not invalidations.isdigit():
+    if type(era) is not bytes or type(counter) is not bytes or type(invalidations) is not bytes:
+        return None
+    if not (era.isalnum() and counter.isdigit() and invalidations.isdigit()):  # (False when empty)
+        return None
+    if len(era) > 40 or len(counter) > 14 or len(invalidations) > 14:
         return None
     return Seen(era.decode(), int(counter), int(invalidations))
 
