@@ -129,7 +129,8 @@ class DirectLine:
             replies: list[Any]
             if self._own_parser:
                 try:
-                    replies = read_replies(conn._sock, len(commands))
+                    # Errors as the connection's parser names them (a cluster node's knows MOVED, ASK).
+                    replies = read_replies(conn._sock, len(commands), type(conn._parser).parse_error)
                 except builtins.TimeoutError:  # socket.timeout
                     raise TimeoutError("Timeout reading from the direct line") from None
                 except OSError as exc:

@@ -39,13 +39,16 @@ class Incomplete(Exception):
     """The buffer ends inside a reply: read more."""
 
 
-def error_of(line: bytes) -> ResponseError:
-    """The exception valkey-py makes of an error reply (NOSCRIPT -> NoScriptError, ...)."""
-    error: ResponseError = BaseParser.parse_error(line.decode("utf-8", "replace"))
-    return error
+Errors = Callable[[str], ResponseError]  # an error reply's text -> its exception (a valkey-py parser's)
 
 
-def parse(buf: bytes, pos: int) -> tuple[Any, int]:
+def error_of(line: bytes, errors: Errors = BaseParser.parse_error) -> ResponseError:
+    """The exception valkey-py makes of an error reply (NOSCRIPT -> NoScriptError; a cluster node's parser
+    also knows MOVED, ASK, TRYAGAIN, ...)."""
+    return errors(line.decode("utf-8", "replace"))
+
+
+def parse(buf: bytes, pos: int, errors: Errors = BaseParser.parse_error) -> tuple[Any, int]:
     """One reply starting at `pos`: (the reply, where the next starts); `Incomplete` if it is cut short."""
     end = buf.find(b"\r\n", pos)
     if end < 0:
@@ -67,23 +70,23 @@ def parse(buf: bytes, pos: int) -> tuple[Any, int]:
             return None, end + 2
         pos, items = end + 2, []
         for _ in range(n):
-            item, pos = parse(buf, pos)
+            item, pos = parse(buf, pos, errors)
             items.append(item)
         return items, pos
     if kind == 43:  # '+' a simple string
         return buf[pos + 1 : end], end + 2
     if kind == 45:  # '-' an error
-        return error_of(buf[pos + 1 : end]), end + 2
+        return error_of(buf[pos + 1 : end], errors), end + 2
     raise InvalidResponse(f"Protocol Error: {buf[pos : pos + 1]!r}")
 
 
-def read_replies(sock: socket.socket, n: int) -> list[Any]:
+def read_replies(sock: socket.socket, n: int, errors: Errors = BaseParser.parse_error) -> list[Any]:
     """Read `n` replies from `sock` (its timeout applies to each ``recv``)."""
     buf, pos = b"", 0
     replies: list[Any] = []
     while len(replies) < n:
         try:
-            reply, pos = parse(buf, pos)
+            reply, pos = parse(buf, pos, errors)
         except Incomplete:
             chunk = sock.recv(65536)
             if not chunk:

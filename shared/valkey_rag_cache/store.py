@@ -39,6 +39,8 @@ def _attempts(cluster_client: Any) -> int:
     return 1 + int(getattr(cluster_client, "cluster_error_retry_attempts", 3))
 
 
+_NO_LINE: tuple[Any, DirectLine | None] = (None, None)
+
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
 
@@ -62,7 +64,7 @@ class SyncDriver:
     def __init__(self, connector: Connector, settle_for: float = 0.5) -> None:
         self.connector = connector
         self.settle_for = settle_for
-        self._line: tuple[Any, DirectLine | None] = (None, None)  # (the client, its direct line)
+        self._lines: dict[str, tuple[Any, DirectLine | None]] = {}  # by node: (its client, its line)
 
     def run(self, flow: Flow[R]) -> R:
         client = self.connector.sync_client()
@@ -108,8 +110,9 @@ class SyncDriver:
         # A dropped connection or a timeout is retried as valkey-py's cluster client retries it.
         for attempt in range(_attempts(client)):
             node = client.get_node_from_key(op.keys[0])
+            conn = client.get_valkey_connection(node)
             try:
-                return self._eval(client.get_valkey_connection(node), op)
+                return self._eval(conn, op, self._direct(conn, node.name))
             except MovedError:
                 client.nodes_manager.initialize()  # the slot map is out of date: read it anew, then retry
                 raise
@@ -133,11 +136,12 @@ class SyncDriver:
             if not moved:
                 time.sleep(RETRY_PAUSE)
 
-    def _direct(self, client: Any) -> DirectLine | None:
-        given, line = self._line
-        if given is not client:  # the connector's client, made once: a line is made once too
+    def _direct(self, client: Any, node: str = "") -> DirectLine | None:
+        # One line per client: the connector's (standalone), or each cluster node's (`node` names it).
+        given, line = self._lines.get(node, _NO_LINE)
+        if given is not client:  # made once per client (a node's changes when the cluster's layout does)
             line = direct_line(client)
-            self._line = (client, line)
+            self._lines[node] = (client, line)
         return line
 
     @staticmethod
@@ -155,7 +159,7 @@ class SyncDriver:
 
     def direct(self) -> bool:
         """Does this driver send over a direct line (known after a first call)? Then `lookup.peek` pays."""
-        line = self._line[1]
+        line = self._lines.get("", _NO_LINE)[1]  # standalone only: a cluster's lookups keep the script
         return line is not None and line.raw_replies
 
     def _fanout(self, client: Any, calls: list[Call], raw: bool = False) -> list[Any]:

@@ -103,3 +103,13 @@ def test_a_cut_reply_asks_for_more_and_a_closed_socket_is_a_connection_error() -
 
 def test_pack_is_resp_arrays_of_bulk_strings() -> None:
     assert pack(("SET", b"k", 1), lambda a: str(a).encode()) == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n1\r\n"
+
+
+def test_errors_are_named_by_the_connections_parser() -> None:
+    from valkey.cluster import ClusterParser
+    from valkey.exceptions import AskError, MovedError
+
+    moved, ask = b"-MOVED 3999 127.0.0.1:6381\r\n", b"-ASK 3999 127.0.0.1:6381\r\n"
+    assert type(parse(moved, 0, ClusterParser.parse_error)[0]) is MovedError
+    assert type(parse(ask, 0, ClusterParser.parse_error)[0]) is AskError
+    assert type(parse(moved, 0)[0]) is ResponseError  # a standalone parser knows no redirections
