@@ -261,7 +261,11 @@ class AnswerCache:
             return self._try(None, False, lookup.lookup, key)
         # Over a direct line a plain pipeline answers most lookups with no script (`lookup.peek`); what it
         # decides is counted here and sent with a later call.
-        result = self._try(None, False, lookup.peek, key, self._tally.take())
+        env = self.env
+        # A cluster's pipeline reaches one hash slot: it carries this group's counts only (the others
+        # go with their own group's lookups, or within a second).
+        flush = self._tally.take(lookup.consts(env, key.namespace).stats if env.cluster else None)
+        result = self._try(None, False, lookup.peek, key, flush)
         if result is not None and result.tally is not None and self._tally.add(*result.tally):
             tally.flush_soon(self)
         return result
@@ -469,10 +473,12 @@ class AnswerCache:
     def clear(self, namespace: str | None = None) -> int:
         """Remove this cache's namespace (and those below it), nothing else; returns the keys deleted."""
         ns = self.check_namespace(self.namespace if namespace is None else namespace)
+        self.flush_counts()
         return self._must(InvalidationError, housekeeping.clear, ns)
 
     async def aclear(self, namespace: str | None = None) -> int:
         ns = self.check_namespace(self.namespace if namespace is None else namespace)
+        await self.aflush_counts()
         return await self._amust(InvalidationError, housekeeping.clear, ns)
 
     # -- housekeeping ----------------------------------------------------------------------------------
@@ -508,10 +514,12 @@ class AnswerCache:
         a write whose lookup came before the drop is refused. Returns the number of keys deleted.
         """
         ns = self.check_namespace(namespace or self.namespace)
+        self.flush_counts()  # counts of lookups before the drop go before it (and with the tree)
         return _reported("drop", int(self._must(InvalidationError, lifecycle.drop_namespace, ns)))
 
     async def adrop_namespace(self, namespace: str | None = None) -> int:
         ns = self.check_namespace(namespace or self.namespace)
+        await self.aflush_counts()
         return _reported("drop", int(await self._amust(InvalidationError, lifecycle.drop_namespace, ns)))
 
     def reset_stats(self, namespace: str | None = None) -> None:

@@ -34,6 +34,14 @@ def _scan_reply(reply: Any) -> Any:
     return reply
 
 
+def _raised(replies: list[Any]) -> list[Any]:
+    # A pipeline's replies, or its first error reply raised (after every reply was read).
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
 def _attempts(cluster_client: Any) -> int:
     # The first try and the retries valkey-py's cluster client makes after a dropped connection or a timeout.
     return 1 + int(getattr(cluster_client, "cluster_error_retry_attempts", 3))
@@ -158,8 +166,9 @@ class SyncDriver:
             return send(*evalsha_command(op))
 
     def direct(self) -> bool:
-        """Does this driver send over a direct line (known after a first call)? Then `lookup.peek` pays."""
-        line = self._lines.get("", _NO_LINE)[1]  # standalone only: a cluster's lookups keep the script
+        """Does this driver send over direct lines (known after a first call)? Then `lookup.peek` pays."""
+        # A cluster: any node's line (they are all made alike, from the cluster client's settings).
+        line = next(iter(self._lines.values()), _NO_LINE)[1]
         return line is not None and line.raw_replies
 
     def _fanout(self, client: Any, calls: list[Call], raw: bool = False) -> list[Any]:
@@ -168,14 +177,16 @@ class SyncDriver:
         if not self.connector.cluster:
             line = self._direct(client) if raw else None
             if line is not None:  # commands whose raw replies the operation reads: over the direct line
-                replies = line.pipeline([c.args for c in calls])
-                for reply in replies:
-                    if isinstance(reply, Exception):
-                        raise reply
-                return replies
+                return _raised(line.pipeline([c.args for c in calls]))
             return self._pipeline(client, list(enumerate(calls)), [None] * len(calls))
         # One pipeline per primary, straight to its connection: cluster pipelines refuse EVALSHA.
         groups = by_node(calls, client.get_node_from_key)
+        if raw and len(groups) == 1:  # one group's keys (a lookup's): over that node's line, as is
+            node, items = groups[0]
+            conn = client.get_valkey_connection(node)
+            line = self._direct(conn, node.name)
+            if line is not None:
+                return _raised(line.pipeline([c.args for _, c in items]))
         results: list[Any] = [None] * len(calls)
 
         def send(node: Any, items: list[tuple[int, Call]]) -> None:

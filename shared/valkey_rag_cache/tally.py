@@ -48,12 +48,16 @@ class Tally:
             self._counts[(stats_key, field)] = self._counts.get((stats_key, field), 0) + 1
         return first
 
-    def take(self) -> list[Cmd]:
-        """The pending counts as HINCRBY calls, forgotten here (the caller sends them)."""
+    def take(self, only: str | None = None) -> list[Cmd]:
+        """The pending counts as HINCRBY calls, forgotten here (the caller sends them); `only`: those of
+        this stats key alone (a cluster pipeline reaches one hash slot)."""
         if not self._counts:
             return []
         with self._lock:
-            counts, self._counts = self._counts, {}
+            if only is None:
+                counts, self._counts = self._counts, {}
+            else:
+                counts = {k: self._counts.pop(k) for k in [k for k in self._counts if k[0] == only]}
         return [Cmd(("HINCRBY", key, field, n)) for (key, field), n in counts.items()]
 
 

@@ -226,3 +226,32 @@ def test_the_switch_turns_lines_off(
     assert cache.store(key, "v", ["doc"])
     assert cache.lookup(key).value == "v"  # type: ignore[union-attr]  # through the client's pool
     assert not cache._sync.direct()
+
+
+@pytest.mark.cluster
+def test_a_cluster_hit_needs_no_script_and_counts_reach_each_group(cluster_url: str, prefix: str) -> None:
+    cache = AnswerCache(cluster_url, prefix=prefix, namespace="tenant-a")
+    keys = {ns: cache.key("qa", "q", namespace=ns) for ns in ("tenant-a", "tenant-b", "tenant-c")}
+    for key in keys.values():  # three groups: three hash slots, on different nodes
+        cache.lookup(key)
+        assert cache.store(key, key.namespace, ["doc"])
+    assert cache._sync.direct()
+    nodes = cache.connector.sync_client().get_primaries()
+    for node in nodes:
+        cache.connector.sync_client().get_valkey_connection(node).config_resetstat()
+    for _ in range(4):
+        for ns, key in keys.items():
+            assert cache.lookup(key).value == ns  # type: ignore[union-attr]
+    scripts = sum(
+        int(
+            cache.connector.sync_client()
+            .get_valkey_connection(n)
+            .info("commandstats")
+            .get("cmdstat_evalsha", {})
+            .get("calls", 0)
+        )
+        for n in nodes
+    )
+    assert scripts == 0
+    counters = cache.stats()["namespaces"]
+    assert {ns: counters[ns]["hits"] for ns in keys} == {ns: 4 for ns in keys}

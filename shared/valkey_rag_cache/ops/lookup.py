@@ -28,6 +28,7 @@ from valkey.exceptions import ValkeyError
 from ..envelope import MAGIC, Hit, body_of, decode_body
 from ..health import is_backend_error
 from ..keys import EntryKey
+from ..resharding import is_resharding
 from ..scripts import script
 from ..seen import Seen
 from .env import Env, fresh_era
@@ -161,7 +162,8 @@ def lookup(env: Env, key: EntryKey) -> Flow[Lookup]:
 def peek(env: Env, key: EntryKey, flush: list[Cmd] | None = None) -> Flow[Lookup]:
     """A lookup without the script, for a client that pipelines cheaply (`direct.py`); else `lookup`.
 
-    One pipeline reads the group's membership in the index of groups, the entry, then the clock. An entry
+    One pipeline reads the group's membership in the index of groups (standalone: a cluster's lookups never
+    read it, as its script does not), the entry, then the clock. An entry
     written under the clock's current era and invalidation count has seen no invalidation since (every
     invalidation in a group bumps that count before it replaces a token: `check_entry` in common.lua, whose
     fast path this is), so it is a hit; a missing entry under a sound clock is a plain miss. Anything else
@@ -184,10 +186,10 @@ def peek(env: Env, key: EntryKey, flush: list[Cmd] | None = None) -> Flow[Lookup
     try:
         replies = yield FanOut(calls, raw=True)
     except ValkeyError as exc:
-        if is_backend_error(exc):
+        if is_backend_error(exc) and not (env.cluster and is_resharding(exc)):
             raise
-        # An error reply (a key of the wrong type, a damaged counter, a command an ACL refuses): the script
-        # reads, repairs and counts.
+        # An error reply (a key of the wrong type, a damaged counter, a command an ACL refuses, a slot that
+        # moved): the script reads, repairs and counts, and follows a moving slot.
         return (yield from lookup(env, key))
     if c.probe and not replies[first]:
         return (yield from lookup(env, key))  # not listed: the script lists the group and retires it
