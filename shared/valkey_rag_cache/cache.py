@@ -13,8 +13,10 @@ Example (``AnswerCache("valkey://localhost:6379", ...)`` for a server of yours; 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
@@ -35,7 +37,7 @@ from .keys import EntryKey, KeySchema, validate_namespace
 from .ops import groups, housekeeping, invalidate, lifecycle, lookup, write
 from .ops.env import Env
 from .ops.lookup import BAD, HIT, MISS, STALE, Lookup
-from .ops.requests import Flow
+from .ops.requests import Cmd, Flow
 from .seen import Seen
 from .sources import Source, SourceScope, as_sources, scoped_sources
 from .store import AsyncDriver, SyncDriver
@@ -104,6 +106,7 @@ class AnswerCache:
         self._env = Env(self.schema, self.policy, cluster=False, confined_to=self.confined_to)
         self._id = next(_instances)
         self._tally = Tally()  # counts of lookups answered without a script, sent with a later call
+        self._flushing = threading.Lock()
 
     def __repr__(self) -> str:
         return f"AnswerCache(prefix={self.schema.prefix!r}, namespace={self.namespace!r})"
@@ -273,11 +276,23 @@ class AnswerCache:
     def flush_counts(self) -> None:
         """Send the counts of lookups decided without a script (`tally`); `stats()` does it first."""
         if self._tally:
-            self._try(None, False, lookup.count_many, self._tally.take())
+            with self._flushing:  # after a flush already under way (the background one) has landed
+                self._try(None, False, lookup.count_many, self._tally.take())
 
     async def aflush_counts(self) -> None:
         if self._tally:  # counted by sync lookups (the async ones run the script)
             await self._atry(None, False, lookup.count_many, self._tally.take())
+
+    def _flush_counts_quietly(self) -> None:
+        """The background and exit-time flush: no log line, no back-off, one tree at a time."""
+        with self._flushing:
+            calls = self._tally.take()
+            by_tree: dict[str, list[Cmd]] = {}
+            for call in calls:  # one hash slot per send: a cluster needs no thread pool (gone at exit)
+                by_tree.setdefault(call.args[1], []).append(call)
+            for tree_calls in by_tree.values():
+                with contextlib.suppress(Exception):
+                    self._sync.run(lookup.count_many(self.env, tree_calls))
 
     @overload
     async def alookup(self, key: EntryKey, decode: None = None) -> Hit[Any] | None: ...

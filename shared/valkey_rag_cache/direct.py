@@ -46,7 +46,7 @@ from .resp import pack, read_replies
 __all__ = ["SWITCH", "DirectLine", "direct_line"]
 
 _POOLS = (ConnectionPool, BlockingConnectionPool)
-_MEMO = 1024  # packed commands kept per line (the first ones seen: the fixed ones come first and stay)
+_MEMO = 4096  # fixed commands packed once per line (two per namespace in use)
 _CONNECTIONS = (Connection, SSLConnection, UnixDomainSocketConnection)
 
 
@@ -90,8 +90,10 @@ class DirectLine:
         self._local = threading.local()
         self._packed: dict[Any, bytes] = {}
 
-    def _pack(self, args: Any) -> bytes:
-        # The hot path's fixed commands (a group's clock, its index membership) are packed once.
+    def _pack(self, args: Any, fixed: bool) -> bytes:
+        # A fixed command (a group's clock, its index membership: the same on every call) is packed once.
+        if not fixed:
+            return pack(args, self._encode)
         packed = self._packed.get(args)
         if packed is None:
             packed = pack(args, self._encode)
@@ -111,18 +113,20 @@ class DirectLine:
 
     def send(self, *args: Any) -> Any:
         """Send one command whose reply needs no response callback (EVALSHA); its reply, or its error."""
-        return self._run((args,), single=True)
+        return self._run((args,), pack(args, self._encode), single=True)
 
-    def pipeline(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    def pipeline(self, commands: Sequence[Sequence[Any]], fixed: Sequence[bool] = ()) -> list[Any]:
         """Send commands whose replies need no callback in one write; their replies (errors as values).
 
-        After a connection error they go again through the client's pipeline (which applies its callbacks:
-        SISMEMBER then answers a bool, not 0 or 1).
+        `fixed[i]`: command i is the same on every call (packed once). After a connection error they go
+        again through the client's pipeline (which applies its callbacks: SISMEMBER then answers a bool).
         """
-        return self._run(commands, single=False)  # type: ignore[no-any-return]
+        fixed = fixed or [False] * len(commands)
+        packed = b"".join([self._pack(args, f) for args, f in zip(commands, fixed, strict=True)])
+        return self._run(commands, packed, single=False)  # type: ignore[no-any-return]
 
-    def _run(self, commands: Sequence[Sequence[Any]], single: bool) -> Any:
-        packed = b"".join([self._pack(args) for args in commands])
+    def _run(self, commands: Sequence[Sequence[Any]], packed: bytes, single: bool) -> Any:
+        # Packed before anything is sent: an argument that cannot be encoded raises with the line intact.
         conn = self._connection()
         try:
             conn.send_packed_command((packed,), check_health=False)
@@ -151,10 +155,11 @@ class DirectLine:
             self._drop(conn)
             if not self._retry_timeouts:
                 raise
-        except (valkey.ValkeyError, ValueError):
-            raise  # a reply read whole (NOSCRIPT, a script error), or the argument could not be encoded
+        except ResponseError:
+            raise  # an error reply, read whole (NOSCRIPT, a script error): the connection is in step
         except BaseException:
-            self._drop(conn)  # interrupted mid-command: the connection's state is unknown
+            # A reply that does not parse, or an interruption mid-command: what is left unread is unknown.
+            self._drop(conn)
             raise
         # The normal path reconnects and retries as the client is configured to.
         if single:

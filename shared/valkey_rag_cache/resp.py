@@ -42,13 +42,13 @@ class Incomplete(Exception):
 Errors = Callable[[str], ResponseError]  # an error reply's text -> its exception (a valkey-py parser's)
 
 
-def error_of(line: bytes, errors: Errors = BaseParser.parse_error) -> ResponseError:
+def error_of(line: bytes | bytearray, errors: Errors = BaseParser.parse_error) -> ResponseError:
     """The exception valkey-py makes of an error reply (NOSCRIPT -> NoScriptError; a cluster node's parser
     also knows MOVED, ASK, TRYAGAIN, ...)."""
-    return errors(line.decode("utf-8", "replace"))
+    return errors(bytes(line).decode("utf-8", "replace"))
 
 
-def parse(buf: bytes, pos: int, errors: Errors = BaseParser.parse_error) -> tuple[Any, int]:
+def parse(buf: bytes | bytearray, pos: int, errors: Errors = BaseParser.parse_error) -> tuple[Any, int]:
     """One reply starting at `pos`: (the reply, where the next starts); `Incomplete` if it is cut short."""
     end = buf.find(b"\r\n", pos)
     if end < 0:
@@ -61,7 +61,7 @@ def parse(buf: bytes, pos: int, errors: Errors = BaseParser.parse_error) -> tupl
         stop = end + 2 + n
         if len(buf) < stop + 2:
             raise Incomplete
-        return buf[end + 2 : stop], stop + 2
+        return bytes(buf[end + 2 : stop]), stop + 2
     if kind == 58:  # ':' an integer
         return int(buf[pos + 1 : end]), end + 2
     if kind == 42:  # '*' an array
@@ -74,15 +74,20 @@ def parse(buf: bytes, pos: int, errors: Errors = BaseParser.parse_error) -> tupl
             items.append(item)
         return items, pos
     if kind == 43:  # '+' a simple string
-        return buf[pos + 1 : end], end + 2
+        return bytes(buf[pos + 1 : end]), end + 2
     if kind == 45:  # '-' an error
         return error_of(buf[pos + 1 : end], errors), end + 2
     raise InvalidResponse(f"Protocol Error: {buf[pos : pos + 1]!r}")
 
 
 def read_replies(sock: socket.socket, n: int, errors: Errors = BaseParser.parse_error) -> list[Any]:
-    """Read `n` replies from `sock` (its timeout applies to each ``recv``)."""
-    buf, pos = b"", 0
+    """Read `n` replies from `sock` (its timeout applies to each ``recv``).
+
+    What arrives is appended to one buffer (linear in the reply's size, however many reads it takes); a
+    reply cut short is parsed again from its start once more has come, which for a large value costs one
+    header line per read.
+    """
+    buf, pos = bytearray(), 0
     replies: list[Any] = []
     while len(replies) < n:
         try:
@@ -91,7 +96,7 @@ def read_replies(sock: socket.socket, n: int, errors: Errors = BaseParser.parse_
             chunk = sock.recv(65536)
             if not chunk:
                 raise ConnectionError("Connection closed by server.") from None
-            buf, pos = buf[pos:] + chunk, 0
+            buf += chunk
             continue
         replies.append(reply)
     return replies

@@ -34,6 +34,11 @@ def _scan_reply(reply: Any) -> Any:
     return reply
 
 
+def _commands(calls: list[Any]) -> tuple[list[Any], list[bool]]:
+    # A raw fan-out's commands for a direct line, and which are fixed (`Cmd.fixed`).
+    return [c.args for c in calls], [c.fixed for c in calls]
+
+
 def _raised(replies: list[Any]) -> list[Any]:
     # A pipeline's replies, or its first error reply raised (after every reply was read).
     for reply in replies:
@@ -73,6 +78,7 @@ class SyncDriver:
         self.connector = connector
         self.settle_for = settle_for
         self._lines: dict[str, tuple[Any, DirectLine | None]] = {}  # by node: (its client, its line)
+        self._peeks = False  # lines whose replies `lookup.peek` reads (set when a line is made)
 
     def run(self, flow: Flow[R]) -> R:
         client = self.connector.sync_client()
@@ -150,6 +156,7 @@ class SyncDriver:
         if given is not client:  # made once per client (a node's changes when the cluster's layout does)
             line = direct_line(client)
             self._lines[node] = (client, line)
+            self._peeks = line is not None and line.raw_replies
         return line
 
     @staticmethod
@@ -167,9 +174,7 @@ class SyncDriver:
 
     def direct(self) -> bool:
         """Does this driver send over direct lines (known after a first call)? Then `lookup.peek` pays."""
-        # A cluster: any node's line (they are all made alike, from the cluster client's settings).
-        line = next(iter(self._lines.values()), _NO_LINE)[1]
-        return line is not None and line.raw_replies
+        return self._peeks  # a cluster's node lines are all made alike, from the cluster client's settings
 
     def _fanout(self, client: Any, calls: list[Call], raw: bool = False) -> list[Any]:
         if not calls:
@@ -177,7 +182,7 @@ class SyncDriver:
         if not self.connector.cluster:
             line = self._direct(client) if raw else None
             if line is not None:  # commands whose raw replies the operation reads: over the direct line
-                return _raised(line.pipeline([c.args for c in calls]))
+                return _raised(line.pipeline(*_commands(calls)))
             return self._pipeline(client, list(enumerate(calls)), [None] * len(calls))
         # One pipeline per primary, straight to its connection: cluster pipelines refuse EVALSHA.
         groups = by_node(calls, client.get_node_from_key)
@@ -186,7 +191,7 @@ class SyncDriver:
             conn = client.get_valkey_connection(node)
             line = self._direct(conn, node.name)
             if line is not None:
-                return _raised(line.pipeline([c.args for _, c in items]))
+                return _raised(line.pipeline(*_commands([c for _, c in items])))
         results: list[Any] = [None] * len(calls)
 
         def send(node: Any, items: list[tuple[int, Call]]) -> None:
@@ -245,6 +250,9 @@ class AsyncDriver:
         self.connector = connector
         self.settle_for = settle_for
         self._glide = GlideDriver(connector) if connector.glide else None
+        # Only a sync client was given: the same operations on it in a worker thread (one driver: its
+        # direct lines are kept per thread, not made per call).
+        self._threaded = SyncDriver(connector, settle_for)
 
     async def run(self, flow: Flow[R]) -> R:
         if self._glide is not None:  # a ready-made Valkey GLIDE client
@@ -252,7 +260,7 @@ class AsyncDriver:
         client = await self.connector.async_client()
         if client is None:
             # Only a sync client was given: run the same operation on it in a worker thread.
-            return await asyncio.to_thread(SyncDriver(self.connector, self.settle_for).run, flow)
+            return await asyncio.to_thread(self._threaded.run, flow)
         return await adrive(flow, self._do, client)
 
     async def _do(self, client: Any, op: Any) -> Any:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import threading
 import time
 import weakref
@@ -37,6 +38,7 @@ class Tally:
     def __init__(self) -> None:
         self._counts: dict[tuple[str, bytes], int] = {}
         self._lock = threading.Lock()
+        _tallies.add(self)
 
     def __bool__(self) -> bool:
         return bool(self._counts)
@@ -63,18 +65,21 @@ class Tally:
 
 FLUSH_AFTER = 1.0  # seconds a count may wait for a call to carry it
 
-_due: dict[int, weakref.ref[Any]] = {}  # by id: a cheap test on every lookup
+# Caches with counts waiting, by id (a cheap test on every lookup). Held strongly until flushed: a cache
+# dropped right after its last lookup lives a second longer, and its counts still go.
+_due: dict[int, Any] = {}
 _wake = threading.Event()
 _started = threading.Lock()
 _thread: threading.Thread | None = None
+_tallies: weakref.WeakSet[Tally] = weakref.WeakSet()
 
 
 def flush_soon(owner: Any) -> None:
-    """Call ``owner.flush_counts()`` within `FLUSH_AFTER` seconds (and at exit), from a background thread."""
+    """Call ``owner._flush_counts_quietly()`` within `FLUSH_AFTER` seconds (and at exit), from a thread."""
     global _thread
     if id(owner) in _due:
         return
-    _due[id(owner)] = weakref.ref(owner)
+    _due[id(owner)] = owner
     if _thread is None:
         with _started:
             if _thread is None:
@@ -94,7 +99,20 @@ def _flusher() -> None:
 @atexit.register
 def _flush_all() -> None:
     for key in list(_due):
-        owner = _due.pop(key)()
+        owner = _due.pop(key, None)  # (the flusher and the exit may both be here)
         if owner is not None:
-            with contextlib.suppress(Exception):  # a server already gone: the counts go with it
-                owner.flush_counts()
+            with contextlib.suppress(Exception):  # quiet: a server already gone takes the counts with it
+                owner._flush_counts_quietly()
+
+
+def _after_fork_in_child() -> None:
+    # The parent sends what was pending when it forked; the child starts with nothing pending, its own
+    # flusher (the parent's thread does not exist here) and fresh locks (one may have been held mid-fork).
+    global _thread, _wake, _started
+    _thread, _wake, _started = None, threading.Event(), threading.Lock()
+    _due.clear()
+    for tally in list(_tallies):
+        tally._counts, tally._lock = {}, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -255,3 +255,66 @@ def test_a_cluster_hit_needs_no_script_and_counts_reach_each_group(cluster_url: 
     assert scripts == 0
     counters = cache.stats()["namespaces"]
     assert {ns: counters[ns]["hits"] for ns in keys} == {ns: 4 for ns in keys}
+
+
+def test_an_entry_that_survived_an_invalidation_is_served_without_the_script_again(
+    cache: AnswerCache, standalone_url: str
+) -> None:
+    kept, dropped = cache.key("qa", "kept"), cache.key("qa", "dropped")
+    for key, source in ((kept, "kb/kept.md"), (dropped, "kb/dropped.md")):
+        cache.lookup(key)
+        assert cache.store(key, key.digest, [source])
+    raw = valkey.Valkey.from_url(standalone_url)
+    ttl = raw.ttl(cache.schema.entry(kept))
+    assert cache.invalidate_source("kb/dropped.md") == 1  # the group's invalidation count moved on
+    raw.config_resetstat()
+    for _ in range(10):
+        hit = cache.lookup(kept)
+        assert hit is not None and hit.value == kept.digest
+    calls = int(raw.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+    assert calls == 1  # the first hit checked its tokens and stamped it anew; the others were peeks
+    assert 0 < raw.ttl(cache.schema.entry(kept)) <= ttl  # its TTL kept
+    assert cache.lookup(dropped) is None
+    assert cache.invalidate_source("kb/kept.md") == 1
+    assert cache.lookup(kept) is None  # the new stamp covers only what was current
+
+
+def _child_counts(url: str, prefix: str, out: Any) -> None:
+    cache = _SHARED[0]
+    assert cache.lookup(cache.key("qa", "fork-count")) is not None  # the child's own hit
+    cache.flush_counts()
+    out.put(True)
+
+
+def test_a_fork_counts_each_hit_once(cache: AnswerCache, standalone_url: str, prefix: str) -> None:
+    key = cache.key("qa", "fork-count")
+    cache.lookup(key)
+    assert cache.store(key, "v", ["doc"])
+    assert cache.lookup(key) is not None and cache._sync.direct()  # the parent's hit, pending
+    _SHARED[:] = [cache, None]
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_child_counts, args=(standalone_url, prefix, out))
+    child.start()
+    assert out.get(timeout=10)
+    child.join(10)
+    assert cache.stats()["namespaces"]["direct"]["hits"] == 2  # the parent's and the child's, once each
+
+
+def test_a_cache_dropped_right_after_its_lookups_still_counts_them(standalone_url: str, prefix: str) -> None:
+    import gc
+    import time
+
+    cache = AnswerCache(standalone_url, prefix=prefix, namespace="dropped")
+    key = cache.key("qa", "gone")
+    cache.lookup(key)
+    assert cache.store(key, "v", ["doc"])
+    for _ in range(3):
+        assert cache.lookup(key) is not None
+    del cache
+    gc.collect()
+    other = AnswerCache(standalone_url, prefix=prefix, namespace="dropped")
+    deadline = time.monotonic() + 10
+    while other.stats()["namespaces"].get("dropped", {}).get("hits", 0) < 3:
+        assert time.monotonic() < deadline, "the dropped cache's counts never arrived"
+        time.sleep(0.1)

@@ -31,6 +31,14 @@ end
 local state = check_entry(v, a.tokens, clock)
 if state == 'ok' then
   stat(stats_key, 'hits:' .. ns, 1)
+  local era, inv, first, sep = entry_header(v)
+  if era ~= clock[1] or inv ~= clock[3] then
+    -- Written before the group's latest invalidation, and every token it recorded is still current: what a
+    -- write now would record. Stamped with the clock as it is now, its next hits need no token compared and
+    -- no script (ops/lookup.py peek), until the next invalidation in the group.
+    local deps = entry_deps(v, era, first, sep)
+    redis.call('SET', entry_key, entry_encode(clock[1], clock[3], deps, string.sub(v, sep + 2)), 'KEEPTTL')
+  end
   return {1, seen, v}
 end
 redis.call('UNLINK', entry_key)

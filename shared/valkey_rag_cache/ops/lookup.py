@@ -28,7 +28,6 @@ from valkey.exceptions import ValkeyError
 from ..envelope import MAGIC, Hit, body_of, decode_body
 from ..health import is_backend_error
 from ..keys import EntryKey
-from ..resharding import is_resharding
 from ..scripts import script
 from ..seen import Seen
 from .env import Env, fresh_era
@@ -97,6 +96,7 @@ class _Consts:
         "keys",
         "miss_tally",
         "namespace",
+        "no_count",
         "probe",
         "stats",
         "tail",
@@ -117,10 +117,13 @@ class _Consts:
         # `peek`: the index membership to check first (standalone, unconfined), the clock, the counters.
         # (Arguments as bytes: nothing to encode per call.)
         self.probe = (
-            [] if env.no_index else [Cmd(("SISMEMBER", env.schema.groups.encode(), tree.base.encode()))]
+            []
+            if env.no_index
+            else [Cmd(("SISMEMBER", env.schema.groups.encode(), tree.base.encode()), fixed=True)]
         )
-        self.clock = ("HMGET", tree.clock.encode(), b"e", b"c", b"i")
+        self.clock = Cmd(("HMGET", tree.clock.encode(), b"e", b"c", b"i"), fixed=True)
         self.stats, self.hits = tree.stats, b"hits:" + self.namespace
+        self.no_count = Cmd(("HINCRBY", self.stats, self.hits, 0), fixed=True)  # a write that counts nothing
         counted = env.count_stats  # what `peek` decides is counted by its caller (`Lookup.tally`)
         self.hit_tally = (tree.stats, self.hits) if counted else None
         self.miss_tally = (tree.stats, b"misses:" + self.namespace) if counted else None
@@ -180,16 +183,17 @@ def peek(env: Env, key: EntryKey, flush: list[Cmd] | None = None) -> Flow[Lookup
     frozen primary answers no lookup from a copy an invalidation elsewhere may already have overtaken.
     """
     c = consts(env, key.namespace)
-    calls: list[Call] = [*flush] if flush else [Cmd(("HINCRBY", c.stats, c.hits, 0))]
+    calls: list[Call] = [*flush] if flush else [c.no_count]
     first = len(calls)
-    calls += [*c.probe, Cmd(("GET", c.entry_base + key.digest)), Cmd(c.clock)]
+    calls += [*c.probe, Cmd(("GET", c.entry_base + key.digest)), c.clock]
     try:
         replies = yield FanOut(calls, raw=True)
     except ValkeyError as exc:
-        if is_backend_error(exc) and not (env.cluster and is_resharding(exc)):
+        if is_backend_error(exc) and not env.cluster:
             raise
-        # An error reply (a key of the wrong type, a damaged counter, a command an ACL refuses, a slot that
-        # moved): the script reads, repairs and counts, and follows a moving slot.
+        # An error reply (a key of the wrong type, a damaged counter, a command an ACL refuses): the script
+        # reads, repairs and counts. In a cluster, anything (a slot that moved, a node that failed over): the
+        # script's call follows the slot, and refreshes the slot map after a connection error.
         return (yield from lookup(env, key))
     if c.probe and not replies[first]:
         return (yield from lookup(env, key))  # not listed: the script lists the group and retires it

@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias, TypeVar
 
 from ..scripts import Script
@@ -39,9 +39,13 @@ class Eval:
 
 @dataclass(slots=True)
 class Cmd:
-    """One command, routed by its first key (``args[1]``) in a cluster."""
+    """One command, routed by its first key (``args[1]``) in a cluster.
+
+    `fixed`: the same arguments on every call (a hot path's constant command), so a driver may pack it once.
+    """
 
     args: tuple[Any, ...]
+    fixed: bool = field(default=False, repr=False, compare=False)  # how to send it, not what it is
 
 
 Call: TypeAlias = Eval | Cmd
