@@ -28,7 +28,7 @@ from __future__ import annotations
 import builtins
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import valkey
@@ -50,16 +50,10 @@ _MEMO = 4096  # fixed commands packed once per line (two per namespace in use)
 _CONNECTIONS = (Connection, SSLConnection, UnixDomainSocketConnection)
 
 
-def _encoder(pool: Any) -> Callable[[Any], bytes]:
+def _utf8(pool: Any) -> bool:
+    # Does the client's encoder write a str as UTF-8, strictly (valkey-py's default)? Then `pack` does too.
     encoder = pool.get_encoder()
-    slow = encoder.encode
-    if (encoder.encoding.replace("-", ""), encoder.encoding_errors) != ("utf8", "strict"):
-        return slow  # type: ignore[no-any-return]
-
-    def encode(arg: Any) -> bytes:
-        return arg.encode() if type(arg) is str else slow(arg)  # a str as valkey-py's default encodes it
-
-    return encode
+    return (encoder.encoding.replace("-", "").lower(), encoder.encoding_errors) == ("utf8", "strict")
 
 
 class DirectLine:
@@ -70,6 +64,7 @@ class DirectLine:
         "_client",
         "_cls",
         "_encode",
+        "_utf8",
         "_kwargs",
         "_local",
         "_own_parser",
@@ -82,7 +77,8 @@ class DirectLine:
         self._client = client
         self._cls = pool.connection_class
         self._kwargs = dict(pool.connection_kwargs)
-        self._encode = _encoder(pool)
+        self._encode = pool.get_encoder().encode
+        self._utf8 = _utf8(pool)
         self._retry_timeouts = bool(self._kwargs.get("retry_on_timeout"))
         self.raw_replies = not self._kwargs.get("decode_responses")  # bytes, as the scripts' callers expect
         # RESP2 replies, undecoded: read by `resp` (the connection's parser handles anything else).
@@ -93,10 +89,10 @@ class DirectLine:
     def _pack(self, args: Any, fixed: bool) -> bytes:
         # A fixed command (a group's clock, its index membership: the same on every call) is packed once.
         if not fixed:
-            return pack(args, self._encode)
+            return pack(args, self._encode, self._utf8)
         packed = self._packed.get(args)
         if packed is None:
-            packed = pack(args, self._encode)
+            packed = pack(args, self._encode, self._utf8)
             if len(self._packed) < _MEMO:
                 self._packed[args] = packed
         return packed
@@ -113,7 +109,7 @@ class DirectLine:
 
     def send(self, *args: Any) -> Any:
         """Send one command whose reply needs no response callback (EVALSHA); its reply, or its error."""
-        return self._run((args,), pack(args, self._encode), single=True)
+        return self._run((args,), pack(args, self._encode, self._utf8), single=True)
 
     def pipeline(self, commands: Sequence[Sequence[Any]], fixed: Sequence[bool] = ()) -> list[Any]:
         """Send commands whose replies need no callback in one write; their replies (errors as values).

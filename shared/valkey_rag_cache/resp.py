@@ -25,12 +25,14 @@ from valkey.exceptions import ConnectionError, InvalidResponse, ResponseError
 __all__ = ["Incomplete", "error_of", "pack", "parse", "read_replies"]
 
 
-def pack(args: Sequence[Any], encode: Callable[[Any], bytes]) -> bytes:
-    """One command in RESP: bytes go as they are, anything else through `encode` (the client's encoder)."""
+def pack(args: Sequence[Any], encode: Callable[[Any], bytes], utf8: bool = False) -> bytes:
+    """One command in RESP: bytes go as they are, anything else through `encode` (the client's encoder);
+    `utf8`: that encoder writes a str as UTF-8, strictly (valkey-py's default), so a str is encoded here."""
     out = [b"*%d\r\n" % len(args)]
     for arg in args:
-        if type(arg) is not bytes:
-            arg = encode(arg)
+        kind = type(arg)
+        if kind is not bytes:
+            arg = arg.encode() if utf8 and kind is str else encode(arg)
         out.append(b"$%d\r\n%b\r\n" % (len(arg), arg))
     return b"".join(out)
 
@@ -61,7 +63,7 @@ def parse(buf: bytes | bytearray, pos: int, errors: Errors = BaseParser.parse_er
         stop = end + 2 + n
         if len(buf) < stop + 2:
             raise Incomplete
-        return bytes(buf[end + 2 : stop]), stop + 2
+        return buf[end + 2 : stop], stop + 2
     if kind == 58:  # ':' an integer
         return int(buf[pos + 1 : end]), end + 2
     if kind == 42:  # '*' an array
@@ -74,7 +76,7 @@ def parse(buf: bytes | bytearray, pos: int, errors: Errors = BaseParser.parse_er
             items.append(item)
         return items, pos
     if kind == 43:  # '+' a simple string
-        return bytes(buf[pos + 1 : end]), end + 2
+        return buf[pos + 1 : end], end + 2
     if kind == 45:  # '-' an error
         return error_of(buf[pos + 1 : end], errors), end + 2
     raise InvalidResponse(f"Protocol Error: {buf[pos : pos + 1]!r}")
@@ -83,11 +85,12 @@ def parse(buf: bytes | bytearray, pos: int, errors: Errors = BaseParser.parse_er
 def read_replies(sock: socket.socket, n: int, errors: Errors = BaseParser.parse_error) -> list[Any]:
     """Read `n` replies from `sock` (its timeout applies to each ``recv``).
 
-    What arrives is appended to one buffer (linear in the reply's size, however many reads it takes); a
-    reply cut short is parsed again from its start once more has come, which for a large value costs one
-    header line per read.
+    The first read is parsed as it came; what arrives after it is appended to one buffer (linear in the
+    replies' size, however many reads they take). A reply cut short is parsed again from its start once
+    more has come, which for a large value costs one header line per read.
     """
-    buf, pos = bytearray(), 0
+    buf: bytes | bytearray = b""
+    pos = 0
     replies: list[Any] = []
     while len(replies) < n:
         try:
@@ -96,7 +99,21 @@ def read_replies(sock: socket.socket, n: int, errors: Errors = BaseParser.parse_
             chunk = sock.recv(65536)
             if not chunk:
                 raise ConnectionError("Connection closed by server.") from None
-            buf += chunk
+            if not buf:
+                buf = chunk  # the usual case: every reply in one read, sliced without a copy
+            else:
+                if type(buf) is bytes:
+                    buf = bytearray(buf)  # a second read: grow in place from here on
+                buf += chunk
             continue
         replies.append(reply)
-    return replies
+    return replies if type(buf) is bytes else [_frozen(r) for r in replies]
+
+
+def _frozen(value: Any) -> Any:
+    # Parts of a reply that took several reads were sliced from a bytearray: as bytes, like the others.
+    if type(value) is bytearray:
+        return bytes(value)
+    if type(value) is list:
+        return [_frozen(v) for v in value]
+    return value

@@ -60,7 +60,8 @@ class Tally:
                 counts, self._counts = self._counts, {}
             else:
                 counts = {k: self._counts.pop(k) for k in [k for k in self._counts if k[0] == only]}
-        return [Cmd(("HINCRBY", key, field, n)) for (key, field), n in counts.items()]
+        # A small count repeats from call to call (one hit since the last lookup): a driver may pack it once.
+        return [Cmd(("HINCRBY", key, field, n), fixed=n <= 4) for (key, field), n in counts.items()]
 
 
 FLUSH_AFTER = 1.0  # seconds a count may wait for a call to carry it
