@@ -1,7 +1,7 @@
-"""Lookup: one `lookup.lua` call on the entry, and what its reply means (`Lookup`).
+"""Lookup: one `lookup.lua` call on the entry, or the script-free `peek`, and what a reply means (`Lookup`).
 
-A hit is one round trip with one script. A cluster group seen for the first time (no clock) is made known
-to invalidations before anything can be cached in it.
+A hit is one round trip: a pipeline (`peek`, over a direct line) or one script. A cluster group seen for the
+first time (no clock) is made known to invalidations before anything can be cached in it.
 
 Example:
     >>> from valkey_rag_cache import TTLPolicy
