@@ -4,18 +4,22 @@ Readers (threads, or asyncio tasks) look answers up and, on a miss, "retrieve" t
 documents, "call the model" (a short sleep) and store the answer. An updater bumps a document's version,
 invalidates it, and records the time at which the invalidation *returned* (an invalidation that raises is
 retried until one returns). Meanwhile the server is paused beyond the timeout (`CLIENT PAUSE`), its clients
-are cut off (`CLIENT KILL`) and it is killed and restarted. All on loopback, bounded in rounds.
+are cut off (`CLIENT KILL`), it is killed and restarted, and the dependency sets are evicted again and again
+for a while (as `allkeys-*` eviction may: invalidations then cannot delete what depends on a document, and
+only the checks at lookup time stand between an old entry and a hit). All on loopback, bounded in rounds.
 
 The oracle: a hit is stale when its lookup began after an invalidation of one of its documents returned and
 the answer predates that version. The run must see zero stale hits and zero exceptions out of lookups and
 writes. The broken variants prove the oracle's power: a client that skips the race check, and one that
-writes unchecked after a lookup that did not reach Valkey (the fault fixed in issue 9), are caught.
+writes unchecked after a lookup that did not reach Valkey (the fault fixed in issue 9), and one whose
+script-free hit ignores the entry's stamp, are caught.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import random
 import tempfile
 import threading
@@ -27,6 +31,7 @@ from typing import Any
 import pytest
 import valkey
 
+import valkey_rag_cache.ops.lookup as lookup_module
 import valkey_rag_cache.seen as seen_module
 from servers import Server, free_port
 from valkey_rag_cache import AnswerCache, InvalidationError
@@ -35,7 +40,7 @@ pytestmark = pytest.mark.standalone
 
 DOCS = 3
 QUESTIONS = 6
-FAULT_ROUNDS = 9  # three of each kind
+FAULT_ROUNDS = 12  # three of each kind
 CALM = 0.4  # seconds of normal service between faults
 PAUSE_MS = 450  # beyond the readers' timeout, within the updater's
 
@@ -91,8 +96,10 @@ class Faults:
         try:
             for i in range(FAULT_ROUNDS):
                 time.sleep(CALM)
-                kind = i % 3
-                if kind == 0:
+                kind = i % 4
+                if kind == 3:
+                    self.evict_dependency_sets(CALM)
+                elif kind == 0:
                     self.admin().execute_command("CLIENT", "PAUSE", PAUSE_MS, "ALL")
                     time.sleep(PAUSE_MS / 1000)
                 elif kind == 1:
@@ -107,6 +114,15 @@ class Faults:
             self.oracle.errors.append(exc)
         finally:
             self.stop.set()
+
+    def evict_dependency_sets(self, seconds: float) -> None:
+        admin, until = self.admin(), time.monotonic() + seconds
+        while time.monotonic() < until:
+            with contextlib.suppress(valkey.ValkeyError):  # (the server may be restarting)
+                doomed = list(admin.scan_iter(match="llmcache:{docs}:d:*", count=1000))
+                if doomed:
+                    admin.unlink(*doomed)
+            time.sleep(0.01)
 
 
 def _invalidate_until_it_returns(oracle: Oracle, doc: int, call: Callable[[], Any]) -> None:
@@ -222,7 +238,26 @@ def _unchecked_after_a_failed_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
-BROKEN = {"skips the race check": _skip_the_race_check, "pre-fix": _unchecked_after_a_failed_lookup}
+def _ignores_the_stamp(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A script-free hit (`lookup.peek`) that serves any entry of our format, whatever clock it was written
+    # under: it never hands an entry the group's invalidations overtook to the script's token check.
+    real = lookup_module.stamp
+
+    class AnyStamp:
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        def __ne__(self, other: object) -> bool:
+            return False
+
+    monkeypatch.setattr(lookup_module, "stamp", lambda stored: None if real(stored) is None else AnyStamp())
+
+
+BROKEN = {
+    "skips the race check": _skip_the_race_check,
+    "pre-fix": _unchecked_after_a_failed_lookup,
+    "ignores the stamp": _ignores_the_stamp,
+}
 
 
 def _chaos(mode: str, broken: str | None, monkeypatch: pytest.MonkeyPatch) -> Oracle:
@@ -254,9 +289,7 @@ def test_no_stale_hit_and_no_exception_under_pauses_kills_and_restarts(
 
 
 @pytest.mark.parametrize("broken", list(BROKEN))
-def test_the_oracle_catches_a_client_that_writes_unchecked(
-    broken: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_oracle_catches_a_broken_client(broken: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # The pre-fix client goes stale only when a write lands in the short window after a fault in which an
     # invalidation returns (7-32 stale hits per run measured, but a run can miss the window): up to three
     # bounded runs, and the oracle must catch it in one of them.
@@ -266,4 +299,4 @@ def test_the_oracle_catches_a_client_that_writes_unchecked(
         assert not oracle.errors, repr(oracle.errors[:3])
         if oracle.stale_hits():
             break
-    assert oracle.stale_hits(), "the oracle saw no stale hit from a client that writes unchecked"
+    assert oracle.stale_hits(), f"the oracle saw no stale hit from a client that {broken}"
