@@ -27,7 +27,7 @@ from valkey._parsers.base import BaseParser
 from valkey._parsers.helpers import parse_info
 
 from .ops.requests import Call, Cmd, Eval, FanOut, Flow, NodeCmd, Primaries, adrive
-from .plan import PipelineRound
+from .plan import PipelineRound, raise_first
 from .scripts import Script
 
 __all__ = ["GlideDriver", "is_glide_client", "is_glide_cluster", "as_valkey_error", "is_glide_error"]
@@ -211,7 +211,4 @@ class GlideDriver:
                     await client.custom_command(load, route=glide.AllPrimaries())
                 else:
                     await client.custom_command(load)
-        for reply in round_.replies:
-            if isinstance(reply, BaseException):
-                raise reply
-        return round_.replies
+        return raise_first(round_.replies)

@@ -22,7 +22,15 @@ from valkey.exceptions import NoScriptError
 from .ops.requests import Call, Eval
 from .scripts import Script
 
-__all__ = ["PipelineRound", "by_node", "eval_command", "evalsha_command", "load_command", "route_key"]
+__all__ = [
+    "PipelineRound",
+    "by_node",
+    "eval_command",
+    "evalsha_command",
+    "load_command",
+    "raise_first",
+    "route_key",
+]
 
 
 def evalsha_command(op: Eval) -> tuple[Any, ...]:
@@ -38,6 +46,18 @@ def load_command(op: Eval) -> tuple[Any, ...]:
 def eval_command(op: Eval) -> tuple[Any, ...]:
     """Where an ACL refuses SCRIPT LOAD: EVAL runs the script (and caches it)."""
     return ("EVAL", op.script.source, len(op.keys), *op.keys, *op.args)
+
+
+def raise_first(replies: list[Any]) -> list[Any]:
+    """A pipeline's replies, or its first error raised (after every reply was read: the line is in step).
+
+    >>> raise_first([b"a", None])
+    [b'a', None]
+    """
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            raise reply
+    return replies
 
 
 def route_key(call: Call) -> Any:

@@ -19,7 +19,7 @@ from .connection import Connector
 from .direct import DirectLine, direct_line
 from .glide_driver import GlideDriver
 from .ops.requests import Call, Cmd, Eval, FanOut, Flow, NodeCmd, Primaries, adrive
-from .plan import PipelineRound, by_node, eval_command, evalsha_command, load_command
+from .plan import PipelineRound, by_node, eval_command, evalsha_command, load_command, raise_first
 from .resharding import RETRY_PAUSE, gave_up, is_resharding
 
 __all__ = ["SyncDriver", "AsyncDriver"]
@@ -37,14 +37,6 @@ def _scan_reply(reply: Any) -> Any:
 def _commands(calls: list[Any]) -> tuple[list[Any], list[bool]]:
     # A raw fan-out's commands for a direct line, and which are fixed (`Cmd.fixed`).
     return [c.args for c in calls], [c.fixed for c in calls]
-
-
-def _raised(replies: list[Any]) -> list[Any]:
-    # A pipeline's replies, or its first error reply raised (after every reply was read).
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-    return replies
 
 
 def _attempts(cluster_client: Any) -> int:
@@ -182,7 +174,7 @@ class SyncDriver:
         if not self.connector.cluster:
             line = self._direct(client) if raw else None
             if line is not None:  # commands whose raw replies the operation reads: over the direct line
-                return _raised(line.pipeline(*_commands(calls)))
+                return raise_first(line.pipeline(*_commands(calls)))
             return self._pipeline(client, list(enumerate(calls)), [None] * len(calls))
         # One pipeline per primary, straight to its connection: cluster pipelines refuse EVALSHA.
         groups = by_node(calls, client.get_node_from_key)
@@ -191,7 +183,7 @@ class SyncDriver:
             conn = client.get_valkey_connection(node)
             line = self._direct(conn, node.name)
             if line is not None:
-                return _raised(line.pipeline(*_commands([c for _, c in items])))
+                return raise_first(line.pipeline(*_commands([c for _, c in items])))
         results: list[Any] = [None] * len(calls)
 
         def send(node: Any, items: list[tuple[int, Call]]) -> None:
@@ -336,10 +328,7 @@ class AsyncDriver:
             replies = await asyncio.gather(
                 *(self._settled(client, c, deadline) for c in calls), return_exceptions=True
             )
-            for reply in replies:
-                if isinstance(reply, BaseException):
-                    raise reply
-            return list(replies)
+            return raise_first(list(replies))
         round_ = PipelineRound(calls)
         while True:
             async with client.pipeline(transaction=False) as pipe:
@@ -354,7 +343,4 @@ class AsyncDriver:
                     await client.script_load(script.source)
             except NoPermissionError:
                 round_.refused_load()
-        for reply in round_.replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return round_.replies
+        return raise_first(round_.replies)
