@@ -23,6 +23,12 @@ def cache(standalone_url: str, prefix: str) -> AnswerCache:
     return AnswerCache(standalone_url, prefix=prefix, namespace="direct")
 
 
+def cached(cache: AnswerCache, key: Any, value: Any, sources: list[str]) -> None:
+    """The miss and the write after it, as an app makes them (the write is checked against the miss)."""
+    cache.lookup(key)
+    assert cache.store(key, value, sources)
+
+
 def line_of(cache: AnswerCache) -> DirectLine:
     client = cache.connector.sync_client()
     line = cache._sync._direct(client)
@@ -58,8 +64,7 @@ def test_a_killed_line_falls_back_to_the_normal_path_and_serves_the_hit(
     cache: AnswerCache, standalone_url: str
 ) -> None:
     key = cache.key("qa", "killed")
-    cache.lookup(key)
-    assert cache.store(key, "v", ["doc"])
+    cached(cache, key, "v", ["doc"])
     line = line_of(cache)
     conn = line._local.conn
     admin = valkey.Valkey.from_url(standalone_url)
@@ -76,8 +81,7 @@ def test_a_killed_line_falls_back_to_the_normal_path_and_serves_the_hit(
 def test_each_thread_has_its_own_line(cache: AnswerCache) -> None:
     keys = [cache.key("qa", f"thread-{i}") for i in range(32)]
     for i, key in enumerate(keys):
-        cache.lookup(key)
-        assert cache.store(key, f"v{i}", ["doc"])
+        cached(cache, key, f"v{i}", ["doc"])
     errors: list[str] = []
     conns: set[int] = set()
     lock = threading.Lock()
@@ -112,8 +116,7 @@ _SHARED: list[Any] = []
 
 def test_a_forked_child_makes_its_own_line(cache: AnswerCache, standalone_url: str, prefix: str) -> None:
     key = cache.key("qa", "forked")
-    cache.lookup(key)
-    assert cache.store(key, "v", ["doc"])
+    cached(cache, key, "v", ["doc"])
     assert cache.lookup(key) is not None
     _SHARED[:] = [cache, id(line_of(cache)._local.conn)]
     ctx = multiprocessing.get_context("fork")
@@ -151,8 +154,7 @@ def test_a_lookup_on_a_replica_is_a_miss_not_a_copy_that_may_lag(standalone_url:
         url = f"valkey://127.0.0.1:{primary.port}"
         writer = AnswerCache(url, prefix=prefix, namespace="lag")
         key = writer.key("qa", "replicated")
-        writer.lookup(key)
-        assert writer.store(key, "v", ["doc"])
+        cached(writer, key, "v", ["doc"])
         writer.lookup(key)
         raw = valkey.Valkey(port=replica.port)
         for _ in range(500):  # wait until the replica holds the entry
@@ -174,8 +176,7 @@ def test_a_group_missing_from_the_index_is_not_served_by_a_peek(
     cache: AnswerCache, standalone_url: str
 ) -> None:
     key = cache.key("qa", "unlisted")
-    cache.lookup(key)
-    assert cache.store(key, "v", ["kb/a.md"])
+    cached(cache, key, "v", ["kb/a.md"])
     assert cache.lookup(key) is not None and cache._sync.direct()
     raw = valkey.Valkey.from_url(standalone_url)
     raw.delete(cache.schema.groups)  # evicted, or deleted by hand
@@ -203,8 +204,7 @@ def test_an_idle_process_counts_reach_valkey_within_a_few_seconds(
     import time
 
     key = cache.key("qa", "idle")
-    cache.lookup(key)
-    assert cache.store(key, "v", ["doc"])
+    cached(cache, key, "v", ["doc"])
     assert cache.lookup(key) is not None and cache._sync.direct()  # a peeked hit: counted later
     other = AnswerCache(
         standalone_url, prefix=cache.schema.prefix, namespace="direct"
@@ -222,8 +222,7 @@ def test_the_switch_turns_lines_off(
     assert direct_line(valkey.Valkey.from_url(standalone_url)) is None
     cache = AnswerCache(standalone_url, prefix=prefix, namespace="switched")
     key = cache.key("qa", "off")
-    cache.lookup(key)
-    assert cache.store(key, "v", ["doc"])
+    cached(cache, key, "v", ["doc"])
     assert cache.lookup(key).value == "v"  # type: ignore[union-attr]  # through the client's pool
     assert not cache._sync.direct()
 
@@ -233,8 +232,7 @@ def test_a_cluster_hit_needs_no_script_and_counts_reach_each_group(cluster_url: 
     cache = AnswerCache(cluster_url, prefix=prefix, namespace="tenant-a")
     keys = {ns: cache.key("qa", "q", namespace=ns) for ns in ("tenant-a", "tenant-b", "tenant-c")}
     for key in keys.values():  # three groups: three hash slots, on different nodes
-        cache.lookup(key)
-        assert cache.store(key, key.namespace, ["doc"])
+        cached(cache, key, key.namespace, ["doc"])
     assert cache._sync.direct()
     nodes = cache.connector.sync_client().get_primaries()
     for node in nodes:
@@ -262,8 +260,7 @@ def test_an_entry_that_survived_an_invalidation_is_served_without_the_script_aga
 ) -> None:
     kept, dropped = cache.key("qa", "kept"), cache.key("qa", "dropped")
     for key, source in ((kept, "kb/kept.md"), (dropped, "kb/dropped.md")):
-        cache.lookup(key)
-        assert cache.store(key, key.digest, [source])
+        cached(cache, key, key.digest, [source])
     raw = valkey.Valkey.from_url(standalone_url)
     ttl = raw.ttl(cache.schema.entry(kept))
     assert cache.invalidate_source("kb/dropped.md") == 1  # the group's invalidation count moved on
@@ -288,8 +285,7 @@ def _child_counts(url: str, prefix: str, out: Any) -> None:
 
 def test_a_fork_counts_each_hit_once(cache: AnswerCache, standalone_url: str, prefix: str) -> None:
     key = cache.key("qa", "fork-count")
-    cache.lookup(key)
-    assert cache.store(key, "v", ["doc"])
+    cached(cache, key, "v", ["doc"])
     assert cache.lookup(key) is not None and cache._sync.direct()  # the parent's hit, pending
     _SHARED[:] = [cache, None]
     ctx = multiprocessing.get_context("fork")
@@ -307,8 +303,7 @@ def test_a_cache_dropped_right_after_its_lookups_still_counts_them(standalone_ur
 
     cache = AnswerCache(standalone_url, prefix=prefix, namespace="dropped")
     key = cache.key("qa", "gone")
-    cache.lookup(key)
-    assert cache.store(key, "v", ["doc"])
+    cached(cache, key, "v", ["doc"])
     for _ in range(3):
         assert cache.lookup(key) is not None
     del cache
