@@ -28,6 +28,7 @@ from . import seen as views
 from . import tally, telemetry
 from .connection import Connector
 from .decoding import decoded
+from .direct import DirectLine
 from .doctor import DoctorReport
 from .embedded import EmbeddedUnavailable
 from .envelope import Hit
@@ -40,7 +41,7 @@ from .ops.lookup import BAD, HIT, MISS, STALE, Lookup
 from .ops.requests import Cmd, Flow
 from .seen import Seen
 from .sources import Source, SourceScope, as_sources, scoped_sources
-from .store import AsyncDriver, SyncDriver
+from .store import AsyncDriver, SyncDriver, over_line
 from .tally import Tally
 from .ttl import TTLPolicy, TTLValue
 
@@ -268,10 +269,32 @@ class AnswerCache:
         # A cluster's pipeline reaches one hash slot: it carries this group's counts only (the others
         # go with their own group's lookups, or within a second).
         flush = self._tally.take(lookup.consts(env, key.namespace).stats if env.cluster else None)
-        result = self._try(None, False, lookup.peek, key, flush)
+        line = self._sync.peek_line()
+        if line is None:
+            result = self._try(None, False, lookup.peek, key, flush)
+        else:
+            result = self._peek_on(line, key, flush)
         if result is not None and result.tally is not None and self._tally.add(*result.tally):
             tally.flush_soon(self)
         return result
+
+    def _peek_on(self, line: DirectLine, key: EntryKey, flush: list[Cmd]) -> Lookup | None:
+        # `lookup.peek` on a standalone server's direct line, with no flow to drive (the hot path: the
+        # flow's driver costs several µs a hit). The same calls, the same outcomes, the same failures.
+        if self.health.should_skip():
+            return None
+        env = self.env
+        try:
+            try:
+                replies: list[Any] | ValkeyError = over_line(line, lookup.peek_calls(env, key, flush))
+            except ValkeyError as exc:
+                replies = exc
+            result = lookup.peek_outcome(env, key, replies)
+        except Exception as exc:
+            self._failed(exc, False, None)
+            return None
+        self.health.succeeded()
+        return result if result is not None else self._try(None, False, lookup.lookup, key)
 
     def flush_counts(self) -> None:
         """Send the counts of lookups decided without a script (`tally`); `stats()` does it first."""

@@ -22,7 +22,7 @@ from .ops.requests import Call, Cmd, Eval, FanOut, Flow, NodeCmd, Primaries, adr
 from .plan import PipelineRound, by_node, eval_command, evalsha_command, load_command, raise_first
 from .resharding import RETRY_PAUSE, gave_up, is_resharding
 
-__all__ = ["SyncDriver", "AsyncDriver"]
+__all__ = ["AsyncDriver", "SyncDriver", "over_line"]
 
 R = TypeVar("R")
 
@@ -34,9 +34,9 @@ def _scan_reply(reply: Any) -> Any:
     return reply
 
 
-def _commands(calls: list[Any]) -> tuple[list[Any], list[bool]]:
-    # A raw fan-out's commands for a direct line, and which are fixed (`Cmd.fixed`).
-    return [c.args for c in calls], [c.fixed for c in calls]
+def over_line(line: DirectLine, calls: list[Any]) -> list[Any]:
+    """A raw fan-out's commands (`Cmd`s) sent over a direct line; their replies, or the first error raised."""
+    return raise_first(line.pipeline([c.args for c in calls], [c.fixed for c in calls]))
 
 
 def _attempts(cluster_client: Any) -> int:
@@ -164,6 +164,12 @@ class SyncDriver:
                 return send(*eval_command(op))
             return send(*evalsha_command(op))
 
+    def peek_line(self) -> DirectLine | None:
+        """A standalone server's direct line, when `lookup.peek` pays on it (known after a first call)."""
+        if not self._peeks or self.connector.cluster:
+            return None
+        return self._direct(self.connector.sync_client())
+
     def direct(self) -> bool:
         """Does this driver send over direct lines (known after a first call)? Then `lookup.peek` pays."""
         return self._peeks  # a cluster's node lines are all made alike, from the cluster client's settings
@@ -174,7 +180,7 @@ class SyncDriver:
         if not self.connector.cluster:
             line = self._direct(client) if raw else None
             if line is not None:  # commands whose raw replies the operation reads: over the direct line
-                return raise_first(line.pipeline(*_commands(calls)))
+                return over_line(line, calls)
             return self._pipeline(client, list(enumerate(calls)), [None] * len(calls))
         # One pipeline per primary, straight to its connection: cluster pipelines refuse EVALSHA.
         groups = by_node(calls, client.get_node_from_key)
@@ -183,7 +189,7 @@ class SyncDriver:
             conn = client.get_valkey_connection(node)
             line = self._direct(conn, node.name)
             if line is not None:
-                return raise_first(line.pipeline(*_commands([c for _, c in items])))
+                return over_line(line, [c for _, c in items])
         results: list[Any] = [None] * len(calls)
 
         def send(node: Any, items: list[tuple[int, Call]]) -> None:

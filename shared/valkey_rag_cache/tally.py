@@ -60,8 +60,23 @@ class Tally:
                 counts, self._counts = self._counts, {}
             else:
                 counts = {k: self._counts.pop(k) for k in [k for k in self._counts if k[0] == only]}
-        # A small count repeats from call to call (one hit since the last lookup): a driver may pack it once.
-        return [Cmd(("HINCRBY", key, field, n), fixed=n <= 4) for (key, field), n in counts.items()]
+        return [_hincrby(key, field, n) for (key, field), n in counts.items()]
+
+
+_SMALL: dict[tuple[str, bytes, int], Cmd] = {}
+
+
+def _hincrby(key: str, field: bytes, n: int) -> Cmd:
+    # A small count repeats from call to call (one hit since the last lookup): made once, and a driver may
+    # pack it once (`Cmd.fixed`).
+    if n > 4:
+        return Cmd(("HINCRBY", key, field, n))
+    cmd = _SMALL.get((key, field, n))
+    if cmd is None:
+        cmd = Cmd(("HINCRBY", key, field, n), fixed=True)
+        if len(_SMALL) < 4096:
+            _SMALL[(key, field, n)] = cmd
+    return cmd
 
 
 FLUSH_AFTER = 1.0  # seconds a count may wait for a call to carry it

@@ -175,7 +175,7 @@ def test_a_write_after_a_failing_lookup_script_is_refused(
     broken = Script("lookup", "return redis.call('NO-SUCH-COMMAND')")
     monkeypatch.setattr(lookup_op, "script", lambda name: broken if name == "lookup" else real(name))
     # Over a direct line a hit needs no script (`lookup.peek`): this lookup takes the script's path.
-    monkeypatch.setattr(lookup_op, "peek", lambda env, key, flush=None: lookup_op.lookup(env, key))
+    monkeypatch.setattr(lookup_op, "peek_outcome", lambda env, key, replies: None)
     assert app.lookup(key) is None  # the script fails on the server: a miss, logged
     monkeypatch.setattr(lookup_op, "script", real)
     ingest.invalidate_source("doc")

@@ -48,7 +48,9 @@ __all__ = [
     "discard",
     "lookup",
     "peek",
-    "stamp",
+    "peek_calls",
+    "peek_outcome",
+    "stamped",
 ]
 
 # Lookup statuses returned by lookup.lua.
@@ -182,50 +184,63 @@ def peek(env: Env, key: EntryKey, flush: list[Cmd] | None = None) -> Flow[Lookup
     (READONLY) and a paused primary holds it (``CLIENT PAUSE WRITE``, as in a failover), so a demoted or
     frozen primary answers no lookup from a copy an invalidation elsewhere may already have overtaken.
     """
-    c = consts(env, key.namespace)
-    calls: list[Call] = [*flush] if flush else [c.no_count]
-    first = len(calls)
-    calls += [*c.probe, Cmd(("GET", c.entry_base + key.digest)), c.clock]
     try:
-        replies = yield FanOut(calls, raw=True)
+        replies: list[Any] | ValkeyError = yield FanOut([*peek_calls(env, key, flush)], raw=True)
     except ValkeyError as exc:
-        if is_backend_error(exc) and not env.cluster:
-            raise
+        replies = exc
+    found = peek_outcome(env, key, replies)
+    return found if found is not None else (yield from lookup(env, key))
+
+
+def peek_calls(env: Env, key: EntryKey, flush: list[Cmd] | None = None) -> list[Cmd]:
+    """`peek`'s pipeline: the counts (or an increment by 0), the index membership, the entry, the clock."""
+    c = consts(env, key.namespace)
+    calls: list[Cmd] = [*flush] if flush else [c.no_count]
+    calls += c.probe
+    calls += (Cmd(("GET", c.entry_base + key.digest)), c.clock)
+    return calls
+
+
+def peek_outcome(env: Env, key: EntryKey, replies: list[Any] | ValkeyError) -> Lookup | None:
+    """What `peek`'s replies (or the error one of them was) decide; None: the script decides.
+
+    A backend error on a standalone server is raised (the lookup did not happen). In a cluster, any error
+    goes to the script: its call follows the slot, and refreshes the slot map after a connection error.
+    """
+    if isinstance(replies, ValkeyError):
         # An error reply (a key of the wrong type, a damaged counter, a command an ACL refuses): the script
-        # reads, repairs and counts. In a cluster, anything (a slot that moved, a node that failed over): the
-        # script's call follows the slot, and refreshes the slot map after a connection error.
-        return (yield from lookup(env, key))
-    if c.probe and not replies[first]:
-        return (yield from lookup(env, key))  # not listed: the script lists the group and retires it
+        # reads, repairs and counts.
+        if is_backend_error(replies) and not env.cluster:
+            raise replies
+        return None
+    c = consts(env, key.namespace)
+    if c.probe and not replies[-3]:
+        return None  # not listed: the script lists the group and retires it
     value, clock = replies[-2], replies[-1]
     seen = _clock(clock)
     if seen is None:
-        return (yield from lookup(env, key))
+        return None
     if value is None:
         return Lookup(None, seen, MISS, c.miss_tally)
-    if type(value) is not bytes or stamp(value) != (seen.era, seen.invalidations):
-        return (yield from lookup(env, key))
+    if type(value) is not bytes or not stamped(value, clock):
+        return None
     hit = decode_body(body_of(value))
     if hit is None:
-        return (yield from lookup(env, key))  # the script counts it as a hit, and discard() as bad data
+        return None  # the script counts it as a hit, and discard() as bad data
     return Lookup(hit, seen, HIT, c.hit_tally)
 
 
-def stamp(stored: bytes) -> tuple[str, int] | None:
-    """The era and invalidation count an entry was written under, read as ``entry_header`` reads them.
+def stamped(stored: bytes, clock: list[bytes]) -> bool:
+    """Was the entry written under the clock's era and invalidation count? (its header's first line)
 
-    >>> stamp(b"vrc1\\ne1 7\\na 3\\n\\n{}"), stamp(b"vrc1\\ne1 7\\n{}")
-    (('e1', 7), None)
+    `clock`: the clock's reply as `_clock` accepts it. Compared as the bytes the script writes; anything
+    else (another count, a header that is not ours) is for the script to read.
+
+    >>> clock = [b"e1", b"9", b"7"]
+    >>> stamped(b"vrc1\\ne1 7\\na 3\\n\\n{}", clock), stamped(b"vrc1\\ne1 70\\na 3\\n\\n{}", clock)
+    (True, False)
     """
-    if not stored.startswith(MAGIC):
-        return None
-    eol = stored.find(b"\n", 5)
-    if eol < 0 or stored.find(b"\n\n", eol) < 0:
-        return None
-    era, sp, inv = stored[5:eol].partition(b" ")
-    if not sp or not era.isalnum() or not inv.isdigit() or len(inv) > 14:
-        return None
-    return era.decode(), int(inv)
+    return stored.startswith(MAGIC + clock[0] + b" " + clock[2] + b"\n")
 
 
 def _clock(reply: Any) -> Seen | None:
