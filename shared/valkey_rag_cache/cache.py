@@ -366,7 +366,9 @@ class AnswerCache:
     ) -> tuple[tuple[Source, ...], Seen | None]:
         """The write's sources and the view it is checked against (`_REFUSED`: refused before sending)."""
         srcs = as_sources(sources) if sources is not None else ()
-        srcs = as_sources([*srcs, *scoped_sources()])
+        scoped = scoped_sources()
+        if scoped:
+            srcs = as_sources([*srcs, *scoped])
         seen = seen if seen is not None else views.take(self._ident(key))
         if seen is not None and not seen.reached:
             # Refused without a round trip (the operation refuses it too): the lookup that preceded this write

@@ -5,12 +5,14 @@ The ``glide`` backends run it again over Valkey GLIDE clients on the same real s
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 from typing import Any
 
 import pytest
 
+import valkey_rag_cache.ops.write as write_op
 from valkey_rag_cache import AnswerCache, DecodeError, InvalidationError, Source, TTLPolicy, decoding
 
 # Standalone-only behaviours (fakeredis, the real server, and the real server through GLIDE).
@@ -360,6 +362,26 @@ def test_dependency_set_lives_no_longer_than_its_last_dependent(
     assert 0 < raw_client.ttl(deps[0]) <= 300
     put(cache, 2, "b", [Source("doc", "user")])
     assert 3000 < raw_client.ttl(deps[0]) <= 3600  # lengthened to the longest-lived dependent, never more
+    put(cache, 3, "c", [Source("doc", "realtime")])
+    assert 3000 < raw_client.ttl(deps[0]) <= 3600  # a shorter-lived dependent never shortens it
+
+
+def test_housekeeping_writes_lengthen_source_tokens_and_leave_the_others_without_a_ttl(
+    make_cache: Any, raw_client: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = make_cache()
+    put(cache, 1, "a", [Source("doc", "realtime")])
+    tokens = [n for n in keys_under(raw_client, prefix) if ":t:" in n]
+    source_token = next(n for n in tokens if ":t:s:" in n)
+    others = [n for n in tokens if n != source_token]
+    assert others and all(raw_client.ttl(n) == -1 for n in others)  # the version's, each namespace level's
+    raw_client.expire(source_token, 100)
+    monkeypatch.setattr(write_op, "_WRITES", itertools.repeat(0))  # every write does the housekeeping
+    put(cache, 2, "b", [Source("doc", "user")])
+    assert 3000 < raw_client.ttl(source_token) <= 3600  # lengthened to its newest dependent's
+    put(cache, 3, "c", [Source("doc", "realtime")])
+    assert 3000 < raw_client.ttl(source_token) <= 3600  # never shortened
+    assert all(raw_client.ttl(n) == -1 for n in others)  # never given a TTL
 
 
 def test_dead_members_are_pruned(make_cache: Any, raw_client: Any, prefix: str) -> None:

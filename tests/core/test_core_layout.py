@@ -49,7 +49,7 @@ def test_lua_names_a_trees_keys_as_group_keys_does(raw: Any) -> None:
 
 def test_packed_arguments_have_the_same_fields_on_both_sides() -> None:
     assert lua_list("LOOKUP_ARGS") == [f.name for f in dataclasses.fields(LookupArgs)]
-    assert lua_list("WRITE_ARGS") == [f.name for f in dataclasses.fields(WriteArgs) if f.name != "sources"]
+    assert lua_list("WRITE_ARGS") == [name for name in WriteArgs._fields if name != "sources"]
 
 
 def test_lua_unpacks_what_python_packs(raw: Any) -> None:

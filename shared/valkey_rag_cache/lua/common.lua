@@ -95,10 +95,13 @@ local function clock_get(clock_key)
 end
 
 -- A lost clock is made anew with a fresh era: tokens it issues can equal no token issued before, and a write
--- whose lookup saw the old clock is refused (its era differs).
-local function clock_ensure(clock_key, fresh_era)
-  local c = clock_get(clock_key)
-  if c then return c end
+-- whose lookup saw the old clock is refused (its era differs). `read`: true when the caller has just read it
+-- with clock_get and found it lost (no second read).
+local function clock_ensure(clock_key, fresh_era, read)
+  if not read then
+    local c = clock_get(clock_key)
+    if c then return c end
+  end
   redis.call('UNLINK', clock_key)
   redis.call('HSET', clock_key, 'e', fresh_era, 'c', 0, 'i', 0)
   return {fresh_era, 0, 0}
@@ -143,10 +146,16 @@ local function issue_token(clock_key, era, tok_key, ttl)
   return tok
 end
 
--- Lengthen a key's TTL to at least `ttl` seconds; never shorten it.
+-- Lengthen a key's TTL to at least `ttl` seconds; never shorten it, and never give one to a key without.
+-- (GT counts a key without a TTL as one that never expires.)
 local function extend_ttl(key, ttl)
-  local t = redis.call('TTL', key)
-  if t >= 0 and t < ttl then redis.call('EXPIRE', key, ttl) end
+  redis.call('EXPIRE', key, ttl, 'GT')
+end
+
+-- A TTL of at least `ttl` seconds, for a key that must have one: lengthened (GT), or set when it had none
+-- (NX: a new key).
+local function ensure_ttl(key, ttl)
+  if redis.call('EXPIRE', key, ttl, 'GT') == 0 then redis.call('EXPIRE', key, ttl, 'NX') end
 end
 
 -- MGET in chunks: Lua's unpack() cannot spread more than a few thousand values.
@@ -170,13 +179,14 @@ end
 
 -- Register a group in the index of groups (standalone: `groups_key` is that index; cluster: '' and the client
 -- registered it). A group that was not registered may have been skipped by an invalidation (the index was
--- evicted or replaced, or the group is new): retire everything it held. Returns the clock.
-local function register_group(groups_key, base, clock_key, tok_base, fresh_era, tok_ttl)
+-- evicted or replaced, or the group is new): retire everything it held. Returns the clock. `read`: the
+-- caller has just read the clock with clock_get, and `clock` is what it found (nil: lost).
+local function register_group(groups_key, base, clock_key, tok_base, fresh_era, tok_ttl, read, clock)
   -- An index of another type is made anew: every group then re-registers, and is retired, on first use.
   if groups_key ~= '' and sadd(groups_key, base) == 1 then
     return retire_group(clock_key, tok_base, fresh_era, tok_ttl)
   end
-  return clock_ensure(clock_key, fresh_era)
+  return clock or clock_ensure(clock_key, fresh_era, read)
 end
 
 -- Count in the group's stats; counters no writer of ours made (not a hash, not an integer) start again.

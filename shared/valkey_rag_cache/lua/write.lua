@@ -34,7 +34,7 @@ if not clock and seen_era ~= '' then
   return 0
 end
 if groups_key or not clock then
-  clock = register_group(groups_key or '', a.base, clock_key, tok_base, a.fresh_era, tok_ttl)
+  clock = register_group(groups_key or '', a.base, clock_key, tok_base, a.fresh_era, tok_ttl, true, clock)
 end
 local era = clock[1]
 local check = seen_era ~= ''
@@ -77,8 +77,7 @@ redis.call('SET', entry_key, entry_encode(era, clock[3], deps, ARGV[3]), 'EX', t
 for _, dig in ipairs(sources) do
   local dk = deps_base .. dig .. ':' .. ns_esc
   sadd(dk, digest)
-  local t = redis.call('TTL', dk)
-  if t == -1 or (t >= 0 and t < ttl) then redis.call('EXPIRE', dk, ttl) end
+  ensure_ttl(dk, ttl)
   if housekeeping then
     -- Prune a few dead members now and then, so sets of long-lived sources do not accumulate them.
     for _, m in ipairs(redis.call('SRANDMEMBER', dk, 4)) do
