@@ -89,25 +89,29 @@ def read_replies(sock: socket.socket, n: int, errors: Errors = BaseParser.parse_
     replies' size, however many reads they take). A reply cut short is parsed again from its start once
     more has come, which for a large value costs one header line per read.
     """
-    buf: bytes | bytearray = b""
+    if n <= 0:
+        return []
+    buf: bytes | bytearray = _recv(sock)
     pos = 0
     replies: list[Any] = []
     while len(replies) < n:
         try:
             reply, pos = parse(buf, pos, errors)
         except Incomplete:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("Connection closed by server.") from None
-            if not buf:
-                buf = chunk  # the usual case: every reply in one read, sliced without a copy
-            else:
-                if type(buf) is bytes:
-                    buf = bytearray(buf)  # a second read: grow in place from here on
-                buf += chunk
+            if type(buf) is bytes:
+                buf = bytearray(buf)  # a second read: grow in place from here on
+            buf += _recv(sock)
             continue
         replies.append(reply)
     return replies if type(buf) is bytes else [_frozen(r) for r in replies]
+
+
+def _recv(sock: socket.socket) -> bytes:
+    # The usual case: every reply in the first read, sliced from it without a copy.
+    chunk = sock.recv(65536)
+    if not chunk:
+        raise ConnectionError("Connection closed by server.")
+    return chunk
 
 
 def _frozen(value: Any) -> Any:
