@@ -303,7 +303,7 @@ class AnswerCache:
                 self._try(None, False, lookup.count_many, self._tally.take())
 
     async def aflush_counts(self) -> None:
-        if self._tally:  # counted by sync lookups (the async ones run the script)
+        if self._tally:  # counted by sync lookups (the async ones send their counts as they go)
             await self._atry(None, False, lookup.count_many, self._tally.take())
 
     def _flush_counts_quietly(self) -> None:
@@ -324,16 +324,31 @@ class AnswerCache:
     async def alookup(self, key: EntryKey, decode: Callable[[Any], Any] | None = None) -> Hit[Any] | None:
         if telemetry._observers or log.isEnabledFor(logging.DEBUG):  # telemetry.observed(), inlined
             start = time.perf_counter_ns()
-            result = await self._atry(None, False, lookup.lookup, key)
+            result = await self._alookup(key)
             hit = self._accept(key, result, decode)
             if hit is _BAD:
                 await self.adiscard(key)
             _report_lookup(key, result, hit, start)
         else:
-            hit = self._accept(key, await self._atry(None, False, lookup.lookup, key), decode)
+            hit = self._accept(key, await self._alookup(key), decode)
             if hit is _BAD:
                 await self.adiscard(key)
         return None if hit is _BAD else hit
+
+    async def _alookup(self, key: EntryKey) -> Lookup | None:
+        if not self._async.direct():
+            return await self._atry(None, False, lookup.lookup, key)
+        # Over an asyncio line (standalone) as over a direct line: `lookup.peek`, with what it decided
+        # counted right away, on the line, unwaited (no count left for a flush an async-only app may not run).
+        result = await self._atry(None, False, lookup.peek, key, self._tally.take())
+        if (
+            result is not None
+            and result.tally is not None
+            and not self._async.post([tally.count_call(*result.tally, 1)])
+        ):
+            if self._tally.add(*result.tally):
+                tally.flush_soon(self)
+        return result
 
     def _accept(
         self, key: EntryKey, result: Lookup | None, decode: Callable[[Any], Any] | None

@@ -22,7 +22,7 @@ from typing import Any
 from valkey._parsers.base import BaseParser
 from valkey.exceptions import ConnectionError, InvalidResponse, ResponseError
 
-__all__ = ["Incomplete", "error_of", "pack", "parse", "read_replies"]
+__all__ = ["Incomplete", "error_of", "pack", "parse", "parse_many", "read_replies"]
 
 
 def pack(args: Sequence[Any], encode: Callable[[Any], bytes], utf8: bool = False) -> bytes:
@@ -80,6 +80,17 @@ def parse(buf: bytes | bytearray, pos: int, errors: Errors = BaseParser.parse_er
     if kind == 45:  # '-' an error
         return error_of(buf[pos + 1 : end], errors), end + 2
     raise InvalidResponse(f"Protocol Error: {buf[pos : pos + 1]!r}")
+
+
+def parse_many(
+    buf: bytes | bytearray, pos: int, n: int, errors: Errors = BaseParser.parse_error
+) -> tuple[list[Any], int]:
+    """`n` replies starting at `pos`, and where the next starts; `Incomplete` if the buffer ends first."""
+    replies = []
+    for _ in range(n):
+        reply, pos = parse(buf, pos, errors)
+        replies.append(reply)
+    return replies, pos
 
 
 def read_replies(sock: socket.socket, n: int, errors: Errors = BaseParser.parse_error) -> list[Any]:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from valkey.exceptions import ConnectionError, MovedError, NoPermissionError, NoScriptError, TimeoutError
 
 from .connection import Connector
+from .aline import AsyncLine, async_line
 from .direct import DirectLine, direct_line
 from .glide_driver import GlideDriver
 from .ops.requests import Call, Cmd, Eval, FanOut, Flow, NodeCmd, Primaries, adrive
@@ -34,9 +35,14 @@ def _scan_reply(reply: Any) -> Any:
     return reply
 
 
+def _commands(calls: list[Any]) -> tuple[list[Any], list[bool]]:
+    # A raw fan-out's commands (`Cmd`s) for a line, and which are fixed (`Cmd.fixed`: packed once).
+    return [c.args for c in calls], [c.fixed for c in calls]
+
+
 def over_line(line: DirectLine, calls: list[Any]) -> list[Any]:
     """A raw fan-out's commands (`Cmd`s) sent over a direct line; their replies, or the first error raised."""
-    return raise_first(line.pipeline([c.args for c in calls], [c.fixed for c in calls]))
+    return raise_first(line.pipeline(*_commands(calls)))
 
 
 def _attempts(cluster_client: Any) -> int:
@@ -45,6 +51,7 @@ def _attempts(cluster_client: Any) -> int:
 
 
 _NO_LINE: tuple[Any, DirectLine | None] = (None, None)
+_NO_ALINE: tuple[Any, AsyncLine | None] = (None, None)
 
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
@@ -251,6 +258,25 @@ class AsyncDriver:
         # Only a sync client was given: the same operations on it in a worker thread (one driver: its
         # direct lines are kept per thread, not made per call).
         self._threaded = SyncDriver(connector, settle_for)
+        self._line: tuple[Any, AsyncLine | None] = _NO_ALINE  # a standalone client's, and its line
+        self._peeks = False  # a line whose replies `lookup.peek` reads (set when it is made)
+
+    def _aline(self, client: Any) -> AsyncLine | None:
+        given, line = self._line
+        if given is not client:  # one client per event loop (the connector's): a line for each in turn
+            line = async_line(client)
+            self._line = (client, line)
+            self._peeks = line is not None
+        return line
+
+    def direct(self) -> bool:
+        """Does this driver send over an asyncio line (known after a first call)? Then `lookup.peek` pays."""
+        return self._peeks and not self.connector.cluster
+
+    def post(self, calls: list[Cmd]) -> bool:
+        """Send counts on the line without waiting for them; False when that cannot be done now."""
+        line = self._line[1]
+        return line is not None and line.post(*_commands(calls))
 
     async def run(self, flow: Flow[R]) -> R:
         if self._glide is not None:  # a ready-made Valkey GLIDE client
@@ -267,7 +293,7 @@ class AsyncDriver:
                 return await self._settled(client, op, time.monotonic() + self.settle_for)
             return await self._single(client, op)
         if isinstance(op, FanOut):
-            return await self._fanout(client, op.calls)
+            return await self._fanout(client, op.calls, op.raw)
         if isinstance(op, Primaries):
             return client.get_primaries() if self.connector.cluster else [None]
         if isinstance(op, NodeCmd):
@@ -281,7 +307,7 @@ class AsyncDriver:
         if isinstance(op, Cmd):
             return await client.execute_command(*op.args)
         if not self.connector.cluster:
-            return await self._eval(client, op)
+            return await self._eval(self._aline(client) or client, op)
         # On the slot's owner only, never after an ASK redirect (see `SyncDriver._single`).
         await client.initialize()  # the async cluster client reads its slot map on first use (once)
         for attempt in range(_attempts(client)):
@@ -323,9 +349,12 @@ class AsyncDriver:
                 return await target.execute_command(*eval_command(op))
             return await target.execute_command(*evalsha_command(op))
 
-    async def _fanout(self, client: Any, calls: list[Call]) -> list[Any]:
+    async def _fanout(self, client: Any, calls: list[Call], raw: bool = False) -> list[Any]:
         if not calls:
             return []
+        line = self._aline(client) if raw and not self.connector.cluster else None
+        if line is not None:  # commands whose raw replies the operation reads: over the line
+            return raise_first(await line.pipeline(*_commands(calls)))
         if self.connector.cluster:
             # The async cluster client multiplexes over one connection per node: concurrent calls are sent
             # back to back, so each shard sees one burst. Like the sync driver, each call follows MOVED and

@@ -27,7 +27,7 @@ from typing import Any
 
 from .ops.requests import Cmd
 
-__all__ = ["FLUSH_AFTER", "Tally", "flush_soon"]
+__all__ = ["FLUSH_AFTER", "Tally", "count_call", "flush_soon"]
 
 
 class Tally:
@@ -60,13 +60,13 @@ class Tally:
                 counts, self._counts = self._counts, {}
             else:
                 counts = {k: self._counts.pop(k) for k in [k for k in self._counts if k[0] == only]}
-        return [_hincrby(key, field, n) for (key, field), n in counts.items()]
+        return [count_call(key, field, n) for (key, field), n in counts.items()]
 
 
 _SMALL: dict[tuple[str, bytes, int], Cmd] = {}
 
 
-def _hincrby(key: str, field: bytes, n: int) -> Cmd:
+def count_call(key: str, field: bytes, n: int) -> Cmd:
     # A small count repeats from call to call (one hit since the last lookup): made once, and a driver may
     # pack it once (`Cmd.fixed`).
     if n > 4:

@@ -1,0 +1,254 @@
+"""The asyncio twin of `direct.py`: one connection per client, shared by all its coroutines, replies in order.
+
+valkey.asyncio runs one command (or pipeline) at a time per connection, drawn from a pool: at 64 concurrent
+lookups most of its time goes to the pool and to reading each reply on its own (performance-notes: a bare
+EVALSHA through it reaches 0.77x of its GET). Here every request is written straight to one connection, back
+to back, and one reader task hands each request its replies as they arrive: the server answers a connection's
+commands in order, so the first request waiting is the one the next replies belong to. Valkey GLIDE works
+the same way (one multiplexed connection per node).
+
+The connection is made by the client's own connection class from the client's settings (authentication,
+TLS, database, client name, timeouts), so the handshake is valkey-py's. Replies are read by `resp`, errors
+named by valkey-py's mapping (`resp.error_of`), as on the sync line.
+
+- A request that times out (the client's ``socket_timeout``) raises valkey-py's `TimeoutError` and drops the
+  connection: a server that stopped answering may never answer the requests queued behind it.
+- A dropped connection (a restarted server, a killed connection, a timeout) fails every request waiting on
+  it with `ConnectionError`; each is sent once more through the client's normal path, which reconnects and
+  retries as configured. The next request makes a new connection.
+- A caller cancelled while waiting leaves its request in the queue: its replies are read and dropped, and
+  the connection stays in step.
+
+Only a plain ``valkey.asyncio.Valkey`` over valkey-py's own pools and connection classes, with RESP2 replies
+undecoded, gets a line (`async_line`); ``VALKEY_RAG_CACHE_DIRECT=0`` turns lines off, as for the sync line.
+
+Example:
+    >>> line = async_line(valkey.asyncio.Valkey.from_url("valkey://localhost:6379"))  # doctest: +SKIP
+    >>> await line.pipeline([("SET", "k", "v"), ("GET", "k")])  # doctest: +SKIP
+    [b'OK', b'v']
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import valkey.asyncio as avalkey
+from valkey.asyncio.connection import (
+    BlockingConnectionPool,
+    Connection,
+    ConnectionPool,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
+from valkey.exceptions import ConnectionError, ResponseError, TimeoutError
+
+from .direct import _MEMO, SWITCH, _utf8
+from .resp import Incomplete, pack, parse_many
+
+__all__ = ["AsyncLine", "async_line"]
+
+_POOLS = (ConnectionPool, BlockingConnectionPool)
+_CONNECTIONS = (Connection, SSLConnection, UnixDomainSocketConnection)
+_HIGH_WATER = 1 << 16  # bytes waiting in the transport before a writer waits for them to drain
+
+
+class _Link:
+    """One connected connection, its queue of requests waiting for replies, and the task that reads them."""
+
+    __slots__ = ("conn", "writer", "waiting", "alive", "pid", "reader")
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.writer = conn._writer
+        # (future, number of replies); a None future: a request nobody waits for (`post`).
+        self.waiting: deque[tuple[asyncio.Future[list[Any]] | None, int]] = deque()
+        self.alive = True
+        self.pid = os.getpid()
+        self.reader = asyncio.get_running_loop().create_task(self._read(conn._reader))
+
+    def request(self, packed: bytes, n: int, wait: bool = True) -> asyncio.Future[list[Any]] | None:
+        if not self.alive or self.writer.is_closing():
+            raise ConnectionError("the direct line is closed")
+        fut = asyncio.get_running_loop().create_future() if wait else None
+        self.waiting.append((fut, n))
+        self.writer.write(packed)
+        return fut
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        buf = b""
+        try:
+            while True:
+                chunk = await reader.read(1 << 16)
+                if not chunk:
+                    raise ConnectionError("Connection closed by server.")
+                buf = buf + chunk if buf else chunk  # the usual case: a read holds whole replies
+                pos = 0
+                while self.waiting:
+                    fut, n = self.waiting[0]
+                    try:
+                        replies, pos = parse_many(buf, pos, n)
+                    except Incomplete:
+                        break
+                    self.waiting.popleft()
+                    if fut is not None and not fut.done():  # (done: its caller was cancelled)
+                        fut.set_result(replies)
+                buf = buf[pos:]
+                if buf and not self.waiting:
+                    raise ConnectionError("the server sent a reply nobody asked for")
+        except BaseException as exc:  # noqa: BLE001  # a lost connection, a bad reply, or cancelled
+            self.fail(exc)
+
+    def fail(self, why: BaseException) -> None:
+        """Drop the connection; every request still waiting fails with `ConnectionError`."""
+        if not self.alive:
+            return
+        self.alive = False
+        self.writer.close()
+        self.conn._reader = self.conn._writer = None  # closed here: valkey-py has nothing left to close
+        self.reader.cancel()
+        error = (
+            why if isinstance(why, ConnectionError) else ConnectionError(f"the direct line closed: {why!r}")
+        )
+        while self.waiting:
+            fut, _ = self.waiting.popleft()
+            if fut is not None and not fut.done():
+                fut.set_exception(error)
+
+
+class AsyncLine:
+    """One shared connection to `client`'s server, for requests whose replies need no callback."""
+
+    __slots__ = (
+        "_client",
+        "_cls",
+        "_kwargs",
+        "_encode",
+        "_utf8",
+        "_timeout",
+        "_retry_timeouts",
+        "_packed",
+        "_link",
+        "_lock",
+    )
+
+    def __init__(self, client: Any) -> None:
+        pool = client.connection_pool
+        self._client = client
+        self._cls = pool.connection_class
+        self._kwargs = dict(pool.connection_kwargs)
+        self._encode = pool.get_encoder().encode
+        self._utf8 = _utf8(pool)
+        self._timeout: float | None = self._kwargs.get("socket_timeout")
+        # A client that retries on timeouts: a timed-out request goes through its normal path, as on the
+        # sync line.
+        self._retry_timeouts = bool(self._kwargs.get("retry_on_timeout"))
+        self._packed: dict[Any, bytes] = {}
+        self._link: _Link | None = None
+        self._lock: asyncio.Lock | None = None
+
+    def _pack(self, args: Any, fixed: bool) -> bytes:
+        if not fixed:
+            return pack(args, self._encode, self._utf8)
+        packed = self._packed.get(args)
+        if packed is None:
+            packed = pack(args, self._encode, self._utf8)
+            if len(self._packed) < _MEMO:
+                self._packed[args] = packed
+        return packed
+
+    async def _up(self) -> _Link:
+        link = self._link
+        if link is not None and link.alive and link.pid == os.getpid():
+            return link
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:  # one connection for the coroutines that all found none
+            link = self._link
+            if link is None or not link.alive or link.pid != os.getpid():
+                conn = self._cls(**self._kwargs)
+                await conn.connect()  # valkey-py's handshake: AUTH, SELECT, CLIENT SETNAME, ...
+                link = self._link = _Link(conn)
+        return link
+
+    async def _run(self, packed: bytes, n: int) -> list[Any]:
+        link = await self._up()
+        fut = link.request(packed, n)
+        assert fut is not None
+        if link.writer.transport.get_write_buffer_size() > _HIGH_WATER:
+            await link.writer.drain()
+        if self._timeout is None:
+            return await fut
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self._timeout, _expire, link, fut)
+        try:
+            return await fut
+        finally:
+            timer.cancel()
+
+    async def pipeline(self, commands: Sequence[Sequence[Any]], fixed: Sequence[bool] = ()) -> list[Any]:
+        """Send commands in one write; their replies (errors as values), as `DirectLine.pipeline` returns."""
+        fixed = fixed or [False] * len(commands)
+        packed = b"".join([self._pack(args, f) for args, f in zip(commands, fixed, strict=True)])
+        try:
+            return await self._run(packed, len(commands))
+        except ConnectionError:
+            pass
+        except TimeoutError:
+            if not self._retry_timeouts:
+                raise
+        async with self._client.pipeline(transaction=False) as pipe:  # the normal path retries
+            for args in commands:
+                pipe.execute_command(*args)
+            return list(await pipe.execute(raise_on_error=False))
+
+    async def execute_command(self, *args: Any) -> Any:
+        """One command whose reply needs no response callback (EVALSHA, SCRIPT LOAD); its error raised."""
+        try:
+            reply = (await self._run(pack(args, self._encode, self._utf8), 1))[0]
+        except ConnectionError:
+            return await self._client.execute_command(*args)
+        except TimeoutError:
+            if not self._retry_timeouts:
+                raise
+            return await self._client.execute_command(*args)
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
+
+    def post(self, commands: Sequence[Sequence[Any]], fixed: Sequence[bool] = ()) -> bool:
+        """Send commands nobody waits for (counts); False when there is no live connection to send them on."""
+        link = self._link
+        if link is None or not link.alive or link.pid != os.getpid():
+            return False
+        fixed = fixed or [False] * len(commands)
+        try:
+            packed = b"".join([self._pack(a, f) for a, f in zip(commands, fixed, strict=True)])
+            link.request(packed, len(commands), wait=False)
+        except ConnectionError:
+            return False
+        return True
+
+
+def _expire(link: _Link, fut: asyncio.Future[list[Any]]) -> None:
+    # A request outlived the client's timeout: it fails as valkey-py's would, and the connection goes (the
+    # requests behind it on a server that stopped answering would wait as long).
+    if not fut.done():
+        fut.set_exception(TimeoutError("Timeout reading from the direct line"))
+        link.fail(ConnectionError("the direct line was dropped after a timeout"))
+
+
+def async_line(client: Any) -> AsyncLine | None:
+    """An `AsyncLine` for a plain standalone valkey.asyncio client; None for anything else."""
+    if type(client) is not avalkey.Valkey or os.environ.get(SWITCH, "1") == "0":
+        return None
+    pool: Any = getattr(client, "connection_pool", None)
+    if type(pool) not in _POOLS or pool.connection_class not in _CONNECTIONS:
+        return None
+    kwargs = pool.connection_kwargs
+    if kwargs.get("decode_responses") or str(kwargs.get("protocol") or 2) != "2":
+        return None  # replies as `resp` reads them: undecoded RESP2
+    return AsyncLine(client)

@@ -1,0 +1,199 @@
+"""The asyncio line (`aline.py`): one connection per client shared by its coroutines, replies in order.
+
+Real standalone Valkey only: fakeredis and cluster clients never get a line (they keep the normal path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+import valkey
+import valkey.asyncio as avalkey
+
+from valkey_rag_cache import AnswerCache
+from valkey_rag_cache.aline import AsyncLine, async_line
+
+pytestmark = pytest.mark.standalone
+
+
+@pytest.fixture
+def cache(standalone_url: str, prefix: str) -> AnswerCache:
+    return AnswerCache(standalone_url, prefix=prefix, namespace="aline", timeout=2)
+
+
+async def cached(cache: AnswerCache, n: int, tag: str = "") -> list[Any]:
+    """`n` answers stored as an app stores them (a miss, then the write checked against it)."""
+    keys = [cache.key("qa", {"q": i, "tag": tag}) for i in range(n)]
+    for i, key in enumerate(keys):
+        assert await cache.alookup(key) is None
+        assert await cache.astore(key, {"answer": i}, [f"doc-{i % 5}"])
+    return keys
+
+
+def line_of(cache: AnswerCache) -> AsyncLine:
+    line = cache._async._line[1]
+    assert line is not None, "a plain standalone asyncio client gets a line"
+    return line
+
+
+def calls(admin: valkey.Valkey) -> dict[str, int]:
+    return {name: stat["calls"] for name, stat in admin.info("commandstats").items()}
+
+
+async def test_concurrent_hits_share_one_connection_and_each_gets_its_own_answer(
+    cache: AnswerCache, standalone_url: str
+) -> None:
+    keys = await cached(cache, 50)
+    admin = valkey.Valkey.from_url(standalone_url)
+    admin.config_resetstat()
+
+    async def one(i: int) -> None:
+        hit = await cache.alookup(keys[i % 50])
+        assert hit is not None and hit.value == {"answer": i % 50}
+
+    await asyncio.gather(*(one(i) for i in range(2000)))
+    seen = calls(admin)
+    assert "cmdstat_evalsha" not in seen  # a hit needs no script over the line either
+    assert seen["cmdstat_get"] == 2000
+    pool = cache.connector._async[asyncio.get_running_loop()].connection_pool
+    assert len(pool._in_use_connections) + len(pool._available_connections) <= 1  # (at most the scripts' load)
+
+
+async def test_hits_and_misses_are_counted_as_they_happen(cache: AnswerCache) -> None:
+    keys = await cached(cache, 3)
+    before = (await cache.astats())["totals"]
+    for key in keys:
+        assert await cache.alookup(key) is not None
+    assert await cache.alookup(cache.key("qa", "never stored")) is None
+    await asyncio.sleep(0.05)
+    assert not cache._tally  # nothing left for a flush to send: the line carried each count
+    after = (await cache.astats())["totals"]
+    assert (after["hits"] - before["hits"], after["misses"] - before["misses"]) == (3, 1)
+
+
+async def test_a_cancelled_lookup_leaves_the_line_in_step(cache: AnswerCache) -> None:
+    keys = await cached(cache, 20)
+
+    async def one(i: int) -> Any:
+        hit = await cache.alookup(keys[i % 20])
+        assert hit is not None and hit.value == {"answer": i % 20}
+        return hit
+
+    tasks = [asyncio.ensure_future(one(i)) for i in range(300)]
+    await asyncio.sleep(0)  # every request written, none answered yet
+    for task in tasks[::3]:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert sum(isinstance(r, asyncio.CancelledError) for r in results) == 100
+    assert not [r for r in results if isinstance(r, Exception)]
+    # Every later request still gets its own replies.
+    await asyncio.gather(*(one(i) for i in range(300)))
+
+
+async def test_a_killed_connection_fails_over_to_the_normal_path_then_reconnects(
+    cache: AnswerCache, standalone_url: str
+) -> None:
+    keys = await cached(cache, 10)
+    line = line_of(cache)
+    first = line._link
+    assert first is not None and first.alive
+    admin = valkey.Valkey.from_url(standalone_url)
+    admin.client_kill_filter(_id=await line.execute_command("CLIENT", "ID"))
+    hits = await asyncio.gather(*(cache.alookup(keys[i % 10]) for i in range(100)))
+    assert all(h is not None for h in hits)  # each request waiting on the dead connection went round it
+    assert cache.health.snapshot()["errors"] == 0
+    assert await cache.alookup(keys[0]) is not None
+    assert line._link is not first and line._link is not None and line._link.alive
+
+
+async def test_a_server_that_stops_answering_times_out_as_a_miss_then_serves_again(
+    standalone_url: str, prefix: str
+) -> None:
+    cache = AnswerCache(standalone_url, prefix=prefix, namespace="aline-pause", timeout=0.3)
+    cache.health.retry_after = 0.0
+    keys = await cached(cache, 5)
+    admin = valkey.Valkey.from_url(standalone_url)
+    admin.client_pause(1000)  # every client, every command: nothing is answered for a second
+    try:
+        started = asyncio.get_running_loop().time()
+        hits = await asyncio.gather(*(cache.alookup(k) for k in keys))
+        assert hits == [None] * 5  # timed out: misses, never an exception
+        assert asyncio.get_running_loop().time() - started < 0.9
+    finally:
+        admin.client_unpause()
+    hit = await cache.alookup(keys[0])
+    assert hit is not None and hit.value == {"answer": 0}
+
+
+async def test_writes_and_script_reloads_go_over_the_line(cache: AnswerCache, standalone_url: str) -> None:
+    keys = await cached(cache, 2)
+    line_id = str(await line_of(cache).execute_command("CLIENT", "ID"))
+    admin = valkey.Valkey.from_url(standalone_url)
+    admin.script_flush()  # NOSCRIPT on the next write: loaded, then sent again
+    key = cache.key("qa", "after a flush of the scripts")
+    assert await cache.alookup(key) is None
+    assert await cache.astore(key, "v", ["doc"])
+    last = {c["id"]: c["cmd"] for c in admin.client_list()}
+    assert last[line_id] == "evalsha"  # the write, after its script was loaded again
+    hit = await cache.alookup(key)
+    assert hit is not None and hit.value == "v"
+    assert (await cache.alookup(keys[0])) is not None
+
+
+async def test_an_invalidation_is_seen_by_the_next_lookup_over_the_line(cache: AnswerCache) -> None:
+    keys = await cached(cache, 10)
+    await cache.ainvalidate_source("doc-1")
+    found = [await cache.alookup(k) for k in keys]
+    assert [i for i, hit in enumerate(found) if hit is None] == [1, 6]
+
+
+def test_only_plain_standalone_asyncio_clients_get_a_line(
+    standalone_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert isinstance(async_line(avalkey.Valkey.from_url(standalone_url)), AsyncLine)
+    assert async_line(avalkey.Valkey.from_url(standalone_url, decode_responses=True)) is None
+    assert async_line(avalkey.Valkey.from_url(standalone_url, protocol=3)) is None
+    assert async_line(valkey.Valkey.from_url(standalone_url)) is None  # a sync client
+    monkeypatch.setenv("VALKEY_RAG_CACHE_DIRECT", "0")
+    assert async_line(avalkey.Valkey.from_url(standalone_url)) is None
+
+
+def test_each_event_loop_gets_its_own_connection(cache: AnswerCache) -> None:
+    async def lookups(tag: str) -> Any:
+        keys = await cached(cache, 2, tag)
+        assert await cache.alookup(keys[1]) is not None
+        return line_of(cache)._link
+
+    links: list[Any] = []
+    thread = threading.Thread(target=lambda: links.append(asyncio.run(lookups("in a thread"))))
+    thread.start()
+    thread.join()
+    links.append(asyncio.run(lookups("here")))
+    assert links[0] is not links[1]
+
+
+async def test_a_lookup_on_a_replica_is_a_miss_not_a_copy_that_may_lag(prefix: str) -> None:
+    from servers import start_standalone
+
+    primary = start_standalone(repl_diskless_sync_delay="0")
+    replica = start_standalone(replicaof=f"127.0.0.1 {primary.port}")
+    try:
+        writer = AnswerCache(f"valkey://127.0.0.1:{primary.port}", prefix=prefix, namespace="lag")
+        keys = await cached(writer, 1)
+        raw = valkey.Valkey(port=replica.port)
+        for _ in range(500):  # wait until the replica holds the entry
+            if raw.exists(writer.schema.entry(keys[0])):
+                break
+            await asyncio.sleep(0.02)
+        assert raw.exists(writer.schema.entry(keys[0]))
+        reader = AnswerCache(f"valkey://127.0.0.1:{replica.port}", prefix=prefix, namespace="lag")
+        reader.health.retry_after = 0.0
+        for _ in range(3):  # the first goes through the script (refused: READONLY), then over the line
+            assert await reader.alookup(keys[0]) is None
+        assert reader._async.direct()  # the later lookups were peeks, and the replica refused them too
+    finally:
+        replica.stop()
+        primary.stop()
