@@ -59,7 +59,7 @@ _HIGH_WATER = 1 << 16  # bytes waiting in the transport before a writer waits fo
 class _Link:
     """One connected connection, its queue of requests waiting for replies, and the task that reads them."""
 
-    __slots__ = ("conn", "writer", "waiting", "alive", "pid", "reader")
+    __slots__ = ("conn", "writer", "waiting", "alive", "pid", "reader", "held")
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
@@ -68,15 +68,33 @@ class _Link:
         self.waiting: deque[tuple[asyncio.Future[list[Any]] | None, int]] = deque()
         self.alive = True
         self.pid = os.getpid()
+        self.held: list[bytes] = []  # requests nobody waits for, written with the next one (or soon)
         self.reader = asyncio.get_running_loop().create_task(self._read(conn._reader))
 
     def request(self, packed: bytes, n: int, wait: bool = True) -> asyncio.Future[list[Any]] | None:
         if not self.alive or self.writer.is_closing():
             raise ConnectionError("the direct line is closed")
-        fut = asyncio.get_running_loop().create_future() if wait else None
+        loop = asyncio.get_running_loop()
+        if not wait:
+            # Held back (in order): the next request carries it in the same write, one system call for both.
+            self.waiting.append((None, n))
+            if not self.held:
+                loop.call_soon(self._write_held)
+            self.held.append(packed)
+            return None
+        fut = loop.create_future()
         self.waiting.append((fut, n))
+        if self.held:
+            self.held.append(packed)
+            packed = b"".join(self.held)
+            self.held.clear()
         self.writer.write(packed)
         return fut
+
+    def _write_held(self) -> None:
+        if self.held and self.alive:
+            self.writer.write(b"".join(self.held))
+            self.held.clear()
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         buf = b""

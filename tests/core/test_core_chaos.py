@@ -292,3 +292,15 @@ def test_the_oracle_catches_a_broken_client(broken: str, monkeypatch: pytest.Mon
         if oracle.stale_hits():
             break
     assert oracle.stale_hits(), f"the oracle saw no stale hit from a client that {broken}"
+
+
+def test_the_oracle_catches_a_broken_peek_over_the_asyncio_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Async lookups peek over the asyncio line (`aline.py`) as sync ones do over the direct line: a peek that
+    # ignores the entry's stamp is caught under the same faults.
+    for _ in range(3):
+        with pytest.MonkeyPatch.context() as patch:
+            oracle = _chaos("asyncio", "ignores the stamp", patch)
+        assert not oracle.errors, repr(oracle.errors[:3])
+        if oracle.stale_hits():
+            break
+    assert oracle.stale_hits(), "the oracle saw no stale hit from an async peek that ignores the stamp"
