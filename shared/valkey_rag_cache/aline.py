@@ -197,7 +197,10 @@ class AsyncLine:
         fut = link.request(packed, n)
         assert fut is not None
         if link.writer.transport.get_write_buffer_size() > _HIGH_WATER:
-            await link.writer.drain()
+            try:
+                await link.writer.drain()
+            except OSError as exc:  # the connection went while its buffer drained
+                link.fail(ConnectionError(f"Error while writing to the direct line: {exc}"))
         if self._timeout is None:
             return await fut
         loop = asyncio.get_running_loop()

@@ -341,13 +341,10 @@ class AnswerCache:
         # Over an asyncio line (standalone) as over a direct line: `lookup.peek`, with what it decided
         # counted right away, on the line, unwaited (no count left for a flush an async-only app may not run).
         result = await self._atry(None, False, lookup.peek, key, self._tally.take())
-        if (
-            result is not None
-            and result.tally is not None
-            and not self._async.post([tally.count_call(*result.tally, 1)])
-        ):
-            if self._tally.add(*result.tally):
-                tally.flush_soon(self)
+        if result is None or result.tally is None:
+            return result
+        if not self._async.post([tally.count_call(*result.tally, 1)]) and self._tally.add(*result.tally):
+            tally.flush_soon(self)  # (no live connection to post on: counted as a sync lookup counts)
         return result
 
     def _accept(

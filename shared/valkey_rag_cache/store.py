@@ -10,13 +10,14 @@ import asyncio
 import contextlib
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from valkey.exceptions import ConnectionError, MovedError, NoPermissionError, NoScriptError, TimeoutError
 
-from .connection import Connector
 from .aline import AsyncLine, async_line
+from .connection import Connector
 from .direct import DirectLine, direct_line
 from .glide_driver import GlideDriver
 from .ops.requests import Call, Cmd, Eval, FanOut, Flow, NodeCmd, Primaries, adrive
@@ -258,14 +259,18 @@ class AsyncDriver:
         # Only a sync client was given: the same operations on it in a worker thread (one driver: its
         # direct lines are kept per thread, not made per call).
         self._threaded = SyncDriver(connector, settle_for)
-        self._line: tuple[Any, AsyncLine | None] = _NO_ALINE  # a standalone client's, and its line
+        # By event loop, as the connector keeps its clients: (the loop's client, its line).
+        self._lines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, AsyncLine | None]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._peeks = False  # a line whose replies `lookup.peek` reads (set when it is made)
 
     def _aline(self, client: Any) -> AsyncLine | None:
-        given, line = self._line
-        if given is not client:  # one client per event loop (the connector's): a line for each in turn
+        loop = asyncio.get_running_loop()
+        given, line = self._lines.get(loop, _NO_ALINE)
+        if given is not client:  # made once per client (one per event loop)
             line = async_line(client)
-            self._line = (client, line)
+            self._lines[loop] = (client, line)
             self._peeks = line is not None
         return line
 
@@ -275,7 +280,7 @@ class AsyncDriver:
 
     def post(self, calls: list[Cmd]) -> bool:
         """Send counts on the line without waiting for them; False when that cannot be done now."""
-        line = self._line[1]
+        line = self._lines.get(asyncio.get_running_loop(), _NO_ALINE)[1]
         return line is not None and line.post(*_commands(calls))
 
     async def run(self, flow: Flow[R]) -> R:

@@ -34,7 +34,7 @@ async def cached(cache: AnswerCache, n: int, tag: str = "") -> list[Any]:
 
 
 def line_of(cache: AnswerCache) -> AsyncLine:
-    line = cache._async._line[1]
+    line = cache._async._lines[asyncio.get_running_loop()][1]
     assert line is not None, "a plain standalone asyncio client gets a line"
     return line
 
@@ -59,7 +59,8 @@ async def test_concurrent_hits_share_one_connection_and_each_gets_its_own_answer
     assert "cmdstat_evalsha" not in seen  # a hit needs no script over the line either
     assert seen["cmdstat_get"] == 2000
     pool = cache.connector._async[asyncio.get_running_loop()].connection_pool
-    assert len(pool._in_use_connections) + len(pool._available_connections) <= 1  # (at most the scripts' load)
+    # The pool made at most one connection (the scripts' load), however many coroutines ran at once.
+    assert len(pool._in_use_connections) + len(pool._available_connections) <= 1
 
 
 async def test_hits_and_misses_are_counted_as_they_happen(cache: AnswerCache) -> None:
@@ -197,3 +198,25 @@ async def test_a_lookup_on_a_replica_is_a_miss_not_a_copy_that_may_lag(prefix: s
     finally:
         replica.stop()
         primary.stop()
+
+
+def test_event_loops_in_threads_at_once_keep_one_connection_each(cache: AnswerCache) -> None:
+    seen: dict[str, set[int]] = {}
+    ready = threading.Barrier(2)
+
+    async def lookups(tag: str) -> None:
+        keys = await cached(cache, 2, tag)
+        ready.wait(timeout=10)  # both loops from here on, interleaved
+        links = seen.setdefault(tag, set())
+        for i in range(200):
+            assert await cache.alookup(keys[i % 2]) is not None
+            links.add(id(line_of(cache)._link))
+            await asyncio.sleep(0)
+            threading.Event().wait(0.0005)  # let the other thread's loop run in between
+
+    threads = [threading.Thread(target=lambda t=t: asyncio.run(lookups(t))) for t in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {tag: len(links) for tag, links in seen.items()} == {"a": 1, "b": 1}
