@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections import deque
 from collections.abc import Sequence
@@ -47,13 +48,14 @@ from valkey.asyncio.connection import (
 from valkey.exceptions import ConnectionError, ResponseError, TimeoutError
 
 from .direct import _MEMO, SWITCH, _utf8
-from .resp import Incomplete, pack, parse_many
+from .resp import Incomplete, frozen, pack, parse_many
 
 __all__ = ["AsyncLine", "async_line"]
 
 _POOLS = (ConnectionPool, BlockingConnectionPool)
 _CONNECTIONS = (Connection, SSLConnection, UnixDomainSocketConnection)
 _HIGH_WATER = 1 << 16  # bytes waiting in the transport before a writer waits for them to drain
+_RECONNECT_AFTER = 1.0  # seconds after a failed connect during which calls take the normal path
 
 
 class _Link:
@@ -73,6 +75,7 @@ class _Link:
 
     def request(self, packed: bytes, n: int, wait: bool = True) -> asyncio.Future[list[Any]] | None:
         if not self.alive or self.writer.is_closing():
+            self.fail(ConnectionError("the direct line is closed"))  # (closing: the reader may not know yet)
             raise ConnectionError("the direct line is closed")
         loop = asyncio.get_running_loop()
         if not wait:
@@ -97,13 +100,18 @@ class _Link:
             self.held.clear()
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
-        buf = b""
+        buf: bytes | bytearray = b""
         try:
             while True:
                 chunk = await reader.read(1 << 16)
                 if not chunk:
                     raise ConnectionError("Connection closed by server.")
-                buf = buf + chunk if buf else chunk  # the usual case: a read holds whole replies
+                if not buf:
+                    buf = chunk  # the usual case: a read holds whole replies, sliced without a copy
+                else:
+                    if type(buf) is bytes:
+                        buf = bytearray(buf)  # a reply over several reads: grown in place (linear)
+                    buf += chunk
                 pos = 0
                 while self.waiting:
                     fut, n = self.waiting[0]
@@ -113,8 +121,11 @@ class _Link:
                         break
                     self.waiting.popleft()
                     if fut is not None and not fut.done():  # (done: its caller was cancelled)
-                        fut.set_result(replies)
-                buf = buf[pos:]
+                        fut.set_result(replies if type(buf) is bytes else frozen(replies))
+                if pos == len(buf):
+                    buf = b""
+                elif pos:
+                    buf = buf[pos:]
                 if buf and not self.waiting:
                     raise ConnectionError("the server sent a reply nobody asked for")
         except BaseException as exc:  # noqa: BLE001  # a lost connection, a bad reply, or cancelled
@@ -125,7 +136,9 @@ class _Link:
         if not self.alive:
             return
         self.alive = False
-        self.writer.close()
+        # abort(), not close(): close() waits for the buffer to drain, which a frozen server never does (and
+        # what a failed-over request left in it would run a second time, when the server woke).
+        self.writer.transport.abort()
         self.conn._reader = self.conn._writer = None  # closed here: valkey-py has nothing left to close
         self.reader.cancel()
         error = (
@@ -151,6 +164,7 @@ class AsyncLine:
         "_packed",
         "_link",
         "_lock",
+        "_retry_at",
     )
 
     def __init__(self, client: Any) -> None:
@@ -167,6 +181,7 @@ class AsyncLine:
         self._packed: dict[Any, bytes] = {}
         self._link: _Link | None = None
         self._lock: asyncio.Lock | None = None
+        self._retry_at = 0.0  # the loop's time before which no connect is tried (after one failed)
 
     def _pack(self, args: Any, fixed: bool) -> bytes:
         if not fixed:
@@ -182,33 +197,49 @@ class AsyncLine:
         link = self._link
         if link is not None and link.alive and link.pid == os.getpid():
             return link
+        loop = asyncio.get_running_loop()
         if self._lock is None:
             self._lock = asyncio.Lock()
-        async with self._lock:  # one connection for the coroutines that all found none
-            link = self._link
-            if link is None or not link.alive or link.pid != os.getpid():
-                conn = self._cls(**self._kwargs)
+        # While one coroutine connects (or for a second after a connect failed), the others take the normal
+        # path: a queue of connect attempts, each up to the connect timeout, would make a slow server's misses
+        # slower than the pool's.
+        if self._lock.locked() or loop.time() < self._retry_at:
+            raise ConnectionError("the direct line is connecting")
+        async with self._lock:
+            conn = self._cls(**self._kwargs)
+            try:
                 await conn.connect()  # valkey-py's handshake: AUTH, SELECT, CLIENT SETNAME, ...
-                link = self._link = _Link(conn)
+            except BaseException as exc:
+                if isinstance(exc, Exception):  # (not a cancelled caller)
+                    self._retry_at = loop.time() + _RECONNECT_AFTER
+                with contextlib.suppress(Exception):
+                    await conn.disconnect(nowait=True)
+                raise
+            link = self._link = _Link(conn)
         return link
 
     async def _run(self, packed: bytes, n: int) -> list[Any]:
         link = await self._up()
         fut = link.request(packed, n)
         assert fut is not None
-        if link.writer.transport.get_write_buffer_size() > _HIGH_WATER:
-            try:
-                await link.writer.drain()
-            except OSError as exc:  # the connection went while its buffer drained
-                link.fail(ConnectionError(f"Error while writing to the direct line: {exc}"))
-        if self._timeout is None:
-            return await fut
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(self._timeout, _expire, link, fut)
+        # The timeout runs from the write: waiting for a full buffer to drain counts too.
+        timer = None
+        if self._timeout is not None:
+            timer = asyncio.get_running_loop().call_later(self._timeout, _expire, link, fut)
         try:
+            if link.writer.transport.get_write_buffer_size() > _HIGH_WATER:
+                try:
+                    await link.writer.drain()
+                except OSError as exc:  # the connection went while its buffer drained (or timed out)
+                    link.fail(ConnectionError(f"Error while writing to the direct line: {exc}"))
             return await fut
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
+            if not fut.done():
+                fut.cancel()  # left while draining (cancelled): its replies are read and dropped
+            elif not fut.cancelled():
+                fut.exception()  # read: a failure that came while draining is not logged as never retrieved
 
     async def pipeline(self, commands: Sequence[Sequence[Any]], fixed: Sequence[bool] = ()) -> list[Any]:
         """Send commands in one write; their replies (errors as values), as `DirectLine.pipeline` returns."""

@@ -22,7 +22,7 @@ from typing import Any
 from valkey._parsers.base import BaseParser
 from valkey.exceptions import ConnectionError, InvalidResponse, ResponseError
 
-__all__ = ["Incomplete", "error_of", "pack", "parse", "parse_many", "read_replies"]
+__all__ = ["Incomplete", "error_of", "frozen", "pack", "parse", "parse_many", "read_replies"]
 
 
 def pack(args: Sequence[Any], encode: Callable[[Any], bytes], utf8: bool = False) -> bytes:
@@ -114,7 +114,7 @@ def read_replies(sock: socket.socket, n: int, errors: Errors = BaseParser.parse_
             buf += _recv(sock)
             continue
         replies.append(reply)
-    return replies if type(buf) is bytes else [_frozen(r) for r in replies]
+    return replies if type(buf) is bytes else frozen(replies)
 
 
 def _recv(sock: socket.socket) -> bytes:
@@ -125,10 +125,10 @@ def _recv(sock: socket.socket) -> bytes:
     return chunk
 
 
-def _frozen(value: Any) -> Any:
-    # Parts of a reply that took several reads were sliced from a bytearray: as bytes, like the others.
+def frozen(value: Any) -> Any:
+    """Replies sliced from a bytearray (they took several reads), with bytes where it left bytearrays."""
     if type(value) is bytearray:
         return bytes(value)
     if type(value) is list:
-        return [_frozen(v) for v in value]
+        return [frozen(v) for v in value]
     return value

@@ -6,6 +6,9 @@ Real standalone Valkey only: fakeredis and cluster clients never get a line (the
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import threading
 from typing import Any
 
@@ -116,6 +119,7 @@ async def test_a_server_that_stops_answering_times_out_as_a_miss_then_serves_aga
     cache = AnswerCache(standalone_url, prefix=prefix, namespace="aline-pause", timeout=0.3)
     cache.health.retry_after = 0.0
     keys = await cached(cache, 5)
+    first = line_of(cache)._link
     admin = valkey.Valkey.from_url(standalone_url)
     admin.client_pause(1000)  # every client, every command: nothing is answered for a second
     try:
@@ -127,9 +131,12 @@ async def test_a_server_that_stops_answering_times_out_as_a_miss_then_serves_aga
         admin.client_unpause()
     hit = await cache.alookup(keys[0])
     assert hit is not None and hit.value == {"answer": 0}
+    assert line_of(cache)._link is not first  # the connection that stopped answering was dropped
 
 
-async def test_writes_and_script_reloads_go_over_the_line(cache: AnswerCache, standalone_url: str) -> None:
+async def test_writes_go_over_the_line_also_after_the_server_lost_its_scripts(
+    cache: AnswerCache, standalone_url: str
+) -> None:
     keys = await cached(cache, 2)
     line_id = str(await line_of(cache).execute_command("CLIENT", "ID"))
     admin = valkey.Valkey.from_url(standalone_url)
@@ -160,20 +167,6 @@ def test_only_plain_standalone_asyncio_clients_get_a_line(
     assert async_line(valkey.Valkey.from_url(standalone_url)) is None  # a sync client
     monkeypatch.setenv("VALKEY_RAG_CACHE_DIRECT", "0")
     assert async_line(avalkey.Valkey.from_url(standalone_url)) is None
-
-
-def test_each_event_loop_gets_its_own_connection(cache: AnswerCache) -> None:
-    async def lookups(tag: str) -> Any:
-        keys = await cached(cache, 2, tag)
-        assert await cache.alookup(keys[1]) is not None
-        return line_of(cache)._link
-
-    links: list[Any] = []
-    thread = threading.Thread(target=lambda: links.append(asyncio.run(lookups("in a thread"))))
-    thread.start()
-    thread.join()
-    links.append(asyncio.run(lookups("here")))
-    assert links[0] is not links[1]
 
 
 async def test_a_lookup_on_a_replica_is_a_miss_not_a_copy_that_may_lag(prefix: str) -> None:
@@ -220,3 +213,83 @@ def test_event_loops_in_threads_at_once_keep_one_connection_each(cache: AnswerCa
     for thread in threads:
         thread.join()
     assert {tag: len(links) for tag, links in seen.items()} == {"a": 1, "b": 1}
+
+
+@contextlib.contextmanager
+def frozen_server() -> Any:
+    """A server of its own, stopped (SIGSTOP) inside the block: it accepts bytes until its buffers fill, and
+    answers nothing, like a host that froze."""
+    from servers import start_standalone
+
+    server = start_standalone()
+    stopped = [False]
+
+    def freeze() -> None:
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        stopped[0] = True
+
+    try:
+        yield server, freeze
+    finally:
+        if stopped[0]:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        server.stop()
+
+
+async def test_a_write_stuck_behind_a_full_buffer_times_out_with_the_lookups_behind_it(prefix: str) -> None:
+    with frozen_server() as (server, freeze):
+        cache = AnswerCache(
+            f"valkey://127.0.0.1:{server.port}", prefix=prefix, namespace="drain", timeout=0.3
+        )
+        cache.health.retry_after = 0.0
+        keys = await cached(cache, 2)
+        big = cache.key("qa", "a large answer")
+        assert await cache.alookup(big) is None
+        freeze()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        both = asyncio.gather(
+            cache.astore(big, "x" * (8 << 20), ["doc"]),  # more than the socket buffers hold: a drain waits
+            cache.alookup(keys[0]),  # written behind it
+        )
+        stored, hit = await asyncio.wait_for(both, 5)  # (a failure, not a hang, if the timeout is not kept)
+        assert (stored, hit) == (False, None)  # a dropped write and a miss, each within the timeout
+        assert loop.time() - started < 1.5
+
+
+async def test_a_frozen_server_makes_concurrent_lookups_misses_without_a_queue_of_reconnects(
+    prefix: str,
+) -> None:
+    with frozen_server() as (server, freeze):
+        cache = AnswerCache(
+            f"valkey://127.0.0.1:{server.port}", prefix=prefix, namespace="stall", timeout=0.3
+        )
+        cache.health.retry_after = 0.0
+        keys = await cached(cache, 4)
+        freeze()
+        assert await cache.alookup(keys[0]) is None  # times out: the connection goes
+
+        loop = asyncio.get_running_loop()
+
+        async def timed(key: Any) -> float:
+            started = loop.time()
+            assert await cache.alookup(key) is None
+            return loop.time() - started
+
+        waited = await asyncio.gather(*(timed(keys[i % 4]) for i in range(32)))
+        # One coroutine reconnects; the others take the normal path meanwhile (one queue of connects, each up
+        # to the timeout, would make the last wait ~32 timeouts).
+        assert max(waited) < 2.0
+
+
+def test_finished_event_loops_are_let_go(cache: AnswerCache) -> None:
+    async def lookups(tag: str) -> None:
+        keys = await cached(cache, 1, tag)
+        assert await cache.alookup(keys[0]) is not None
+
+    for i in range(5):
+        asyncio.run(lookups(f"run {i}"))
+    # An entry per loop refers back to its loop (the client, the line's reader task): without forgetting
+    # closed loops, every finished asyncio.run would stay in memory.
+    assert len(cache._async._lines) <= 1
+    assert len(cache.connector._async) <= 1
