@@ -308,6 +308,8 @@ class AnswerCache:
 
     def _flush_counts_quietly(self) -> None:
         """The background and exit-time flush: no log line, no back-off, one tree at a time."""
+        if not self.connector.has_sync:
+            return  # an asyncio client only: its counts go with its next lookup, or with `astats()`
         with self._flushing:
             calls = self._tally.take()
             by_tree: dict[str, list[Cmd]] = {}

@@ -153,6 +153,11 @@ class Connector:
 
     # -- sync ------------------------------------------------------------------------------------------
 
+    @property
+    def has_sync(self) -> bool:
+        """Can `sync_client()` give a client (one was given, or one can be made from the URL)?"""
+        return self._sync is not None or self._async_given is None
+
     def sync_client(self) -> Any:
         if self._sync is not None:
             return self._sync

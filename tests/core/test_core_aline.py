@@ -292,3 +292,17 @@ def test_finished_event_loops_are_let_go(cache: AnswerCache) -> None:
     # closed loops, every finished asyncio.run would stay in memory.
     assert len(cache._async._lines) <= 1
     assert len(cache.connector._async) <= 1
+
+
+async def test_an_asyncio_only_cache_keeps_counts_it_could_not_post_until_it_can_send_them(
+    standalone_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = AnswerCache(client=avalkey.Valkey.from_url(standalone_url), prefix=prefix, namespace="async-only")
+    keys = await cached(cache, 1)
+    before = (await cache.astats())["totals"]["hits"]
+    monkeypatch.setattr(cache._async, "post", lambda calls: False)  # no live connection to post on
+    assert await cache.alookup(keys[0]) is not None
+    # The flush thread runs within a second; with no sync client it must leave the count for the async side
+    # (taking it would lose it: it cannot send it).
+    await asyncio.sleep(1.5)
+    assert (await cache.astats())["totals"]["hits"] - before == 1
