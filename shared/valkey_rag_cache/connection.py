@@ -24,7 +24,7 @@ from .embedded import embedded_allowed, embedded_url
 from .errors import CacheError
 from .glide_driver import is_glide_client, is_glide_cluster
 
-__all__ = ["Connector", "check_url", "embedded_url", "forget_closed", "redact"]
+__all__ = ["Connector", "check_url", "embedded_url", "redact"]
 
 log = logging.getLogger("valkey_rag_cache")
 
@@ -202,16 +202,8 @@ class Connector:
                 client = AsyncValkeyCluster.from_url(url, **self._options())
             else:
                 client = avalkey.Valkey.from_url(url, **self._options())
-            forget_closed(self._async)
             self._async[loop] = client
         return client
-
-
-def forget_closed(per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]) -> None:
-    """Drop the entries of event loops that closed: a client (or its line's reader task) refers back to its
-    loop, so the weak key alone never lets a finished ``asyncio.run``'s loop go."""
-    for loop in [loop for loop in list(per_loop) if loop.is_closed()]:
-        per_loop.pop(loop, None)
 
 
 # -- is it a cluster? ------------------------------------------------------------------------------------

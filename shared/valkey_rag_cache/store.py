@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from valkey.exceptions import ConnectionError, MovedError, NoPermissionError, NoScriptError, TimeoutError
 
 from .aline import AsyncLine, async_line
-from .connection import Connector, forget_closed
+from .connection import Connector
 from .direct import DirectLine, direct_line
 from .glide_driver import GlideDriver
 from .ops.requests import Call, Cmd, Eval, FanOut, Flow, NodeCmd, Primaries, adrive
@@ -270,7 +270,6 @@ class AsyncDriver:
         given, line = self._lines.get(loop, _NO_ALINE)
         if given is not client:  # made once per client (one per event loop)
             line = async_line(client)
-            forget_closed(self._lines)
             self._lines[loop] = (client, line)
             self._peeks = line is not None
         return line

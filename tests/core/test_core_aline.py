@@ -281,19 +281,6 @@ async def test_a_frozen_server_makes_concurrent_lookups_misses_without_a_queue_o
         assert max(waited) < 5
 
 
-def test_finished_event_loops_are_let_go(cache: AnswerCache) -> None:
-    async def lookups(tag: str) -> None:
-        keys = await cached(cache, 1, tag)
-        assert await cache.alookup(keys[0]) is not None
-
-    for i in range(5):
-        asyncio.run(lookups(f"run {i}"))
-    # An entry per loop refers back to its loop (the client, the line's reader task): without forgetting
-    # closed loops, every finished asyncio.run would stay in memory.
-    assert len(cache._async._lines) <= 1
-    assert len(cache.connector._async) <= 1
-
-
 async def test_an_asyncio_only_cache_keeps_counts_it_could_not_post_until_it_can_send_them(
     standalone_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
