@@ -47,8 +47,8 @@ from valkey.asyncio.connection import (
 )
 from valkey.exceptions import ConnectionError, ResponseError, TimeoutError
 
-from .direct import _MEMO, SWITCH, _utf8
-from .resp import Incomplete, frozen, pack, parse_many
+from .direct import SWITCH, Packer
+from .resp import Incomplete, frozen, parse_many
 
 __all__ = ["AsyncLine", "async_line"]
 
@@ -157,11 +157,9 @@ class AsyncLine:
         "_client",
         "_cls",
         "_kwargs",
-        "_encode",
-        "_utf8",
+        "_packer",
         "_timeout",
         "_retry_timeouts",
-        "_packed",
         "_link",
         "_lock",
         "_retry_at",
@@ -172,26 +170,14 @@ class AsyncLine:
         self._client = client
         self._cls = pool.connection_class
         self._kwargs = dict(pool.connection_kwargs)
-        self._encode = pool.get_encoder().encode
-        self._utf8 = _utf8(pool)
+        self._packer = Packer(pool)
         self._timeout: float | None = self._kwargs.get("socket_timeout")
         # A client that retries on timeouts: a timed-out request goes through its normal path, as on the
         # sync line.
         self._retry_timeouts = bool(self._kwargs.get("retry_on_timeout"))
-        self._packed: dict[Any, bytes] = {}
         self._link: _Link | None = None
         self._lock: asyncio.Lock | None = None
         self._retry_at = 0.0  # the loop's time before which no connect is tried (after one failed)
-
-    def _pack(self, args: Any, fixed: bool) -> bytes:
-        if not fixed:
-            return pack(args, self._encode, self._utf8)
-        packed = self._packed.get(args)
-        if packed is None:
-            packed = pack(args, self._encode, self._utf8)
-            if len(self._packed) < _MEMO:
-                self._packed[args] = packed
-        return packed
 
     async def _up(self) -> _Link:
         link = self._link
@@ -243,10 +229,8 @@ class AsyncLine:
 
     async def pipeline(self, commands: Sequence[Sequence[Any]], fixed: Sequence[bool] = ()) -> list[Any]:
         """Send commands in one write; their replies (errors as values), as `DirectLine.pipeline` returns."""
-        fixed = fixed or [False] * len(commands)
-        packed = b"".join([self._pack(args, f) for args, f in zip(commands, fixed, strict=True)])
         try:
-            return await self._run(packed, len(commands))
+            return await self._run(self._packer.many(commands, fixed), len(commands))
         except ConnectionError:
             pass
         except TimeoutError:
@@ -260,7 +244,7 @@ class AsyncLine:
     async def execute_command(self, *args: Any) -> Any:
         """One command whose reply needs no response callback (EVALSHA, SCRIPT LOAD); its error raised."""
         try:
-            reply = (await self._run(pack(args, self._encode, self._utf8), 1))[0]
+            reply = (await self._run(self._packer.one(args), 1))[0]
         except ConnectionError:
             return await self._client.execute_command(*args)
         except TimeoutError:
@@ -276,10 +260,8 @@ class AsyncLine:
         link = self._link
         if link is None or not link.alive or link.pid != os.getpid():
             return False
-        fixed = fixed or [False] * len(commands)
         try:
-            packed = b"".join([self._pack(a, f) for a, f in zip(commands, fixed, strict=True)])
-            link.request(packed, len(commands), wait=False)
+            link.request(self._packer.many(commands, fixed), len(commands), wait=False)
         except ConnectionError:
             return False
         return True

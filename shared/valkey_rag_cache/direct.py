@@ -43,7 +43,7 @@ from valkey.exceptions import ConnectionError, ResponseError, TimeoutError
 
 from .resp import pack, read_replies
 
-__all__ = ["SWITCH", "DirectLine", "direct_line"]
+__all__ = ["SWITCH", "DirectLine", "Packer", "direct_line"]
 
 _POOLS = (ConnectionPool, BlockingConnectionPool)
 _MEMO = 4096  # fixed commands packed once per line (two per namespace in use)
@@ -56,15 +56,40 @@ def _utf8(pool: Any) -> bool:
     return (encoder.encoding.replace("-", "").lower(), encoder.encoding_errors) == ("utf8", "strict")
 
 
+class Packer:
+    """Commands in RESP with a client pool's encoder; a fixed command (a group's clock, its index membership:
+    the same on every call) is packed once. Shared by the sync and the asyncio lines."""
+
+    __slots__ = ("_encode", "_utf8", "_memo")
+
+    def __init__(self, pool: Any) -> None:
+        self._encode = pool.get_encoder().encode
+        self._utf8 = _utf8(pool)
+        self._memo: dict[Any, bytes] = {}
+
+    def one(self, args: Any, fixed: bool = False) -> bytes:
+        if not fixed:
+            return pack(args, self._encode, self._utf8)
+        packed = self._memo.get(args)
+        if packed is None:
+            packed = pack(args, self._encode, self._utf8)
+            if len(self._memo) < _MEMO:
+                self._memo[args] = packed
+        return packed
+
+    def many(self, commands: Sequence[Sequence[Any]], fixed: Sequence[bool] = ()) -> bytes:
+        """A pipeline's commands as one write; `fixed[i]`: command i is packed once."""
+        fixed = fixed or [False] * len(commands)
+        return b"".join([self.one(args, f) for args, f in zip(commands, fixed, strict=True)])
+
+
 class DirectLine:
     """A connection per thread (and per process: a forked child makes its own) to `client`'s server."""
 
     __slots__ = (
-        "_packed",
+        "_packer",
         "_client",
         "_cls",
-        "_encode",
-        "_utf8",
         "_kwargs",
         "_local",
         "_own_parser",
@@ -77,25 +102,12 @@ class DirectLine:
         self._client = client
         self._cls = pool.connection_class
         self._kwargs = dict(pool.connection_kwargs)
-        self._encode = pool.get_encoder().encode
-        self._utf8 = _utf8(pool)
+        self._packer = Packer(pool)
         self._retry_timeouts = bool(self._kwargs.get("retry_on_timeout"))
         self.raw_replies = not self._kwargs.get("decode_responses")  # bytes, as the scripts' callers expect
         # RESP2 replies, undecoded: read by `resp` (the connection's parser handles anything else).
         self._own_parser = self.raw_replies and str(self._kwargs.get("protocol") or 2) == "2"
         self._local = threading.local()
-        self._packed: dict[Any, bytes] = {}
-
-    def _pack(self, args: Any, fixed: bool) -> bytes:
-        # A fixed command (a group's clock, its index membership: the same on every call) is packed once.
-        if not fixed:
-            return pack(args, self._encode, self._utf8)
-        packed = self._packed.get(args)
-        if packed is None:
-            packed = pack(args, self._encode, self._utf8)
-            if len(self._packed) < _MEMO:
-                self._packed[args] = packed
-        return packed
 
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
@@ -109,7 +121,7 @@ class DirectLine:
 
     def send(self, *args: Any) -> Any:
         """Send one command whose reply needs no response callback (EVALSHA); its reply, or its error."""
-        return self._run((args,), pack(args, self._encode, self._utf8), single=True)
+        return self._run((args,), self._packer.one(args), single=True)
 
     def pipeline(self, commands: Sequence[Sequence[Any]], fixed: Sequence[bool] = ()) -> list[Any]:
         """Send commands whose replies need no callback in one write; their replies (errors as values).
@@ -117,9 +129,7 @@ class DirectLine:
         `fixed[i]`: command i is the same on every call (packed once). After a connection error they go
         again through the client's pipeline (which applies its callbacks: SISMEMBER then answers a bool).
         """
-        fixed = fixed or [False] * len(commands)
-        packed = b"".join([self._pack(args, f) for args, f in zip(commands, fixed, strict=True)])
-        return self._run(commands, packed, single=False)  # type: ignore[no-any-return]
+        return self._run(commands, self._packer.many(commands, fixed), single=False)  # type: ignore[no-any-return]
 
     def _run(self, commands: Sequence[Sequence[Any]], packed: bytes, single: bool) -> Any:
         # Packed before anything is sent: an argument that cannot be encoded raises with the line intact.
