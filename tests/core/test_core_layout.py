@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from importlib import resources
 from typing import Any
 
 import fakeredis
@@ -16,9 +17,9 @@ from valkey_rag_cache.envelope import body_of, decode_body, encode_body, entry, 
 from valkey_rag_cache.keys import GroupKeys, KeySchema, source_digest
 from valkey_rag_cache.ops.lookup import LookupArgs
 from valkey_rag_cache.ops.write import WriteArgs
-from valkey_rag_cache.scripts import script
+from valkey_rag_cache.scripts import helpers, script
 
-COMMON = script("lookup").source.split("\n-- KEYS:", 1)[0]  # common.lua, as every script starts with it
+COMMON = "\n\n".join(text for _, text in helpers())  # all of common.lua
 
 
 @pytest.fixture
@@ -108,3 +109,27 @@ def test_lua_reads_the_envelope_envelope_py_writes(raw: Any) -> None:
     raw.set(name, entry(head.era, head.invalidations - 1, stale, encode_body("old", (), None, 1.0)))
     assert cache.lookup(key) is None
     assert cache.stats()["totals"]["stale"] == 1
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[A-Za-z_]\w*", re.sub(r"--[^\n]*", "", text)))
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        p.name[:-4]
+        for p in resources.files("valkey_rag_cache").joinpath("lua").iterdir()
+        if p.name.endswith(".lua") and p.name != "common.lua"
+    ),
+)
+def test_each_script_carries_every_helper_it_names_and_loads(name: str) -> None:
+    # A script carries only the common.lua helpers it (or a helper it carries) names: every name of a helper
+    # in its code is defined in it, above its body; nothing else of common.lua is. And the server compiles it.
+    source = script(name).source
+    defined = {n for names, text in helpers() if text in source for n in names}
+    every = {n for names, _ in helpers() for n in names}
+    assert every & _words(source) <= defined
+    assert defined < every  # never the whole file: the point of choosing
+    server = fakeredis.FakeValkey(server=fakeredis.FakeServer())
+    assert server.script_load(source) == script(name).sha

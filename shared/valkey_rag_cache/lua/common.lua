@@ -115,6 +115,18 @@ local function token_parts(tok)
   return era, tonumber(n)
 end
 
+-- A reader of the tokens of one era (a clock's: '%w+', no pattern characters): the counter of
+-- "<era>.<counter>" as text, nil for anything else (which token_parts reads). One match, no era copied.
+local function era_counter(era)
+  local pattern = '^' .. era .. '%.(%d+)$'
+  return function(tok)
+    if type(tok) ~= 'string' then return nil end
+    local n = string.match(tok, pattern)
+    if n and #n <= 14 then return n end
+    return nil
+  end
+end
+
 -- SADD to a set that only serves eager deletion and listings: a key of another type is replaced.
 -- Returns SADD's answer; 1 also when the set had to be made anew.
 local function sadd(key, member)
@@ -134,7 +146,7 @@ end
 
 -- Issue a new token: it differs from every token this key (or any key) ever held. Version and namespace
 -- tokens ('t:a', 't:n:..', one per group and namespace) live without a TTL, so writes need not keep them
--- alive; source tokens expire (with `ttl`), since sources come and go.
+-- alive; source tokens expire (with `ttl`), since sources come and go. Returns the token and its counter.
 local function issue_token(clock_key, era, tok_key, ttl)
   local n = redis.call('HINCRBY', clock_key, 'c', 1)
   local tok = era .. '.' .. n
@@ -143,7 +155,7 @@ local function issue_token(clock_key, era, tok_key, ttl)
   else
     redis.call('SET', tok_key, tok)
   end
-  return tok
+  return tok, n
 end
 
 -- Lengthen a key's TTL to at least `ttl` seconds; never shorten it, and never give one to a key without.
@@ -160,6 +172,7 @@ end
 
 -- MGET in chunks: Lua's unpack() cannot spread more than a few thousand values.
 local function mget(keys)
+  if #keys <= 1000 then return redis.call('MGET', unpack(keys)) end
   local out = {}
   for i = 1, #keys, 1000 do
     local part = redis.call('MGET', unpack(keys, i, math.min(i + 999, #keys)))
@@ -199,19 +212,22 @@ end
 -- The entry envelope (envelope.py describes the same format, and reads the body):
 --   'vrc1\n<era> <invalidations>\n<suffix> <token>\n...<suffix> <token>\n\n<body>'
 -- The clock's era and invalidation count when it was written, then every token it depends on ('a', 'n:..',
--- 's:..'); a token of the entry's own era is written as its counter alone. Written by entry_encode only,
+-- 's:..'); a token of the entry's own era is written as its counter alone. Written by entry_encode (its lines by entry_line) only,
 -- read by entry_header and entry_deps only.
 local ENTRY_MAGIC = 'vrc1\n'
 
-local function entry_encode(era, invalidations, deps, body)
-  local lines = {'vrc1', era .. ' ' .. invalidations}
-  for _, d in ipairs(deps) do
-    local tok = d[2]
-    local dot = string.find(tok, '.', 1, true)
-    if string.sub(tok, 1, dot - 1) == era then tok = string.sub(tok, dot + 1) end
-    lines[#lines + 1] = d[1] .. ' ' .. tok
-  end
-  return table.concat(lines, '\n') .. '\n\n' .. body
+-- One dependency line: '<suffix> <token>', a token of the entry's `era` as its counter alone (`n`: that
+-- counter, when the caller has it at hand).
+local function entry_line(suffix, era, tok, n)
+  if n then return suffix .. ' ' .. n end
+  local dot = string.find(tok, '.', 1, true)
+  if string.sub(tok, 1, dot - 1) == era then tok = string.sub(tok, dot + 1) end
+  return suffix .. ' ' .. tok
+end
+
+-- `lines`: the entry_line of every token, the version's among them (never empty).
+local function entry_encode(era, invalidations, lines, body)
+  return ENTRY_MAGIC .. era .. ' ' .. invalidations .. '\n' .. table.concat(lines, '\n') .. '\n\n' .. body
 end
 
 -- The header's era and invalidation count, and where its dependency lines start and end; nil when the value

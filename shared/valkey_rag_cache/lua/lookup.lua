@@ -36,8 +36,9 @@ if state == 'ok' then
     -- Written before the group's latest invalidation, and every token it recorded is still current: what a
     -- write now would record. Stamped with the clock as it is now, its next hits need no token compared and
     -- no script (ops/lookup.py peek), until the next invalidation in the group.
-    local deps = entry_deps(v, era, first, sep)
-    redis.call('SET', entry_key, entry_encode(clock[1], clock[3], deps, string.sub(v, sep + 2)), 'KEEPTTL')
+    local lines = {}
+    for i, d in ipairs(entry_deps(v, era, first, sep)) do lines[i] = entry_line(d[1], clock[1], d[2]) end
+    redis.call('SET', entry_key, entry_encode(clock[1], clock[3], lines, string.sub(v, sep + 2)), 'KEEPTTL')
   end
   return {1, seen, v}
 end

@@ -13,13 +13,13 @@ local g = group_keys(a.base)
 local entry_key, clock_key, nss_key, groups_key = KEYS[1], KEYS[2], KEYS[4], KEYS[5]
 local stats_key = a.count_stats == '1' and KEYS[3] or ''
 local tok_base, deps_base, ns_esc, ns = g.tokens, g.deps, a.namespace, ARGV[2]
-local entry_base = g.entries .. ns_esc .. ':'
 local ttl = tonumber(a.ttl)
 local seen_era = a.seen_era == '-' and '' or a.seen_era
 local tok_ttl = math.max(tonumber(a.token_ttl), ttl)
 local digest = a.digest
 local housekeeping = a.housekeeping == '1'
 local sources = a.rest
+-- The token suffixes: the version's, each level of the namespace's, each source's.
 local suffixes = {'a'}
 local level = nil
 for seg in string.gmatch(ns_esc, '[^:]+') do
@@ -50,12 +50,14 @@ if check and clock[3] <= seen_i then check = false end
 local tok_keys = {}
 for i, suffix in ipairs(suffixes) do tok_keys[i] = tok_base .. suffix end
 local cur = mget(tok_keys)
-local deps = {}
+local of_era = era_counter(era)  -- most tokens are of the clock's era: one match each
+local lines = {}
 for j, k in ipairs(tok_keys) do
   local tok = cur[j]
-  local t_era, t_n = token_parts(tok)
-  if not t_era then tok = nil end  -- not a token of ours (missing, odd, another type): replace it
-  if tok then
+  local n = of_era(tok)  -- its counter's text
+  local t_era, t_n
+  if n then t_era, t_n = era, tonumber(n) else t_era, t_n = token_parts(tok) end  -- another era, or not ours
+  if t_era then
     if check and t_era == era and t_n > seen_c then
       -- Issued after the lookup: an invalidation (or a racing write) moved on; this answer may be stale.
       stat(stats_key, 'refused:' .. ns, 1)
@@ -64,22 +66,23 @@ for j, k in ipairs(tok_keys) do
     -- A source token that expires before its dependents only turns their hits into misses once an
     -- invalidation runs in the group, so lengthening it can wait for a housekeeping write.
     if housekeeping then extend_ttl(k, ttl) end
-  else
-    if check and clock[3] > seen_i then
+  else  -- missing, odd, another type: replaced
+    if check then
       stat(stats_key, 'refused:' .. ns, 1)
       return 0
     end
-    tok = issue_token(clock_key, era, k, tok_ttl)
+    tok, n = issue_token(clock_key, era, k, tok_ttl)
   end
-  deps[j] = {suffixes[j], tok}
+  lines[j] = entry_line(suffixes[j], era, tok, n)
 end
-redis.call('SET', entry_key, entry_encode(era, clock[3], deps, ARGV[3]), 'EX', ttl)
+redis.call('SET', entry_key, entry_encode(era, clock[3], lines, ARGV[3]), 'EX', ttl)
 for _, dig in ipairs(sources) do
   local dk = deps_base .. dig .. ':' .. ns_esc
   sadd(dk, digest)
   ensure_ttl(dk, ttl)
   if housekeeping then
     -- Prune a few dead members now and then, so sets of long-lived sources do not accumulate them.
+    local entry_base = g.entries .. ns_esc .. ':'
     for _, m in ipairs(redis.call('SRANDMEMBER', dk, 4)) do
       if m ~= digest and redis.call('EXISTS', entry_base .. m) == 0 then redis.call('SREM', dk, m) end
     end
