@@ -70,8 +70,17 @@ def parse(buf: bytes | bytearray, pos: int, errors: Errors = BaseParser.parse_er
         n = int(buf[pos + 1 : end])
         if n < 0:
             return None, end + 2
-        pos, items = end + 2, []
+        pos, items, size = end + 2, [], len(buf)
         for _ in range(n):
+            # A bulk string read here, not by a call (most arrays hold only those: a clock's fields, values).
+            end = buf.find(b"\r\n", pos)
+            if end > 0 and buf[pos] == 36:
+                length = int(buf[pos + 1 : end])
+                stop = end + 2 + length
+                if length >= 0 and size >= stop + 2:
+                    items.append(buf[end + 2 : stop])
+                    pos = stop + 2
+                    continue
             item, pos = parse(buf, pos, errors)
             items.append(item)
         return items, pos

@@ -24,6 +24,7 @@ REPLIES = (
     b"-NOSCRIPT No matching script. Please use EVAL.\r\n"
     b"*2\r\n$4\r\nbody\r\n-ERR inside an array\r\n"
     b"$13\r\nwith\r\nCRLF\r\n!\r\n"
+    b"*3\r\n$6\r\na\r\nb\r\n\r\n$-1\r\n$0\r\n\r\n"
 )
 EXPECTED = [
     b"hello",
@@ -36,6 +37,7 @@ EXPECTED = [
     NoScriptError,
     [b"body", ResponseError],
     b"with\r\nCRLF\r\n!",
+    [b"a\r\nb\r\n", None, b""],
 ]
 
 
