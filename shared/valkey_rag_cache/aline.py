@@ -61,17 +61,22 @@ _RECONNECT_AFTER = 1.0  # seconds after a failed connect during which calls take
 class _Link:
     """One connected connection, its queue of requests waiting for replies, and the task that reads them."""
 
-    __slots__ = ("conn", "writer", "waiting", "alive", "pid", "reader", "held")
+    __slots__ = ("conn", "writer", "waiting", "alive", "pid", "reader", "held", "loop")
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
+        self.loop = asyncio.get_running_loop()
         self.writer = conn._writer
         # (future, number of replies); a None future: a request nobody waits for (`post`).
         self.waiting: deque[tuple[asyncio.Future[list[Any]] | None, int]] = deque()
         self.alive = True
         self.pid = os.getpid()
         self.held: list[bytes] = []  # requests nobody waits for, written with the next one (or soon)
-        self.reader = asyncio.get_running_loop().create_task(self._read(conn._reader))
+        self.reader = self.loop.create_task(self._read(conn._reader))
+        # Pending for as long as the connection lives, also when its loop is closed (tasks not cancelled) or
+        # the process exits: asyncio's "Task was destroyed but it is pending!" would blame the user for ours.
+        with contextlib.suppress(AttributeError):
+            self.reader._log_destroy_pending = False  # type: ignore[attr-defined]
 
     def request(self, packed: bytes, n: int, wait: bool = True) -> asyncio.Future[list[Any]] | None:
         if not self.alive or self.writer.is_closing():
@@ -135,6 +140,9 @@ class _Link:
         """Drop the connection; every request still waiting fails with `ConnectionError`."""
         if not self.alive:
             return
+        if self.loop.is_closed():
+            self.abandon()  # (the reader finalized after its loop closed)
+            return
         self.alive = False
         # abort(), not close(): close() waits for the buffer to drain, which a frozen server never does (and
         # what a failed-over request left in it would run a second time, when the server woke).
@@ -148,6 +156,18 @@ class _Link:
             fut, _ = self.waiting.popleft()
             if fut is not None and not fut.done():
                 fut.set_exception(error)
+
+    def abandon(self) -> None:
+        """Let go of a link whose event loop closed while its reader waited (a loop closed without its tasks
+        cancelled first: ``asyncio.run`` cancels them, and `fail` then closes the connection in the loop).
+
+        Nothing can be scheduled on a closed loop, and nobody waits on it: the futures are dropped, and the
+        socket is closed by its transport's finalizer.
+        """
+        self.alive = False
+        self.conn._reader = self.conn._writer = None  # valkey-py's finalizer would schedule a close
+        self.waiting.clear()
+        self.held.clear()
 
 
 class AsyncLine:
@@ -254,6 +274,12 @@ class AsyncLine:
         if isinstance(reply, ResponseError):
             raise reply
         return reply
+
+    def abandon(self) -> None:
+        """Its event loop closed: let go of the connection without scheduling anything (`_Link.abandon`)."""
+        link, self._link = self._link, None
+        if link is not None and link.alive:
+            link.abandon()
 
     def post(self, commands: Sequence[Sequence[Any]], fixed: Sequence[bool] = ()) -> bool:
         """Send commands nobody waits for (counts); False when there is no live connection to send them on."""

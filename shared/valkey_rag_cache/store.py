@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from valkey.exceptions import ConnectionError, MovedError, NoPermissionError, NoScriptError, TimeoutError
 
 from .aline import AsyncLine, async_line
-from .connection import Connector
+from .connection import Connector, forget_closed
 from .direct import DirectLine, direct_line
 from .glide_driver import GlideDriver
 from .ops.requests import Call, Cmd, Eval, FanOut, Flow, NodeCmd, Primaries, adrive
@@ -270,6 +270,9 @@ class AsyncDriver:
         given, line = self._lines.get(loop, _NO_ALINE)
         if given is not client:  # made once per client (one per event loop)
             line = async_line(client)
+            for _, gone in forget_closed(self._lines):
+                if gone is not None:
+                    gone.abandon()  # (nothing may be scheduled on a closed loop, not even a close)
             self._lines[loop] = (client, line)
             self._peeks = line is not None
         return line

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import threading
@@ -293,3 +294,38 @@ async def test_an_asyncio_only_cache_keeps_counts_it_could_not_post_until_it_can
     # (taking it would lose it: it cannot send it).
     await asyncio.sleep(1.5)
     assert (await cache.astats())["totals"]["hits"] - before == 1
+
+
+@pytest.mark.parametrize("ends", ["asyncio.run", "loop.close"])
+def test_finished_event_loops_are_let_go_and_nothing_raises_in_a_finalizer(
+    standalone_url: str,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    ends: str,
+) -> None:
+    # An app that runs each request in `asyncio.run` (or a loop it closes itself, its tasks still pending):
+    # each loop's client and line go once the loop closed (they held it alive: ~25 KB a loop), and letting
+    # them go schedules nothing on the closed loop (which raised inside finalizers), nor does the cache's end.
+    raised: list[Any] = []
+    monkeypatch.setattr("sys.unraisablehook", raised.append)
+    cache = AnswerCache(standalone_url, prefix=prefix, namespace="aline", timeout=2)
+    key = cache.key("qa", "loops")
+
+    async def request(cache: AnswerCache = cache) -> None:  # (a default: the cache goes when this does)
+        if await cache.alookup(key) is None:
+            assert await cache.astore(key, "answer", ["doc"])
+
+    for _ in range(12):
+        if ends == "asyncio.run":
+            asyncio.run(request())
+        else:
+            loop = asyncio.new_event_loop()
+            loop.run_until_complete(request())
+            loop.close()  # the line's reader still pending: nothing cancelled it
+    gc.collect()
+    assert len(cache.connector._async) == 1 and len(cache._async._lines) == 1  # the last loop's only
+    del cache, request
+    gc.collect()  # the last loop's line and reader go with the cache
+    assert raised == []
+    assert not [r for r in caplog.records if "destroyed" in r.getMessage()]
