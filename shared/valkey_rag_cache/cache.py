@@ -38,7 +38,7 @@ from .keys import EntryKey, KeySchema, validate_namespace
 from .ops import groups, housekeeping, invalidate, lifecycle, lookup, write
 from .ops.env import Env
 from .ops.lookup import BAD, HIT, MISS, STALE, Lookup
-from .ops.requests import Cmd, Flow
+from .ops.requests import Cmd, Eval, Flow
 from .seen import Seen
 from .sources import Source, SourceScope, as_sources, scoped_sources
 from .store import AsyncDriver, SyncDriver, over_line
@@ -420,7 +420,33 @@ class AnswerCache:
             return _report_write(key, stored, start, len(srcs))
         if checked is _REFUSED:
             return False
+        line = self._sync.peek_line()
+        if line is not None:
+            return self._store_on(line, key, value, srcs, checked, ttl, content_type)
         return bool(self._try(False, True, write.write, key, value, srcs, checked, ttl, content_type))
+
+    def _store_on(
+        self,
+        line: DirectLine,
+        key: EntryKey,
+        value: Any,
+        srcs: tuple[Source, ...],
+        seen: Seen | None,
+        ttl: TTLValue | None,
+        content_type: str | None,
+    ) -> bool:
+        # `write.write` on a standalone server's direct line, with no flow to drive (as `_peek_on` does for a
+        # hit): the same call, the same outcomes, the same failures.
+        if self.health.should_skip():
+            return False
+        try:
+            call = write.write_call(self.env, key, value, srcs, seen, ttl, content_type)
+            stored = self._sync.eval_on(line, call) if isinstance(call, Eval) else call
+        except Exception as exc:
+            self._failed(exc, True, None)
+            return False
+        self.health.succeeded()
+        return bool(stored)
 
     async def astore(
         self,

@@ -172,6 +172,10 @@ class SyncDriver:
                 return send(*eval_command(op))
             return send(*evalsha_command(op))
 
+    def eval_on(self, line: DirectLine, op: Eval) -> Any:
+        """A script call on a standalone server's direct line (`peek_line`), loaded when it is missing."""
+        return self._eval(self.connector.sync_client(), op, line)
+
     def peek_line(self) -> DirectLine | None:
         """A standalone server's direct line, when `lookup.peek` pays on it (known after a first call)."""
         if not self._peeks or self.connector.cluster:

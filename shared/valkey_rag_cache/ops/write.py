@@ -27,7 +27,7 @@ from .env import Env, fresh_era
 from .groups import add_group, retire_call
 from .requests import Eval, Flow
 
-__all__ = ["HOUSEKEEPING_EVERY", "WriteArgs", "write"]
+__all__ = ["HOUSEKEEPING_EVERY", "WriteArgs", "write", "write_call"]
 
 log = logging.getLogger("valkey_rag_cache")
 
@@ -72,7 +72,31 @@ def write(
 
     `seen` is what the lookup before this write saw (None: no lookup, stored unchecked).
     """
-    s, g = env.schema, key.group
+    call = write_call(env, key, value, sources, seen, ttl, content_type)
+    if not isinstance(call, Eval):
+        return call
+    if seen is None and env.cluster and env.confined_to is None:
+        # A write without a lookup still has to make its group known to invalidations first; a group the
+        # index had lost may have been skipped by one, so it is retired (standalone: inside the script).
+        added = yield from add_group(env, key.group)
+        if added:
+            yield retire_call(env, key.group, force=True)
+    return bool((yield call))
+
+
+def write_call(
+    env: Env,
+    key: EntryKey,
+    value: Any,
+    sources: tuple[Source, ...],
+    seen: Seen | None,
+    ttl: TTLValue | None = None,
+    content_type: str | None = None,
+) -> Eval | bool | None:
+    """`write`'s script call; or False (refused before sending) or None (not JSON), as `write` returns.
+
+    The whole write on a standalone server, where the cache sends it without a flow (the hot path).
+    """
     if seen is not None and not seen.reached:
         # Its lookup did not reach Valkey: an invalidation may have returned since the answer was computed,
         # and no clock says whether one did. Refused, never stored unchecked.
@@ -92,16 +116,10 @@ def write(
             exc,
         )
         return None  # falsy like a refusal; None tells observers it was never sent
-    if seen is None and env.cluster and env.confined_to is None:
-        # A write without a lookup still has to make its group known to invalidations first; a group the
-        # index had lost may have been skipped by one, so it is retired (standalone: inside the script).
-        added = yield from add_group(env, g)
-        if added:
-            yield retire_call(env, g, force=True)
-    tree = s.tree(key.namespace)
+    c = _consts(env, key.namespace)
     packed = WriteArgs(
-        tree.base,
-        escape(key.namespace),
+        c.base,
+        c.namespace,
         seconds,
         seen.era if seen else "-",
         seen.counter if seen else 0,
@@ -109,16 +127,37 @@ def write(
         fresh_era(),
         key.digest,
         env.token_ttl,
-        "1" if env.count_stats else "0",
+        c.count_stats,
         "1" if next(_WRITES) % HOUSEKEEPING_EVERY == 0 else "0",
         tuple(source_digest(src.id) for src in sources),
     ).pack()
-    keys: list[str | bytes] = [tree.entry(key.namespace, key.digest), tree.clock, tree.stats, tree.nss]
-    if not env.no_index:
-        keys.append(s.groups)
-    args: list[Any] = [packed, key.namespace, body]
-    stored = yield Eval(script("write"), keys, args)
-    return bool(stored)
+    return Eval(script("write"), [c.entry_base + key.digest, *c.keys], [packed, key.namespace, body])
+
+
+class _Consts(NamedTuple):
+    """A namespace's part of every write: its tree's base, the escaped namespace, the fixed keys."""
+
+    base: str
+    namespace: str  # escaped
+    entry_base: str
+    keys: list[str]  # the tree's clock, stats and namespaces set, then the index of groups (standalone)
+    count_stats: str
+
+
+def _consts(env: Env, namespace: str) -> _Consts:
+    # Built once per namespace (escaping and naming cost a few µs a write), kept in the env's memo.
+    memo_key = ("write", namespace)
+    found: _Consts | None = env.memo.get(memo_key)
+    if found is None:
+        s, tree = env.schema, env.schema.tree(namespace)
+        keys = [tree.clock, tree.stats, tree.nss] + ([] if env.no_index else [s.groups])
+        found = _Consts(
+            tree.base, escape(namespace), tree.entry_base(namespace), keys, "1" if env.count_stats else "0"
+        )
+        if len(env.memo) > 1024:
+            env.memo.clear()
+        env.memo[memo_key] = found
+    return found
 
 
 def _narrowest(policy: TTLPolicy, types: list[str | None]) -> str | None:
