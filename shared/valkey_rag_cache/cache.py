@@ -382,7 +382,7 @@ class AnswerCache:
         srcs = as_sources(sources) if sources is not None else ()
         scoped = scoped_sources()
         if scoped:
-            srcs = as_sources([*srcs, *scoped])
+            srcs = as_sources([*srcs, *scoped]) if srcs else scoped  # (a scope's sources: normalized)
         seen = seen if seen is not None else views.take(self._ident(key))
         if seen is not None and not seen.reached:
             # Refused without a round trip (the operation refuses it too): the lookup that preceded this write

@@ -90,7 +90,8 @@ class SourceScope:
         return self._sources
 
     def __enter__(self) -> SourceScope:
-        self._tokens.append(_SCOPE.set(as_sources([*_SCOPE.get(), *self._sources])))
+        outer = _SCOPE.get()
+        self._tokens.append(_SCOPE.set(as_sources([*outer, *self._sources]) if outer else self._sources))
         return self
 
     def __exit__(

@@ -498,6 +498,19 @@ def test_sources_scope_attaches_sources(make_cache: Any) -> None:
     assert cache.invalidate_source("scoped.md") == 1
 
 
+def test_nested_scopes_and_explicit_sources_merge_in_order_once_each(make_cache: Any) -> None:
+    cache = make_cache()
+    key, plain = cache.key("qa", "merged"), cache.key("qa", "scoped only")
+    cache.lookup(key)
+    cache.lookup(plain)
+    with cache.sources(["a.md", "b.md"]), cache.sources(["b.md", "c.md", "a.md"]):
+        assert cache.store(key, "x", ["d.md", "b.md"])  # explicit first, then the scopes' (outer first)
+        assert cache.store(plain, "y")
+    assert cache.lookup(key).sources == ("d.md", "b.md", "a.md", "c.md")  # type: ignore[union-attr]
+    assert cache.lookup(plain).sources == ("a.md", "b.md", "c.md")  # type: ignore[union-attr]
+    assert cache.scoped_sources() == ()
+
+
 def test_doctor_reads_the_server(make_cache: Any) -> None:
     report = make_cache().doctor()
     if make_cache.backend == "fake":
