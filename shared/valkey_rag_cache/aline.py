@@ -216,6 +216,8 @@ class AsyncLine:
             try:
                 await conn.connect()  # valkey-py's handshake: AUTH, SELECT, CLIENT SETNAME, ...
             except BaseException as exc:
+                if isinstance(exc, GeneratorExit):
+                    raise  # finalized (its loop closed mid-connect): nothing may be awaited any more
                 if isinstance(exc, Exception):  # (not a cancelled caller)
                     self._retry_at = loop.time() + _RECONNECT_AFTER
                 with contextlib.suppress(Exception):
@@ -243,7 +245,10 @@ class AsyncLine:
             if timer is not None:
                 timer.cancel()
             if not fut.done():
-                fut.cancel()  # left while draining (cancelled): its replies are read and dropped
+                # Left while draining (cancelled): its replies are read and dropped. Not on a loop that closed
+                # while this waited (finalized then): nothing can be scheduled on it, nobody reads the reply.
+                if not fut.get_loop().is_closed():
+                    fut.cancel()
             elif not fut.cancelled():
                 fut.exception()  # read: a failure that came while draining is not logged as never retrieved
 
@@ -274,6 +279,14 @@ class AsyncLine:
         if isinstance(reply, ResponseError):
             raise reply
         return reply
+
+    async def aclose(self) -> None:
+        """Close the connection (in its event loop); the next request connects again."""
+        link, self._link = self._link, None
+        if link is not None and link.alive:
+            link.fail(ConnectionError("the direct line was closed"))
+            with contextlib.suppress(BaseException):  # (cancelled by `fail`: nothing to report)
+                await link.reader
 
     def abandon(self) -> None:
         """Its event loop closed: let go of the connection without scheduling anything (`_Link.abandon`)."""

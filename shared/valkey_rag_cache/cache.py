@@ -296,6 +296,36 @@ class AnswerCache:
         self.health.succeeded()
         return result if result is not None else self._try(None, False, lookup.lookup, key)
 
+    def close(self) -> None:
+        """Send the waiting counts, then disconnect: the direct lines (every thread's) and the client this
+        cache made from its URL (a client you passed stays open: it is yours). The cache stays usable: the
+        next call connects again. ``with AnswerCache(...) as cache:`` closes it at the end.
+        """
+        with contextlib.suppress(Exception):  # a server already gone takes its counts with it
+            self._flush_counts_quietly()
+        self._sync.close()
+        self.connector.close()
+
+    async def aclose(self) -> None:
+        """`close` for the running event loop: its counts, its asyncio line and the client this cache made
+        for it (``async with AnswerCache(...) as cache:``). Closed loops' clients are let go too."""
+        with contextlib.suppress(Exception):
+            await self.aflush_counts()
+        await self._async.aclose()
+        await self.connector.aclose()
+
+    def __enter__(self) -> AnswerCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> AnswerCache:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
     def flush_counts(self) -> None:
         """Send the counts of lookups decided without a script (`tally`); `stats()` does it first."""
         if self._tally:

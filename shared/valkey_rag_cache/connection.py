@@ -116,6 +116,7 @@ class Connector:
         self._url = url
         self._timeout = timeout
         self._sync: Any = None
+        self._made_sync = client is None  # a client made from the URL (closed by `close`), not a given one
         self._async_given: Any = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
@@ -183,7 +184,22 @@ class Connector:
                     self._sync = valkey.Valkey.from_url(url, **self._options())
         return self._sync
 
+    def close(self) -> None:
+        """Close the sync client this connector made (a given client is the caller's to close)."""
+        with self._lock:
+            made, self._sync = (self._sync, None) if self._made_sync else (None, self._sync)
+        if made is not None:
+            made.close()
+
     # -- async -----------------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the client this connector made for the running event loop (a given one is the caller's)."""
+        loop = asyncio.get_running_loop()
+        made = self._async.get(loop)
+        forget_closed(self._async, drop=loop)
+        if made is not None:
+            await made.aclose()
 
     async def async_client(self) -> Any:
         if self._async_given is not None:
@@ -204,16 +220,29 @@ class Connector:
                 client = AsyncValkeyCluster.from_url(url, **self._options())
             else:
                 client = avalkey.Valkey.from_url(url, **self._options())
-            forget_closed(self._async)
-            self._async[loop] = client
+            forget_closed(self._async, keep=(loop, client))
         return client
 
 
-def forget_closed(per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, V]) -> list[V]:
-    """Drop the entries of event loops that closed, and return them: a client (or its line's reader task)
-    refers back to its loop, so the weak key alone never lets a finished ``asyncio.run``'s loop go (~25 KB
-    each, measured)."""
-    return [per_loop.pop(loop) for loop in [loop for loop in list(per_loop) if loop.is_closed()]]
+# The maps by event loop are shared by every thread's loop: a thread pruning one while another adds its own
+# entry would see the map change under it (or both pop the same entry).
+_per_loop_lock = threading.Lock()
+
+
+def forget_closed(
+    per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, V],
+    keep: tuple[asyncio.AbstractEventLoop, V] | None = None,
+    drop: asyncio.AbstractEventLoop | None = None,
+) -> list[V]:
+    """Drop the entries of event loops that closed (and `drop`'s), set `keep` (a loop and its value), and
+    return what was dropped: a client (or its line's reader task) refers back to its loop, so the weak key
+    alone never lets a finished ``asyncio.run``'s loop go (~25 KB each, measured)."""
+    with _per_loop_lock:
+        gone = [loop for loop in list(per_loop) if loop.is_closed() or loop is drop]
+        dropped = [per_loop.pop(loop) for loop in gone]
+        if keep is not None:
+            per_loop[keep[0]] = keep[1]
+    return dropped
 
 
 # -- is it a cluster? ------------------------------------------------------------------------------------

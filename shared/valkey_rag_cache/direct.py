@@ -26,8 +26,10 @@ Example:
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -94,6 +96,7 @@ class DirectLine:
         "_local",
         "_own_parser",
         "_retry_timeouts",
+        "_made",
         "raw_replies",
     )
 
@@ -108,12 +111,20 @@ class DirectLine:
         # RESP2 replies, undecoded: read by `resp` (the connection's parser handles anything else).
         self._own_parser = self.raw_replies and str(self._kwargs.get("protocol") or 2) == "2"
         self._local = threading.local()
+        self._made: weakref.WeakSet[Any] = weakref.WeakSet()  # every thread's connection, for `close`
 
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.pid != os.getpid():
             conn = self._local.conn = self._cls(**self._kwargs)  # connects on first use
+            self._made.add(conn)
         return conn
+
+    def close(self) -> None:
+        """Disconnect every thread's connection; a thread's next call connects again."""
+        for conn in list(self._made):
+            with contextlib.suppress(Exception):  # (one already gone, or a server that left)
+                conn.disconnect()
 
     def _drop(self, conn: Any) -> None:
         self._local.conn = None

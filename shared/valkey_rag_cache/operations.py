@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypedDict, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, Self, TypedDict, TypeVar, Unpack
 
 from .cache import AnswerCache
 from .doctor import DoctorReport
@@ -62,6 +62,8 @@ class Operations(Invalidates, Protocol):
     async def astats(self) -> dict[str, Any]: ...
     def doctor(self) -> DoctorReport: ...
     async def adoctor(self) -> DoctorReport: ...
+    def close(self) -> None: ...
+    async def aclose(self) -> None: ...
     def sources(
         self, ids: Iterable[Source | str] | Source | str, content_type: str | None = None
     ) -> SourceScope: ...
@@ -192,7 +194,21 @@ class CacheOperations:
     astats = aforward(AnswerCache.astats)
     doctor = forward(AnswerCache.doctor)
     adoctor = aforward(AnswerCache.adoctor)
+    close = forward(AnswerCache.close)
+    aclose = aforward(AnswerCache.aclose)
     sources = forward(AnswerCache.sources)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 if TYPE_CHECKING:  # mypy proves the core, and the mixin as an adapter gets it, offer every operation

@@ -172,6 +172,13 @@ class SyncDriver:
                 return send(*eval_command(op))
             return send(*evalsha_command(op))
 
+    def close(self) -> None:
+        """Disconnect the direct lines (every thread's); they are made again on the next call."""
+        lines, self._lines = self._lines, {}
+        for _, line in lines.values():
+            if line is not None:
+                line.close()
+
     def eval_on(self, line: DirectLine, op: Eval) -> Any:
         """A script call on a standalone server's direct line (`peek_line`), loaded when it is missing."""
         return self._eval(self.connector.sync_client(), op, line)
@@ -274,12 +281,26 @@ class AsyncDriver:
         given, line = self._lines.get(loop, _NO_ALINE)
         if given is not client:  # made once per client (one per event loop)
             line = async_line(client)
-            for _, gone in forget_closed(self._lines):
+            for _, gone in forget_closed(self._lines, keep=(loop, (client, line))):
                 if gone is not None:
                     gone.abandon()  # (nothing may be scheduled on a closed loop, not even a close)
-            self._lines[loop] = (client, line)
             self._peeks = line is not None
         return line
+
+    async def aclose(self) -> None:
+        """Close this event loop's asyncio line (and let go of closed loops'); the sync lines of calls made
+        in worker threads (an asyncio cache over a sync client) too."""
+        loop = asyncio.get_running_loop()
+        current = self._lines.get(loop)
+        for entry in forget_closed(self._lines, drop=loop):
+            line = entry[1]
+            if line is None:
+                continue
+            if entry is current:
+                await line.aclose()
+            else:
+                line.abandon()  # a closed loop's
+        self._threaded.close()
 
     def direct(self) -> bool:
         """Does this driver send over an asyncio line (known after a first call)? Then `lookup.peek` pays."""

@@ -10,7 +10,9 @@ import contextlib
 import gc
 import os
 import signal
+import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -329,3 +331,59 @@ def test_finished_event_loops_are_let_go_and_nothing_raises_in_a_finalizer(
     gc.collect()  # the last loop's line and reader go with the cache
     assert raised == []
     assert not [r for r in caplog.records if "destroyed" in r.getMessage()]
+
+
+def test_event_loops_of_many_threads_come_and_go_without_an_error(standalone_url: str, prefix: str) -> None:
+    # Threads each running requests in `asyncio.run`: their loops' entries are added and let go in maps
+    # every thread shares (unlocked, two threads popped the same closed loop: KeyError; or one walked the
+    # map while another added to it: RuntimeError, into the user's call). Thread switches are forced often.
+    cache = AnswerCache(standalone_url, prefix=prefix, namespace="aline", timeout=2)
+    key = cache.key("qa", "threads")
+    errors: list[BaseException] = []
+
+    async def request() -> None:
+        if await cache.alookup(key) is None:
+            await cache.astore(key, "answer", ["doc"])
+
+    def worker() -> None:
+        for _ in range(100):
+            try:
+                asyncio.run(request())
+            except BaseException as exc:  # noqa: BLE001  # what reached the caller
+                errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+
+
+def test_a_loop_closed_while_a_request_waits_lets_it_go_without_raising(
+    standalone_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The request's coroutine is finalized once its closed loop is let go: it must not cancel its future
+    # on that loop (RuntimeError in a finalizer).
+    raised: list[Any] = []
+    monkeypatch.setattr("sys.unraisablehook", raised.append)
+    cache = AnswerCache(standalone_url, prefix=prefix, namespace="aline", timeout=2)
+    key = cache.key("qa", "waiting")
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(cache.alookup(key))  # the line is up on this loop
+    valkey.Valkey.from_url(standalone_url).client_pause(400, all=True)
+    task = loop.create_task(cache.alookup(key))
+    loop.run_until_complete(asyncio.sleep(0.1))  # written, waiting for its reply
+    assert not task.done()
+    loop.close()
+    del task, loop
+    gc.collect()
+    time.sleep(0.5)  # the pause ends
+    asyncio.run(cache.alookup(key))  # another loop: the closed one's client and line are let go
+    gc.collect()
+    assert raised == []

@@ -1,0 +1,110 @@
+"""`close()` / `aclose()`: the cache lets go of its connections (counts sent first), stays usable, and never
+closes a client it was given."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+import valkey
+import valkey.asyncio as avalkey
+
+from langchain_valkey_cache import ValkeyCache
+from llamaindex_valkey_cache import LlamaIndexCache
+from valkey_rag_cache import AnswerCache
+
+pytestmark = pytest.mark.standalone
+
+
+def connections(admin: valkey.Valkey, name: str) -> int:
+    """Connections to the server whose client name is `name` (set by the cache's clients below)."""
+    return sum(1 for c in admin.client_list() if c.get("name") == name)
+
+
+@pytest.fixture
+def admin(standalone_url: str) -> valkey.Valkey:
+    return valkey.Valkey.from_url(standalone_url)
+
+
+def test_close_disconnects_every_threads_line_and_the_client_it_made(
+    standalone_url: str, prefix: str, admin: valkey.Valkey
+) -> None:
+    cache = AnswerCache(f"{standalone_url}?client_name={prefix}", prefix=prefix, namespace="close")
+    key = cache.key("qa", 1)
+    assert cache.lookup(key) is None and cache.store(key, "v", ["doc"])
+
+    ready, done = threading.Barrier(4), threading.Event()
+
+    def hit() -> None:  # a thread that keeps its line (a thread's line goes when the thread ends)
+        assert cache.lookup(key) is not None
+        ready.wait()
+        done.wait()
+
+    threads = [threading.Thread(target=hit) for _ in range(3)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    assert cache.connector.sync_client().ping()  # the client's pool holds a connection too
+    assert connections(admin, prefix) >= 5  # this thread's line and three more, and the client's pool
+    hits = cache.stats()["totals"]["hits"]
+    assert cache.lookup(key) is not None  # a count left waiting: close sends it
+    cache.close()
+    assert connections(admin, prefix) == 0  # the other threads' lines too, while they live
+    done.set()
+    for t in threads:
+        t.join()
+    assert cache.stats()["totals"]["hits"] == hits + 1
+    assert cache.lookup(key).value == "v"  # type: ignore[union-attr]  # usable again: it reconnects
+    with cache:
+        assert cache.lookup(key) is not None
+    assert connections(admin, prefix) == 0
+
+
+def test_close_leaves_a_given_client_open(standalone_url: str, prefix: str, admin: valkey.Valkey) -> None:
+    client = valkey.Valkey.from_url(f"{standalone_url}?client_name={prefix}")
+    assert client.ping()  # its pool holds a connection (the cache's own calls may all go over its line)
+    with AnswerCache(client=client, prefix=prefix, namespace="close") as cache:
+        key = cache.key("qa", 1)
+        assert cache.lookup(key) is None and cache.store(key, "v")
+    assert connections(admin, prefix) == 1  # its pool's connection stays (the caller's); the line is gone
+
+
+async def test_aclose_closes_the_loops_line_and_client_and_leaves_no_task(
+    standalone_url: str, prefix: str, admin: valkey.Valkey
+) -> None:
+    cache = AnswerCache(f"{standalone_url}?client_name={prefix}", prefix=prefix, namespace="close")
+    key = cache.key("qa", 1)
+    assert await cache.alookup(key) is None and await cache.astore(key, "v", ["doc"])
+    assert await cache.alookup(key) is not None
+    assert connections(admin, prefix) >= 1
+    async with cache:
+        assert await cache.alookup(key) is not None
+    assert connections(admin, prefix) == 0
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []  # no reader left
+    assert (await cache.alookup(key)).value == "v"  # type: ignore[union-attr]  # and usable again
+    await cache.aclose()
+
+
+async def test_aclose_leaves_a_given_asyncio_client_open(standalone_url: str, prefix: str) -> None:
+    client = avalkey.Valkey.from_url(standalone_url)
+    cache = AnswerCache(client=client, prefix=prefix, namespace="close")
+    key = cache.key("qa", 1)
+    assert await cache.alookup(key) is None and await cache.astore(key, "v")
+    await cache.aclose()
+    assert await client.ping()
+    assert (await cache.alookup(key)).value == "v"  # type: ignore[union-attr]
+    await cache.aclose()
+    await client.aclose()
+
+
+@pytest.mark.parametrize("adapter", [ValkeyCache, LlamaIndexCache])
+def test_the_adapters_close_their_core(
+    standalone_url: str, prefix: str, admin: valkey.Valkey, adapter: Any
+) -> None:
+    with adapter(f"{standalone_url}?client_name={prefix}", prefix=prefix, namespace="close") as cache:
+        key = cache.core.key("qa", 1)
+        assert cache.core.lookup(key) is None
+        assert connections(admin, prefix) >= 1
+    assert connections(admin, prefix) == 0
