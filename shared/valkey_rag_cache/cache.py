@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any, Concatenate, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar, overload
 
 from valkey.exceptions import ValkeyError
 
@@ -58,7 +58,29 @@ _BAD: Hit[Any] = Hit(None, (), None, 0.0)  # a hit whose value the caller could 
 log = logging.getLogger("valkey_rag_cache")
 
 
-class AnswerCache:
+class Closing:
+    """``with`` / ``async with`` for a cache: `close` / `aclose` at the end (the core's and the adapters')."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class AnswerCache(Closing):
     """LLM answers in Valkey, invalidated by TTL, version, source document and namespace.
 
     Args:
@@ -313,18 +335,6 @@ class AnswerCache:
             await self.aflush_counts()
         await self._async.aclose()
         await self.connector.aclose()
-
-    def __enter__(self) -> AnswerCache:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> AnswerCache:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     def flush_counts(self) -> None:
         """Send the counts of lookups decided without a script (`tally`); `stats()` does it first."""

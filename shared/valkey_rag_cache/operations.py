@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, Self, TypedDict, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypedDict, TypeVar, Unpack
 
-from .cache import AnswerCache
+from .cache import AnswerCache, Closing
 from .doctor import DoctorReport
 from .sources import Source, SourceScope
 from .ttl import TTLPolicy, TTLValue
@@ -143,7 +143,7 @@ class CoreOptions(TypedDict, total=False):
     core: AnswerCache | None
 
 
-class CacheOperations:
+class CacheOperations(Closing):
     """Base of an adapter's cache: built from the core's options, with the core's operations on ``self.core``.
 
     Each operation below is the `AnswerCache` method of that name, so signatures, docstrings and behaviour
@@ -197,18 +197,6 @@ class CacheOperations:
     close = forward(AnswerCache.close)
     aclose = aforward(AnswerCache.aclose)
     sources = forward(AnswerCache.sources)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
 
 if TYPE_CHECKING:  # mypy proves the core, and the mixin as an adapter gets it, offer every operation
