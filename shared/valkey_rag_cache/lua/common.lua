@@ -1,6 +1,7 @@
--- Shared helpers, prepended to every script. Everything a script touches lives in one hash slot: the
--- `{group}` of the entry's top-level namespace. Tokens are "<era>.<counter>" strings: the clock hands out
--- counters, and its era is drawn afresh whenever the clock key is (re)created, so no token value repeats.
+-- Shared helpers, one paragraph each (no blank line inside one): a script carries those it names, in this
+-- order (scripts.py). Everything a script touches lives in one hash slot: the `{group}` of the entry's
+-- top-level namespace. Tokens are "<era>.<counter>" strings: the clock hands out counters, and its era is
+-- drawn afresh whenever the clock key is (re)created, so no token value repeats.
 -- Anything under the prefix may hold what no writer of ours made (a tampered or damaged key): reads check
 -- what they parse, and a key of the wrong kind is repaired, so such data is a miss, never a script error.
 
