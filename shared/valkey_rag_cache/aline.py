@@ -183,6 +183,7 @@ class AsyncLine:
         "_link",
         "_lock",
         "_retry_at",
+        "_closed",
     )
 
     def __init__(self, client: Any) -> None:
@@ -198,11 +199,14 @@ class AsyncLine:
         self._link: _Link | None = None
         self._lock: asyncio.Lock | None = None
         self._retry_at = 0.0  # the loop's time before which no connect is tried (after one failed)
+        self._closed = False  # `shut`: never connects again (a caller still holding it takes the normal path)
 
     async def _up(self) -> _Link:
         link = self._link
         if link is not None and link.alive and link.pid == os.getpid():
             return link
+        if self._closed:
+            raise ConnectionError("the direct line is closed")
         loop = asyncio.get_running_loop()
         if self._lock is None:
             self._lock = asyncio.Lock()
@@ -280,11 +284,19 @@ class AsyncLine:
             raise reply
         return reply
 
-    async def aclose(self) -> None:
-        """Close the connection (in its event loop); the next request connects again."""
+    def shut(self) -> None:
+        """Close the connection, in its event loop, for good: requests waiting on it, and any made later
+        through this line, take the client's normal path."""
+        self._closed = True
         link, self._link = self._link, None
         if link is not None and link.alive:
             link.fail(ConnectionError("the direct line was closed"))
+
+    async def aclose(self) -> None:
+        """`shut`, then wait for the reader to finish (no task of the line is left)."""
+        link = self._link
+        self.shut()
+        if link is not None:
             with contextlib.suppress(BaseException):  # (cancelled by `fail`: nothing to report)
                 await link.reader
 

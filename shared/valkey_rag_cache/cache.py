@@ -319,9 +319,11 @@ class AnswerCache(Closing):
         return result if result is not None else self._try(None, False, lookup.lookup, key)
 
     def close(self) -> None:
-        """Send the waiting counts, then disconnect: the direct lines (every thread's) and the client this
-        cache made from its URL (a client you passed stays open: it is yours). The cache stays usable: the
-        next call connects again. ``with AnswerCache(...) as cache:`` closes it at the end.
+        """Send the waiting counts, then disconnect: the direct lines and the client this cache made from its
+        URL (a client you passed stays open: it is yours). Safe while other threads make calls: a connection
+        another thread is using is closed once that call is done with it (its line's at that thread's next
+        call), never under it. The cache stays usable: the next call connects again.
+        ``with AnswerCache(...) as cache:`` closes it at the end.
         """
         with contextlib.suppress(Exception):  # a server already gone takes its counts with it
             self._flush_counts_quietly()
@@ -330,11 +332,12 @@ class AnswerCache(Closing):
 
     async def aclose(self) -> None:
         """`close` for the running event loop: its counts, its asyncio line and the client this cache made
-        for it (``async with AnswerCache(...) as cache:``). Closed loops' clients are let go too."""
+        for it (``async with AnswerCache(...) as cache:``); requests other tasks have under way finish over
+        the client's normal path. Closed loops' clients are let go too."""
         with contextlib.suppress(Exception):
             await self.aflush_counts()
+        await self.connector.aclose()  # first: a call still holding the old client makes no new line for it
         await self._async.aclose()
-        await self.connector.aclose()
 
     def flush_counts(self) -> None:
         """Send the counts of lookups decided without a script (`tally`); `stats()` does it first."""

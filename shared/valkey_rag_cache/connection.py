@@ -185,21 +185,30 @@ class Connector:
         return self._sync
 
     def close(self) -> None:
-        """Close the sync client this connector made (a given client is the caller's to close)."""
+        """Let go of the sync client this connector made (a given client is the caller's to close): its idle
+        connections are closed now, one in use by another thread's call when that call is done with it (the
+        client goes with its last user); the next call makes a new client."""
         with self._lock:
             made, self._sync = (self._sync, None) if self._made_sync else (None, self._sync)
         if made is not None:
-            made.close()
+            made.connection_pool.disconnect(inuse_connections=False)
 
     # -- async -----------------------------------------------------------------------------------------
 
+    def current_async(self) -> Any:
+        """The asyncio client calls on the running loop use now (None: none made yet, or a sync client)."""
+        if self._async_given is not None:
+            return self._async_given
+        return self._async.get(asyncio.get_running_loop())
+
     async def aclose(self) -> None:
-        """Close the client this connector made for the running event loop (a given one is the caller's)."""
+        """Let go of the client this connector made for the running event loop (a given one is the
+        caller's): its idle connections are closed now, one another task is using when it is done."""
         loop = asyncio.get_running_loop()
         made = self._async.get(loop)
         forget_closed(self._async, drop=loop)
         if made is not None:
-            await made.aclose()
+            await made.connection_pool.disconnect(inuse_connections=False)
 
     async def async_client(self) -> Any:
         if self._async_given is not None:
@@ -220,7 +229,9 @@ class Connector:
                 client = AsyncValkeyCluster.from_url(url, **self._options())
             else:
                 client = avalkey.Valkey.from_url(url, **self._options())
+            # Concurrent first calls of one loop each made one while they waited: all use the first stored.
             forget_closed(self._async, keep=(loop, client))
+            client = self._async.get(loop, client)
         return client
 
 
@@ -234,14 +245,14 @@ def forget_closed(
     keep: tuple[asyncio.AbstractEventLoop, V] | None = None,
     drop: asyncio.AbstractEventLoop | None = None,
 ) -> list[V]:
-    """Drop the entries of event loops that closed (and `drop`'s), set `keep` (a loop and its value), and
-    return what was dropped: a client (or its line's reader task) refers back to its loop, so the weak key
-    alone never lets a finished ``asyncio.run``'s loop go (~25 KB each, measured)."""
+    """Drop the entries of event loops that closed (and `drop`'s), set `keep` (a loop and its value) unless
+    that loop has one, and return what was dropped: a client (or its line's reader task) refers back to its
+    loop, so the weak key alone never lets a finished ``asyncio.run``'s loop go (~25 KB each, measured)."""
     with _per_loop_lock:
         gone = [loop for loop in list(per_loop) if loop.is_closed() or loop is drop]
         dropped = [per_loop.pop(loop) for loop in gone]
         if keep is not None:
-            per_loop[keep[0]] = keep[1]
+            per_loop.setdefault(*keep)  # (a value already there stays: the caller reads it back)
     return dropped
 
 

@@ -29,7 +29,6 @@ import builtins
 import contextlib
 import os
 import threading
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -96,7 +95,7 @@ class DirectLine:
         "_local",
         "_own_parser",
         "_retry_timeouts",
-        "_made",
+        "_generation",
         "raw_replies",
     )
 
@@ -111,20 +110,27 @@ class DirectLine:
         # RESP2 replies, undecoded: read by `resp` (the connection's parser handles anything else).
         self._own_parser = self.raw_replies and str(self._kwargs.get("protocol") or 2) == "2"
         self._local = threading.local()
-        self._made: weakref.WeakSet[Any] = weakref.WeakSet()  # every thread's connection, for `close`
+        self._generation = 0  # bumped by `close`: a connection of an older one is closed by its own thread
 
     def _connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is not None and local.generation != self._generation:
+            self._drop(conn)  # closed here, by the thread that uses it (`close`)
+            conn = None
         if conn is None or conn.pid != os.getpid():
-            conn = self._local.conn = self._cls(**self._kwargs)  # connects on first use
-            self._made.add(conn)
+            conn = local.conn = self._cls(**self._kwargs)  # connects on first use
+            local.generation = self._generation
         return conn
 
     def close(self) -> None:
-        """Disconnect every thread's connection; a thread's next call connects again."""
-        for conn in list(self._made):
-            with contextlib.suppress(Exception):  # (one already gone, or a server that left)
-                conn.disconnect()
+        """Disconnect this thread's connection now, and every other thread's at its next call (a connection
+        is never closed under a call another thread is making); a thread that ended took its own along."""
+        self._generation += 1
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            with contextlib.suppress(Exception):  # (a server already gone)
+                self._drop(conn)
 
     def _drop(self, conn: Any) -> None:
         self._local.conn = None

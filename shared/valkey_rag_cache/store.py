@@ -278,13 +278,20 @@ class AsyncDriver:
 
     def _aline(self, client: Any) -> AsyncLine | None:
         loop = asyncio.get_running_loop()
-        given, line = self._lines.get(loop, _NO_ALINE)
-        if given is not client:  # made once per client (one per event loop)
-            line = async_line(client)
-            for _, gone in forget_closed(self._lines, keep=(loop, (client, line))):
-                if gone is not None:
-                    gone.abandon()  # (nothing may be scheduled on a closed loop, not even a close)
-            self._peeks = line is not None
+        entry = self._lines.get(loop)
+        if entry is not None and entry[0] is client:
+            return entry[1]
+        if client is not self.connector.current_async():
+            return None  # a client let go of (`aclose`), still finishing a call: its normal path
+        line = async_line(client)  # made once per client (one per event loop)
+        for gone in forget_closed(self._lines, keep=(loop, (client, line)), drop=loop):
+            if gone[1] is None:
+                continue
+            if gone is entry:
+                gone[1].shut()  # this loop's line of an older client
+            else:
+                gone[1].abandon()  # (nothing may be scheduled on a closed loop, not even a close)
+        self._peeks = line is not None
         return line
 
     async def aclose(self) -> None:

@@ -4,7 +4,10 @@ closes a client it was given."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -28,38 +31,91 @@ def admin(standalone_url: str) -> valkey.Valkey:
     return valkey.Valkey.from_url(standalone_url)
 
 
-def test_close_disconnects_every_threads_line_and_the_client_it_made(
+def ids(admin: valkey.Valkey, name: str) -> set[str]:
+    return {c["id"] for c in admin.client_list() if c.get("name") == name}
+
+
+def test_close_disconnects_the_lines_and_the_client_it_made_never_under_another_threads_call(
     standalone_url: str, prefix: str, admin: valkey.Valkey
 ) -> None:
     cache = AnswerCache(f"{standalone_url}?client_name={prefix}", prefix=prefix, namespace="close")
     key = cache.key("qa", 1)
     assert cache.lookup(key) is None and cache.store(key, "v", ["doc"])
+    first, second, done = threading.Barrier(4), threading.Barrier(4), threading.Event()
 
-    ready, done = threading.Barrier(4), threading.Event()
-
-    def hit() -> None:  # a thread that keeps its line (a thread's line goes when the thread ends)
+    def hits() -> None:  # a thread that keeps its line (a thread's line goes when the thread ends)
         assert cache.lookup(key) is not None
-        ready.wait()
+        first.wait()
+        first.wait()  # the main thread closed the cache
+        assert cache.lookup(key) is not None  # its old connection closed by itself, a new one made
+        second.wait()
         done.wait()
 
-    threads = [threading.Thread(target=hit) for _ in range(3)]
+    threads = [threading.Thread(target=hits) for _ in range(3)]
     for t in threads:
         t.start()
-    ready.wait()
+    first.wait()
     assert cache.connector.sync_client().ping()  # the client's pool holds a connection too
-    assert connections(admin, prefix) >= 5  # this thread's line and three more, and the client's pool
-    hits = cache.stats()["totals"]["hits"]
+    before = ids(admin, prefix)
+    assert len(before) >= 5  # this thread's line and three more, and the client's pool
+    hits_before = cache.stats()["totals"]["hits"]
     assert cache.lookup(key) is not None  # a count left waiting: close sends it
     cache.close()
-    assert connections(admin, prefix) == 0  # the other threads' lines too, while they live
+    assert len(ids(admin, prefix) & before) <= 3  # at most the other threads' (idle: freed with their line)
+    first.wait()
+    second.wait()
+    gc.collect()  # the lines of the client let go, with their threads' connections
+    after = ids(admin, prefix)
+    assert len(after) == 3 and not after & before  # each thread's next call made a new connection
     done.set()
     for t in threads:
         t.join()
-    assert cache.stats()["totals"]["hits"] == hits + 1
+    assert cache.stats()["totals"]["hits"] >= hits_before + 1
+    cache.close()
+    gc.collect()
+    assert ids(admin, prefix) == set()  # an ended thread's line went with it
     assert cache.lookup(key).value == "v"  # type: ignore[union-attr]  # usable again: it reconnects
     with cache:
         assert cache.lookup(key) is not None
-    assert connections(admin, prefix) == 0
+    assert ids(admin, prefix) == set()
+
+
+def test_close_while_threads_make_calls_raises_nothing_and_is_no_outage(
+    standalone_url: str, prefix: str
+) -> None:
+    cache = AnswerCache(standalone_url, prefix=prefix, namespace="close")
+    keys = [cache.key("qa", i) for i in range(20)]
+    for k in keys:
+        cache.lookup(k)
+        cache.store(k, "v", ["doc"])
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def calls() -> None:
+        while not stop.is_set():
+            try:
+                for k in keys:
+                    if cache.lookup(k) is None:
+                        cache.store(k, "v", ["doc"])
+            except BaseException as exc:  # noqa: BLE001  # what would reach the user's call
+                errors.append(exc)
+
+    threads = [threading.Thread(target=calls) for _ in range(6)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        for t in threads:
+            t.start()
+        for _ in range(30):
+            time.sleep(0.02)
+            cache.close()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        sys.setswitchinterval(interval)
+    assert errors == []
+    assert cache.health.snapshot()["outages"] == 0  # no call saw the server as down
 
 
 def test_close_leaves_a_given_client_open(standalone_url: str, prefix: str, admin: valkey.Valkey) -> None:
