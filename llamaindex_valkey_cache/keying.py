@@ -20,14 +20,22 @@ from functools import lru_cache
 from types import CodeType, FunctionType
 from typing import Any
 
-from llama_index.core.base.llms.types import LLMMetadata
+from llama_index.core.base.llms.types import ChatMessage, LLMMetadata, MessageRole, TextBlock
 from llama_index.core.llms import LLM
 from pydantic import BaseModel, SecretBytes, SecretStr
 from pydantic_core import to_jsonable_python
 
 from valkey_rag_cache.digests import json_field
 
-__all__ = ["IdentityMemo", "identity_token", "jsonable", "llm_identity", "qualified", "settings_of"]
+__all__ = [
+    "IdentityMemo",
+    "identity_token",
+    "jsonable",
+    "llm_identity",
+    "messages_json",
+    "qualified",
+    "settings_of",
+]
 
 # Settings that do not change what a model says, or must never be hashed into a key.
 _IGNORED = frozenset(
@@ -77,9 +85,72 @@ def _code_digest(code: CodeType) -> str:
 
 def jsonable(value: Any) -> Any:
     """`value` as JSON data (pydantic models as their JSON dump, other objects described)."""
-    if type(value) in _SCALARS:
+    kind = type(value)
+    if kind in _SCALARS:
         return value
+    if kind is dict and not value:  # a call's kwargs, most of the time
+        return {}
     return to_jsonable_python(value, fallback=_describe, serialize_unknown=False)
+
+
+# -- chat messages: the common kind (a role, text blocks, no extra kwargs) read directly --------------------
+
+
+def _fields_are(cls: type[BaseModel], names: tuple[str, ...]) -> bool:
+    return tuple(cls.model_fields) == names and not cls.model_computed_fields and not cls.model_config
+
+
+def _plain_message_json(message: Any) -> dict[str, Any] | None:
+    """`jsonable` of a `ChatMessage` that holds only text blocks and no extra kwargs, without pydantic's
+    serializer (a Python call per message); None for any other message, which `jsonable` then reads."""
+    if type(message) is not ChatMessage:
+        return None
+    state = message.__dict__
+    role, extra, blocks = state.get("role"), state.get("additional_kwargs"), state.get("blocks")
+    if type(role) is not MessageRole or type(extra) is not dict or extra or type(blocks) is not list:
+        return None
+    out = []
+    for block in blocks:
+        if type(block) is not TextBlock:
+            return None
+        fields = block.__dict__
+        kind, text = fields.get("block_type"), fields.get("text")
+        if type(kind) is not str or type(text) is not str:
+            return None
+        out.append({"block_type": kind, "text": text})
+    return {"role": role.value, "additional_kwargs": {}, "blocks": out}
+
+
+def _fast_messages_agree() -> bool:
+    # Only while the classes are what this reading assumes: the same fields, serialized as pydantic does.
+    if not (
+        _fields_are(ChatMessage, ("role", "additional_kwargs", "blocks"))
+        and _fields_are(TextBlock, ("block_type", "text"))
+    ):
+        return False
+    samples = [
+        ChatMessage(role=MessageRole.TOOL, blocks=[TextBlock(text="a"), TextBlock(text="")]),
+        ChatMessage(content="b"),
+    ]
+    return all(_plain_message_json(m) == to_jsonable_python(m) for m in samples)
+
+
+_FAST_MESSAGES = _fast_messages_agree()
+
+
+def messages_json(messages: Any) -> list[Any]:
+    """``jsonable(list(messages))``: plain chat messages are read directly (most calls hold only those).
+
+    >>> messages_json([ChatMessage(role="user", content="Hi")])
+    [{'role': 'user', 'additional_kwargs': {}, 'blocks': [{'block_type': 'text', 'text': 'Hi'}]}]
+    """
+    if not _FAST_MESSAGES:
+        return jsonable(list(messages))  # type: ignore[no-any-return]
+    out = []
+    for message in messages:
+        data = _plain_message_json(message)
+        out.append(data if data is not None else jsonable(message))
+    return out
 
 
 @lru_cache(maxsize=256)

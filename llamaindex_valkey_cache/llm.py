@@ -42,7 +42,7 @@ from valkey_rag_cache.streams import arecorded, recorded
 
 from . import codec
 from .cache import LlamaIndexCache
-from .keying import IdentityMemo, jsonable
+from .keying import IdentityMemo, jsonable, messages_json
 from .tracking import current_retrievals, install
 
 __all__ = ["CachedFunctionCallingLLM", "CachedLLM"]
@@ -137,20 +137,22 @@ class CachedLLM(LLM):
 
     def _key(self, kind: str, call: dict[str, Any]) -> EntryKey:
         # Length-prefixed fields (`digests`): the inner LLM's identity first, as JSON text kept while its
-        # settings and metadata stay the same (`IdentityMemo`), then the call as sorted-key JSON.
+        # settings and metadata stay the same (`IdentityMemo`), then the call (already JSON data) as
+        # sorted-key JSON.
         memo = self._memo
         core = memo.core
         namespace = self.namespace or core.namespace
         if namespace is not memo.namespace:  # validated once per namespace, not per call
             memo.namespace = core.check_namespace(validate_namespace(namespace))
         identity = memo.identity.text(self.llm)
-        return EntryKey(namespace, fields_digest(kind, identity, json_field(jsonable(call))))
+        return EntryKey(namespace, fields_digest(kind, identity, json_field(call)))
 
     def _chat_key(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> EntryKey:
-        return self._key(CHAT, {"messages": list(messages), "kwargs": kwargs})
+        return self._key(CHAT, {"messages": messages_json(messages), "kwargs": jsonable(kwargs)})
 
     def _completion_key(self, prompt: str, formatted: bool, kwargs: dict[str, Any]) -> EntryKey:
-        return self._key(COMPLETION, {"prompt": prompt, "formatted": formatted, "kwargs": kwargs})
+        call = {"prompt": prompt, "formatted": formatted, "kwargs": kwargs}
+        return self._key(COMPLETION, jsonable(call))
 
     def _sources(self) -> list[Source]:
         return self._cache.sources_of(current_retrievals())

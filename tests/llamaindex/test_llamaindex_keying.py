@@ -192,3 +192,40 @@ def test_call_json_sorts_keys_and_keeps_types_and_nan_apart() -> None:
     texts = [json_field(v) for v in (None, float("nan"), float("inf"), 1, 1.0, True, "1", [1], 2**70)]
     assert len(set(texts)) == len(texts)
     assert json_field("\ud800") != json_field("\ud801")  # lone surrogates: written by json, kept apart
+
+
+def _messages() -> list[Any]:
+    from llama_index.core.base.llms.types import ChatMessage, ImageBlock, TextBlock, ThinkingBlock
+
+    return [
+        ChatMessage(role="system", content="Answer from the context only."),
+        ChatMessage(role=MessageRole.USER, blocks=[TextBlock(text="a"), TextBlock(text="")]),
+        ChatMessage(role="assistant", content=None),  # no blocks
+        ChatMessage(role="tool", content="x", additional_kwargs={"tool_call_id": "c1"}),  # kwargs: pydantic
+        ChatMessage(role="user", blocks=[TextBlock(text="see"), ImageBlock(url="https://example.com/a.png")]),
+        ChatMessage(role="assistant", blocks=[ThinkingBlock(content="hm"), TextBlock(text="b")]),
+        ChatMessage.model_construct(role="user", additional_kwargs={}, blocks=[]),  # a str role: pydantic
+        ChatMessage(role="user", content='é \u2028 \\ "q"'),
+    ]
+
+
+def test_plain_messages_are_read_directly_and_give_what_pydantic_gives() -> None:
+    # The shortcut is on for the LlamaIndex installed here (else this test guards nothing)...
+    assert keying._FAST_MESSAGES
+    assert keying._plain_message_json(_messages()[0]) is not None
+    # ...and every message, read directly or not, is the JSON pydantic's conversion gives.
+    messages = _messages()
+    assert keying.messages_json(messages) == to_jsonable_python(messages)
+    for message in messages:
+        assert json_field(keying.messages_json([message])) == json_field(to_jsonable_python([message]))
+    fallbacks = [m for m in messages if keying._plain_message_json(m) is None]
+    assert len(fallbacks) == 4  # the kwargs, image, thinking and str-role messages go through pydantic
+
+
+def test_a_message_changed_in_place_changes_its_key_json() -> None:
+    from llama_index.core.base.llms.types import TextBlock
+
+    message = _messages()[1]
+    before = json_field(keying.messages_json([message]))
+    message.blocks[1] = TextBlock(text="now")
+    assert json_field(keying.messages_json([message])) != before
