@@ -19,13 +19,13 @@ Example:
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from functools import lru_cache
 from typing import Any
 
 from .jsonbytes import _orjson, _plain
+from .keys import _b64
 
 __all__ = ["encode_fields", "fields_digest", "json_field"]
 
@@ -65,12 +65,14 @@ def _head(kind: str, first: str) -> hashlib.blake2b:
 
 def fields_digest(kind: str, first: str, *rest: str) -> str:
     """The digest of `encode_fields` (kind, first, *rest), continuing the cached state after `first`."""
-    if not all(isinstance(text, str) for text in (kind, first, *rest)):
+    if not (isinstance(kind, str) and isinstance(first, str)):
         raise TypeError("digest fields are strings")
     state = _head(kind, first).copy()
     for text in rest:
+        if not isinstance(text, str):
+            raise TypeError("digest fields are strings")
         state.update(_frame(text))
-    return base64.urlsafe_b64encode(state.digest()).rstrip(b"=").decode()
+    return _b64(state.digest())
 
 
 def json_field(value: Any) -> str:

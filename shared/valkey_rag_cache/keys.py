@@ -19,7 +19,7 @@ key (the scripts get the keys in KEYS, and the bases of the families they derive
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import json
 import re
@@ -64,8 +64,12 @@ def validate_namespace(namespace: str) -> str:
     return namespace
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    """URL-safe base64 without padding (`base64.urlsafe_b64encode`'s text, minus its Python wrapper)."""
+    return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
 
 
 def digest(data: bytes, size: int = 16) -> str:
