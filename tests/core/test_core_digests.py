@@ -114,3 +114,15 @@ def test_json_fields_sort_keys_and_match_json_where_both_write() -> None:
     value = {"b": [1, 2.5, None, "é"], "a": {"d": True, "c": "null"}}
     assert json_field(value) == json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert json_field({"b": 1, "a": 2}) == json_field({"a": 2, "b": 1})
+
+
+def test_key_base64_is_urlsafe_base64_without_padding_at_every_length() -> None:
+    from valkey_rag_cache.keys import _b64
+
+    rng = random.Random(7)
+    for size in range(40):
+        for _ in range(20):
+            raw = rng.randbytes(size)
+            assert _b64(raw) == base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    assert _b64(b"\xfb\xff\xbf") == "-_-_"  # the two characters that differ from plain base64
+    assert digest(b"x", size=12) == _b64(hashlib.blake2b(b"x", digest_size=12).digest())
