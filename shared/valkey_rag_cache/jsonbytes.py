@@ -29,7 +29,7 @@ import json
 from types import ModuleType
 from typing import Any
 
-__all__ = ["dumps", "loads"]
+__all__ = ["dumps", "dumps_json", "dumps_orjson", "loads", "loads_orjson_written"]
 
 _orjson: ModuleType | None
 try:
@@ -69,21 +69,32 @@ def _plain(value: Any, depth: int = 0) -> bool:
     return True
 
 
-def _json_dumps(value: Any) -> bytes:
+def dumps_json(value: Any) -> bytes:
+    """`dumps` written by ``json`` alone (its errors stand)."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
         "utf-8", "surrogatepass"
     )
 
 
+def dumps_orjson(value: Any) -> bytes | None:
+    """orjson's bytes for `value` when they are what ``json`` would write (plain data), else None.
+
+    Bytes orjson wrote hold integers within 64 bits and valid UTF-8 only, so orjson reads them back as
+    ``json`` does (`loads_orjson_written`).
+    """
+    if _orjson is None or not _plain(value):
+        return None
+    try:
+        out: bytes = _orjson.dumps(value)
+    except _orjson.JSONEncodeError:  # a non-str key, an int beyond 64 bits, a lone surrogate
+        return None
+    return out
+
+
 def dumps(value: Any) -> bytes:
     """Compact UTF-8 JSON; NaN and infinities raise ValueError, other non-JSON values TypeError (as json)."""
-    if _orjson is not None and _plain(value):
-        try:
-            out: bytes = _orjson.dumps(value)
-            return out
-        except _orjson.JSONEncodeError:  # a non-str key, an int beyond 64 bits, a lone surrogate
-            pass
-    return _json_dumps(value)
+    out = dumps_orjson(value)
+    return out if out is not None else dumps_json(value)
 
 
 def loads(raw: bytes | str) -> Any:
@@ -97,3 +108,17 @@ def loads(raw: bytes | str) -> Any:
         except _orjson.JSONDecodeError:  # json decides: it reads NaN literals and surrogatepass bytes
             pass
     return json.loads(raw)
+
+
+def loads_orjson_written(raw: bytes) -> Any:
+    """`loads` of bytes `dumps_orjson` wrote, without the scan for long integers (they hold none).
+
+    What orjson refuses is read by `loads`. Bytes that only claim to be orjson's (we did not write them)
+    and hold an integer beyond 64 bits read as a float, as orjson reads it: still data, never an error.
+    """
+    if _orjson is not None:
+        try:
+            return _orjson.loads(raw)
+        except _orjson.JSONDecodeError:
+            pass
+    return loads(raw)

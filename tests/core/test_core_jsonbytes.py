@@ -240,3 +240,43 @@ def test_bodies_of_either_path_read_on_the_other(monkeypatch: pytest.MonkeyPatch
     assert [repr(decode_body(b)) for b in fast] == [repr(decode_body(b)) for b in slow]
     monkeypatch.setattr(jsonbytes, "_orjson", ORJSON)
     assert [repr(decode_body(b)) for b in slow] == [repr(decode_body(b)) for b in fast]
+
+
+def test_a_body_orjson_wrote_is_marked_and_read_back_by_orjson_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from valkey_rag_cache.envelope import ORJSON_HEAD
+
+    bodies = [encode_body(v, ("kb/a.md",), "documentation", 1733.25) for v in ROUND_TRIPS]
+    marked = [b for b in bodies if b.startswith(ORJSON_HEAD)]
+    unmarked = [b for b in bodies if not b.startswith(ORJSON_HEAD)]
+    assert marked and unmarked  # big integers, lone surrogates... are json's to write, and carry no mark
+    assert all(b'"o"' not in b[:20] for b in unmarked)
+    expected = [repr(json.loads(b)["v"]) for b in bodies]
+    # Marked bodies never reach the scanning reader: what orjson reads of them is what json reads.
+    scanned: list[bytes] = []
+    real_loads = jsonbytes.loads
+    monkeypatch.setattr(jsonbytes, "loads", lambda raw: scanned.append(raw) or real_loads(raw))
+    hits = [decode_body(b) for b in bodies]
+    assert [repr(h.value) for h in hits if h is not None] == expected
+    assert scanned == unmarked
+
+
+def test_a_body_that_only_claims_the_mark_is_data_or_a_miss_never_an_error() -> None:
+    from valkey_rag_cache.envelope import ORJSON_HEAD
+
+    def body(v: bytes) -> bytes:
+        return ORJSON_HEAD + b'"ct":null,"at":1,"src":[],"v":' + v + b"}"
+
+    hit = decode_body(body(b"123456789012345678901234567890"))  # beyond 64 bits: orjson makes it a float
+    assert hit is not None and hit.value == 1.2345678901234568e29
+    hit = decode_body(body(b"NaN"))  # orjson refuses it: json reads it, as for any body
+    assert hit is not None and hit.value != hit.value
+    assert decode_body(body(b"[1,")) is None
+    assert decode_body(ORJSON_HEAD + b"\xff}") is None
+    rng = random.Random(12)
+    good = encode_body({"text": "1234567890" * 3, "n": [1, 2.5]}, ("s",), None, 2.0)
+    assert good.startswith(ORJSON_HEAD)
+    for _ in range(2000):
+        raw = bytearray(good)
+        at = rng.randrange(len(ORJSON_HEAD), len(raw))
+        raw[at:at] = bytes(rng.choice(b'0123456789"\\{}[],:\xff') for _ in range(rng.randint(1, 25)))
+        decode_body(bytes(raw))  # data or None
