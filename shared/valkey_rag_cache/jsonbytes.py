@@ -9,7 +9,8 @@ only where it cannot change a result:
   refuses (non-string keys, ints beyond 64 bits, lone surrogates) goes to ``json`` too, whose errors stand;
 - reading: orjson first; what it refuses (``NaN`` literals, escaped lone surrogates, bytes that are not
   UTF-8) is read by ``json``, and so are bytes holding a run of 19 or more digits, because orjson reads an
-  integer beyond 64 bits as a float.
+  integer beyond 64 bits as a float; bytes orjson itself wrote (`dumps_orjson`) hold no such integer, and
+  `loads_orjson_written` reads them without that scan.
 
 Without orjson installed, both sides are ``json`` alone.
 
