@@ -114,12 +114,13 @@ def loads(raw: bytes | str) -> Any:
 def loads_orjson_written(raw: bytes) -> Any:
     """`loads` of bytes `dumps_orjson` wrote, without the scan for long integers (they hold none).
 
-    What orjson refuses is read by `loads`. Bytes that only claim to be orjson's (we did not write them)
-    and hold an integer beyond 64 bits read as a float, as orjson reads it: still data, never an error.
+    What orjson refuses is read by ``json`` (as `loads` would, after trying orjson once). Bytes that only
+    claim to be orjson's (we did not write them) and hold an integer beyond 64 bits read as a float, as
+    orjson reads it: still data, never an error.
     """
     if _orjson is not None:
         try:
             return _orjson.loads(raw)
         except _orjson.JSONDecodeError:
             pass
-    return loads(raw)
+    return json.loads(raw)
