@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -80,6 +81,7 @@ _FIELDS: dict[type[BaseMessage], tuple[str, ...]] = {
 # What ``model_construct`` leaves, without its per-field loop (aliases, defaults): used only for classes where
 # that is provably the same, checked once at import (`_constructs_alike`); the others use model_construct.
 _set = object.__setattr__
+_new = object.__new__
 
 
 def _construct(cls: type[M], data: dict[str, Any], fields_set: frozenset[str], extra: bool) -> M:
@@ -88,8 +90,13 @@ def _construct(cls: type[M], data: dict[str, Any], fields_set: frozenset[str], e
     `fields_set`: the fields model_construct would mark as set (those passed); `extra`: whether
     ``model_config["extra"] == "allow"`` (model_construct then leaves an empty dict of extras).
     """
-    obj = cls.__new__(cls)
-    _set(obj, "__dict__", {name: data[name] for name in cls.__pydantic_fields__})
+    return _adopt(cls, {name: data[name] for name in cls.__pydantic_fields__}, fields_set, extra)
+
+
+def _adopt(cls: type[M], state: dict[str, Any], fields_set: frozenset[str], extra: bool) -> M:
+    """`_construct` given the instance's ``__dict__`` already: every field, in the class's order."""
+    obj = _new(cls)
+    _set(obj, "__dict__", state)
     _set(obj, "__pydantic_fields_set__", set(fields_set))
     _set(obj, "__pydantic_extra__", {} if extra else None)
     _set(obj, "__pydantic_private__", None)
@@ -103,7 +110,8 @@ def _extra_allowed(cls: type[BaseModel]) -> bool:
 def _constructs_alike(cls: type[BaseModel], passed: frozenset[str]) -> bool:
     """Does `_construct` leave exactly what model_construct leaves for `cls` (its state, field order)?"""
     if (
-        cls.__pydantic_post_init__
+        cls.__new__ is not object.__new__
+        or cls.__pydantic_post_init__
         or cls.__pydantic_root_model__
         or cls.__private_attributes__
         or BaseModel.__slots__
@@ -133,12 +141,22 @@ _FAST_MESSAGES: dict[type[BaseMessage], tuple[frozenset[str], bool]] = {
 }
 _CHAT_GEN_PASSED = frozenset({"text", "message", "generation_info"})
 _CHAT_GEN_TYPE = ChatGeneration.model_fields["type"].default
-_CHAT_GEN_FAST = _constructs_alike(ChatGeneration, _CHAT_GEN_PASSED)
+# Built from a dict literal in this order (`decode_generations`): the fast path needs the class's order too.
+_CHAT_GEN_FAST = _constructs_alike(ChatGeneration, _CHAT_GEN_PASSED) and tuple(
+    ChatGeneration.__pydantic_fields__
+) == ("text", "generation_info", "type", "message")
 _CHAT_GEN_EXTRA = _extra_allowed(ChatGeneration)
 _GEN_PASSED = frozenset({"text", "generation_info"})
 _GEN_TYPE = Generation.model_fields["type"].default
-_GEN_FAST = _constructs_alike(Generation, _GEN_PASSED)
+_GEN_FAST = _constructs_alike(Generation, _GEN_PASSED) and tuple(Generation.__pydantic_fields__) == (
+    "text",
+    "generation_info",
+    "type",
+)
 _GEN_EXTRA = _extra_allowed(Generation)
+
+
+_STR_OR_NONE = (str, type(None))
 
 
 def _is_str_or_none(value: Any) -> bool:
@@ -163,7 +181,7 @@ def _is_tool_call(item: Any) -> bool:
         isinstance(item, dict)
         and isinstance(item.get("name"), str)
         and isinstance(item.get("args"), dict)
-        and _is_str_or_none(item.get("id"))
+        and isinstance(item.get("id"), _STR_OR_NONE)
     )
 
 
@@ -181,7 +199,16 @@ def _is_tool_call_chunk(item: Any) -> bool:
 
 
 def _is_list_of(check: Any) -> Any:
-    return lambda value: isinstance(value, list) and all(check(item) for item in value)
+    def is_list_of(value: Any) -> bool:
+        if not isinstance(value, list):
+            return False
+        # a loop, not all(generator): a generator per list costs more than the check of most (0 or 1 item)
+        for item in value:  # noqa: SIM110
+            if not check(item):
+                return False
+        return True
+
+    return is_list_of
 
 
 # Shape checks per field: cheap, and enough that a decoded message has the types its class declares and
@@ -208,15 +235,58 @@ _CHECKS: dict[str, Any] = {
 _TYPES: dict[str, type | tuple[type, ...]] = {
     "additional_kwargs": dict,
     "response_metadata": dict,
-    "name": (str, type(None)),
-    "id": (str, type(None)),
+    "name": _STR_OR_NONE,
+    "id": _STR_OR_NONE,
     "usage_metadata": (dict, type(None)),
-    "chunk_position": (str, type(None)),
+    "chunk_position": _STR_OR_NONE,
     "tool_call_id": str,
     "status": str,
     "role": str,
 }
 _FIELD_SETS: dict[type[BaseMessage], frozenset[str]] = {cls: frozenset(f) for cls, f in _FIELDS.items()}
+
+
+class _Whole:
+    """How a message stored with every field of its class is checked and built: no Python call per field.
+
+    The one-isinstance fields are fetched together and checked by ``map(isinstance, ...)`` (all in C); the
+    other checks run one by one. The stored order is the class's own when it was written by this version,
+    so its dict becomes the instance's ``__dict__`` as it is.
+    """
+
+    __slots__ = ("size", "order", "plain", "kinds", "other", "checks", "fast")
+
+    def __init__(self, cls: type[BaseMessage]) -> None:
+        fields = _FIELDS[cls]
+        self.size = len(fields) + 1  # and "type"
+        self.order = tuple(cls.__pydantic_fields__)
+        plain = [name for name in fields if name in _TYPES]
+        other = [name for name in fields if name not in _TYPES]
+        # Each getter raises KeyError for a missing field; "type" last makes it return a tuple even for
+        # one name (zip and map stop before it: it is not checked).
+        self.plain = operator.itemgetter(*plain, "type")
+        self.kinds = tuple(_TYPES[name] for name in plain)
+        self.other = operator.itemgetter(*other, "type")
+        self.checks = tuple(_CHECKS[name] for name in other)
+        self.fast = _FAST_MESSAGES.get(cls)
+
+    def holds(self, data: dict[str, Any]) -> bool:
+        """Does `data` (whose "type" is the class's) hold every field and nothing else, each of its type?"""
+        if len(data) != self.size:
+            return False
+        try:
+            plain, other = self.plain(data), self.other(data)
+        except KeyError:  # as many keys, but not the class's
+            return False
+        if not all(map(isinstance, plain, self.kinds)):
+            return False
+        for check, value in zip(self.checks, other, strict=False):  # noqa: SIM110 (as above)
+            if not check(value):
+                return False
+        return True
+
+
+_WHOLE: dict[type[BaseMessage], _Whole] = {cls: _Whole(cls) for cls in _MESSAGE_CLASSES}
 
 
 # -- messages ------------------------------------------------------------------------------------------
@@ -229,11 +299,11 @@ def encode_message(message: BaseMessage) -> dict[str, Any]:
         raise UnsupportedValue(
             f"cannot cache a {type(message).__name__}: only LangChain's own message classes"
         )
-    data = {name: getattr(message, name) for name in fields}
-    for name, value in data.items():
-        if not _CHECKS[name](value):
+    # In the class's field order, "type" among them: a hit then takes the dict as it is (`_Whole`).
+    data = {name: getattr(message, name) for name in _WHOLE[type(message)].order}
+    for name in fields:
+        if not _CHECKS[name](data[name]):
             raise UnsupportedValue(f"cannot cache a {type(message).__name__} with this {name}")
-    data["type"] = message.type
     return data
 
 
@@ -244,7 +314,23 @@ def decode_message(data: Any) -> BaseMessage:
     cls = _BY_TYPE.get(data.get("type"))  # type: ignore[arg-type]
     if cls is None:
         raise DecodeError(f"not an allowed message type: {data.get('type')!r}")
+    whole = _WHOLE[cls]
+    if whole.holds(data):  # what encode_message writes: every field
+        if whole.fast is not None:
+            # The fields were validated when the message was first built and checked here; skipping
+            # pydantic's validation is what makes a hit cheap.
+            state = dict(data) if tuple(data) == whole.order else {n: data[n] for n in whole.order}
+            return _adopt(cls, state, *whole.fast)
+    else:
+        _check_fields(cls, data)  # raises, naming the field, unless only some fields are stored
+        if "content" not in data:
+            raise DecodeError("a stored message has content")
     fields = _FIELDS[cls]
+    return cls.model_construct(**{name: data[name] for name in fields if name in data})
+
+
+def _check_fields(cls: type[BaseMessage], data: dict[str, Any]) -> None:
+    """Raise `DecodeError` for the first stored field `cls` does not have, or whose value is not its type."""
     known = _FIELD_SETS[cls]
     for name, value in data.items():
         if name == "type":
@@ -254,14 +340,6 @@ def decode_message(data: Any) -> BaseMessage:
         kind = _TYPES.get(name)  # the plain checks inline: a hit checks every field
         if not (isinstance(value, kind) if kind is not None else _CHECKS[name](value)):
             raise DecodeError(f"bad {cls.__name__}.{name}")
-    if "content" not in data:
-        raise DecodeError("a stored message has content")
-    # The fields were validated when the message was first built and checked above; skipping pydantic's
-    # validation here is what makes a hit cheap.
-    fast = _FAST_MESSAGES.get(cls)
-    if fast is not None and len(data) == len(fields) + 1:  # every field and "type" (the class's own)
-        return _construct(cls, data, *fast)
-    return cls.model_construct(**{name: data[name] for name in fields if name in data})
 
 
 # -- generations (the BaseCache payload) ---------------------------------------------------------------
@@ -304,12 +382,13 @@ def decode_generations(value: Any) -> list[Generation]:
                 # content blocks: let ChatGeneration derive its text as it did when the answer was made
                 gens.append(ChatGeneration(message=message, generation_info=info))
             elif _CHAT_GEN_FAST:
-                state = {"text": message.content, "message": message, "generation_info": info}
-                gens.append(
-                    _construct(
-                        ChatGeneration, {**state, "type": _CHAT_GEN_TYPE}, _CHAT_GEN_PASSED, _CHAT_GEN_EXTRA
-                    )
-                )
+                state = {
+                    "text": message.content,
+                    "generation_info": info,
+                    "type": _CHAT_GEN_TYPE,
+                    "message": message,
+                }
+                gens.append(_adopt(ChatGeneration, state, _CHAT_GEN_PASSED, _CHAT_GEN_EXTRA))
             else:
                 gens.append(
                     ChatGeneration.model_construct(
@@ -319,7 +398,7 @@ def decode_generations(value: Any) -> list[Generation]:
         elif isinstance(item.get("t"), str):
             if _GEN_FAST:  # what validating leaves: the text and info were checked above
                 state = {"text": item["t"], "generation_info": info, "type": _GEN_TYPE}
-                gens.append(_construct(Generation, state, _GEN_PASSED, _GEN_EXTRA))
+                gens.append(_adopt(Generation, state, _GEN_PASSED, _GEN_EXTRA))
             else:
                 gens.append(Generation(text=item["t"], generation_info=info))
         else:

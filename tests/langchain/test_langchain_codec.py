@@ -179,3 +179,46 @@ def test_a_stored_field_of_the_wrong_type_is_a_decode_error(field: str, bad: Any
     data = codec.encode_message(MESSAGES[1])
     with pytest.raises(codec.DecodeError):
         codec.decode_message({**data, field: bad})
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("content", 7),
+        ("content", [{"type": "text", "text": 3}]),
+        ("tool_calls", [{"name": "f", "args": "not a dict", "id": "c"}]),
+        ("tool_calls", {"name": "f"}),
+        ("invalid_tool_calls", [{"name": 5}]),
+        ("id", 7),
+    ],
+)
+def test_a_whole_message_with_one_bad_field_is_a_decode_error(field: str, bad: Any) -> None:
+    # Every field stored (the checks of a hit's common path), and the same with one field missing.
+    data = codec.encode_message(MESSAGES[0])
+    assert set(data) == set(AIMessage.model_fields)
+    with pytest.raises(codec.DecodeError, match=field):
+        codec.decode_message({**data, field: bad})
+    partial = {k: v for k, v in data.items() if k != "name"}
+    with pytest.raises(codec.DecodeError, match=field):
+        codec.decode_message({**partial, field: bad})
+
+
+def test_a_message_with_as_many_fields_but_one_unknown_is_a_decode_error() -> None:
+    data = codec.encode_message(MESSAGES[0])
+    odd = {("nom" if k == "name" else k): v for k, v in data.items()}
+    assert len(odd) == len(data)
+    with pytest.raises(codec.DecodeError, match="nom"):
+        codec.decode_message(odd)
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
+def test_messages_are_stored_in_their_class_order_and_read_in_any_order(message: BaseMessage) -> None:
+    data = codec.encode_message(message)
+    assert list(data) == list(type(message).model_fields)  # "type" in its place: a hit takes the dict as is
+    # Entries of earlier versions put "type" last; reversed is any other order: the same message.
+    earlier = {**{k: v for k, v in data.items() if k != "type"}, "type": data["type"]}
+    shuffled = dict(reversed(list(data.items())))
+    for stored in (data, earlier, shuffled):
+        back = codec.decode_message(stored_and_back(stored))
+        assert state(back) == state(codec.decode_message(stored_and_back(data)))
+        assert back == message and repr(back) == repr(message)
