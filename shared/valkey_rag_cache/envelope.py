@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from . import jsonbytes
+from . import jsonbytes, slots
 
 __all__ = ["FORMAT", "Header", "Hit", "body_of", "decode_body", "encode_body", "entry", "header"]
 
@@ -39,7 +39,7 @@ JSON = Any
 V = TypeVar("V")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Hit(Generic[V]):
     """A cached value (stored JSON, or what the caller's decoder made of it) and what it was built from."""
 
@@ -47,6 +47,17 @@ class Hit(Generic[V]):
     sources: tuple[str, ...]
     content_type: str | None
     created_at: float
+
+    def __init__(
+        self, value: V, sources: tuple[str, ...], content_type: str | None, created_at: float
+    ) -> None:
+        _hit_value(self, value)  # one per lookup: see `slots`
+        _hit_sources(self, sources)
+        _hit_content_type(self, content_type)
+        _hit_created_at(self, created_at)
+
+
+_hit_value, _hit_sources, _hit_content_type, _hit_created_at = slots.setters(Hit)
 
 
 @dataclass(frozen=True, slots=True)

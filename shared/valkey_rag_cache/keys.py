@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from urllib.parse import unquote
 
+from . import slots
+
 __all__ = ["EntryKey", "GroupKeys", "KeySchema", "escape", "glob_escape", "group_keys", "validate_namespace"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.\-:]")
@@ -95,16 +97,23 @@ def encode_parts(kind: str, parts: object) -> bytes:
         raise TypeError(f"cache key parts must be JSON-serializable: {exc}") from None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class EntryKey:
     """Where one cached answer lives: its namespace and the digest of its inputs."""
 
     namespace: str
     digest: str
 
+    def __init__(self, namespace: str, digest: str) -> None:
+        _key_namespace(self, namespace)  # one per adapter lookup: see `slots`
+        _key_digest(self, digest)
+
     @property
     def group(self) -> str:
         return self.namespace.split(":", 1)[0]
+
+
+_key_namespace, _key_digest = slots.setters(EntryKey)
 
 
 # Token suffixes (after ``t:``): the version, a namespace level, a source.

@@ -36,6 +36,8 @@ import time
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
+from . import slots
+
 __all__ = [
     "FLOOR_SECONDS",
     "PER_CONTEXT",
@@ -49,7 +51,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Seen:
     """The group clock as a lookup read it; a write that follows checks nothing newer was invalidated."""
 
@@ -57,11 +59,18 @@ class Seen:
     counter: int
     invalidations: int
 
+    def __init__(self, era: str, counter: int, invalidations: int) -> None:
+        _seen_era(self, era)  # one per lookup: see `slots`
+        _seen_counter(self, counter)
+        _seen_invalidations(self, invalidations)
+
     @property
     def reached(self) -> bool:
         """False for `UNREACHED`: the lookup never read the clock, so nothing can check a write against it."""
         return bool(self.era)
 
+
+_seen_era, _seen_counter, _seen_invalidations = slots.setters(Seen)
 
 # What a lookup that did not reach Valkey saw (timeout, refused connection, the back-off after a failure, a
 # script error). An era is never empty, so no clock matches it; a write carrying it is refused.

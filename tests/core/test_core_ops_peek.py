@@ -106,3 +106,23 @@ def test_in_a_cluster_any_error_goes_to_the_script_which_follows_the_slot(
 ) -> None:
     ops, result = drive(lookup.peek(env(cluster=True), key), [error, [MISS, b"e1 7 3"]])
     assert isinstance(ops[-1], Eval) and result.status == MISS
+
+
+def test_a_clock_read_again_is_the_same_seen_and_a_changed_one_is_read_anew(key: EntryKey) -> None:
+    # Each peek reads the clock; one that reads what the last one read takes its Seen as it is.
+    first = drive(lookup.peek(env(), key), [[0, 1, value(), list(CLOCK)]])[1]
+    again = drive(lookup.peek(env(), key), [[0, 1, value(), list(CLOCK)]])[1]
+    assert again.seen is first.seen and again.status == HIT
+    # An invalidation since (its count, or a new era) is read anew: the entry is then the script's.
+    for clock, seen in (([b"e1", b"7", b"4"], Seen("e1", 7, 4)), ([b"e2", b"1", b"3"], Seen("e2", 1, 3))):
+        ops, result = drive(lookup.peek(env(), key), [[0, 1, value(), clock], [MISS, b"e1 7 3"]])
+        assert lookup._clock(clock) == seen
+        assert isinstance(ops[-1], Eval)  # not stamped under this clock: the script decides
+    # A reply changed after it was read does not change what the memo holds.
+    reply = list(CLOCK)
+    assert lookup._clock(reply) == Seen("e1", 7, 3)
+    reply[2] = b"9"
+    assert lookup._clock(list(CLOCK)) == Seen("e1", 7, 3)
+    assert lookup._clock(reply) == Seen("e1", 7, 9)
+    # Damaged after sound: still refused.
+    assert lookup._clock([b"e1", b"7", b"x"]) is None

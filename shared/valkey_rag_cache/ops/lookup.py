@@ -29,7 +29,7 @@ from ..envelope import MAGIC, Hit, body_of, decode_body
 from ..health import is_backend_error
 from ..keys import EntryKey
 from ..scripts import script
-from ..seen import Seen
+from ..seen import UNREACHED, Seen
 from .env import Env, fresh_era
 from .groups import add_group, retire_call
 from .requests import Call, Cmd, Eval, FanOut, Flow, data_error, text
@@ -243,10 +243,18 @@ def stamped(stored: bytes, clock: list[bytes]) -> bool:
     return stored.startswith(MAGIC + clock[0] + b" " + clock[2] + b"\n")
 
 
+# The last clock reply `_clock` accepted and what it read: most lookups read the clock as the one before.
+_last_clock: tuple[list[bytes], Seen] = ([], UNREACHED)
+
+
 def _clock(reply: Any) -> Seen | None:
     # The clock as ``clock_get`` accepts it: an era of letters and digits (at most 40), two small counters.
+    global _last_clock
     if type(reply) is not list or len(reply) != 3:
         return None
+    last_reply, last_seen = _last_clock  # (one read: another thread may replace it)
+    if reply == last_reply:  # the same bytes: the same (immutable) Seen, its checks already passed
+        return last_seen
     era, counter, invalidations = reply
     if type(era) is not bytes or type(counter) is not bytes or type(invalidations) is not bytes:
         return None
@@ -254,7 +262,9 @@ def _clock(reply: Any) -> Seen | None:
         return None
     if len(era) > 40 or len(counter) > 14 or len(invalidations) > 14:
         return None
-    return Seen(era.decode(), int(counter), int(invalidations))
+    seen = Seen(era.decode(), int(counter), int(invalidations))
+    _last_clock = (list(reply), seen)  # a copy: the memo never changes with the reply it came from
+    return seen
 
 
 def _first_use(env: Env, key: EntryKey) -> Flow[Lookup]:
