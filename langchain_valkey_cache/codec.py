@@ -80,8 +80,13 @@ _FIELDS: dict[type[BaseMessage], tuple[str, ...]] = {
 # -- building trusted objects ---------------------------------------------------------------------------
 # What ``model_construct`` leaves, without its per-field loop (aliases, defaults): used only for classes where
 # that is provably the same, checked once at import (`_constructs_alike`); the others use model_construct.
-_set = object.__setattr__
 _new = object.__new__
+# BaseModel's own slots (`_constructs_alike` checks it has exactly these), set through their descriptors:
+# what object.__setattr__ finds for each name, without the lookup (two messages a hit).
+_set_dict, _set_fields_set, _set_extra, _set_private = (
+    BaseModel.__dict__[name].__set__
+    for name in ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+)
 
 
 def _construct(cls: type[M], data: dict[str, Any], fields_set: frozenset[str], extra: bool) -> M:
@@ -96,10 +101,10 @@ def _construct(cls: type[M], data: dict[str, Any], fields_set: frozenset[str], e
 def _adopt(cls: type[M], state: dict[str, Any], fields_set: frozenset[str], extra: bool) -> M:
     """`_construct` given the instance's ``__dict__`` already: every field, in the class's order."""
     obj = _new(cls)
-    _set(obj, "__dict__", state)
-    _set(obj, "__pydantic_fields_set__", set(fields_set))
-    _set(obj, "__pydantic_extra__", {} if extra else None)
-    _set(obj, "__pydantic_private__", None)
+    _set_dict(obj, state)
+    _set_fields_set(obj, set(fields_set))
+    _set_extra(obj, {} if extra else None)
+    _set_private(obj, None)
     return obj
 
 
