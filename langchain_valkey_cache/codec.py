@@ -249,6 +249,11 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "role": str,
 }
 _FIELD_SETS: dict[type[BaseMessage], frozenset[str]] = {cls: frozenset(f) for cls, f in _FIELDS.items()}
+# The fields without a default (content; a tool message's call id, a chat message's role, a function's name).
+_REQUIRED: dict[type[BaseMessage], frozenset[str]] = {
+    cls: frozenset(name for name, f in cls.model_fields.items() if f.is_required())
+    for cls in _MESSAGE_CLASSES
+}
 
 
 class _Whole:
@@ -316,7 +321,8 @@ def decode_message(data: Any) -> BaseMessage:
     """Build a message from `encode_message` data; anything else raises `DecodeError`."""
     if not isinstance(data, dict):
         raise DecodeError("a stored message is a dict")
-    cls = _BY_TYPE.get(data.get("type"))  # type: ignore[arg-type]
+    kind = data.get("type")
+    cls = _BY_TYPE.get(kind) if type(kind) is str else None  # (a list or dict there is unhashable)
     if cls is None:
         raise DecodeError(f"not an allowed message type: {data.get('type')!r}")
     whole = _WHOLE[cls]
@@ -328,8 +334,9 @@ def decode_message(data: Any) -> BaseMessage:
             return _adopt(cls, state, *whole.fast)
     else:
         _check_fields(cls, data)  # raises, naming the field, unless only some fields are stored
-        if "content" not in data:
-            raise DecodeError("a stored message has content")
+        missing = _REQUIRED[cls] - data.keys()  # model_construct would leave them unset: errors later
+        if missing:
+            raise DecodeError(f"a stored {cls.__name__} has {', '.join(sorted(missing))}")
     fields = _FIELDS[cls]
     return cls.model_construct(**{name: data[name] for name in fields if name in data})
 

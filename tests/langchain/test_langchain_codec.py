@@ -222,3 +222,29 @@ def test_messages_are_stored_in_their_class_order_and_read_in_any_order(message:
         back = codec.decode_message(stored_and_back(stored))
         assert state(back) == state(codec.decode_message(stored_and_back(data)))
         assert back == message and repr(back) == repr(message)
+
+
+@pytest.mark.parametrize("kind", [[], {}, ["ai"], {"ai": 1}, 1, None, True])
+def test_a_stored_type_that_is_not_a_string_is_a_decode_error(kind: Any) -> None:
+    # A list or dict there is unhashable: a TypeError would be logged as a bug in the decoder.
+    with pytest.raises(codec.DecodeError):
+        codec.decode_message({"type": kind, "content": "x"})
+    with pytest.raises(codec.DecodeError):
+        codec.decode_generations({"g": [{"m": {"type": kind, "content": ""}}]})
+
+
+@pytest.mark.parametrize(
+    ("data", "missing"),
+    [
+        ({"type": "chat", "content": "x"}, "role"),
+        ({"type": "tool", "content": "x"}, "tool_call_id"),
+        ({"type": "function", "content": "x"}, "name"),
+        ({"type": "ai", "id": "x"}, "content"),
+    ],
+)
+def test_a_stored_message_without_a_field_its_class_requires_is_a_decode_error(
+    data: dict[str, Any], missing: str
+) -> None:
+    # model_construct would build it with the field unset: an AttributeError later, in the user's code.
+    with pytest.raises(codec.DecodeError, match=missing):
+        codec.decode_message(data)
