@@ -208,7 +208,8 @@ def _encode_node(item: NodeWithScore) -> dict[str, Any]:
 def _decode_node(value: Any) -> NodeWithScore:
     if not isinstance(value, dict) or not isinstance(value.get("node"), dict):
         raise DecodeError("a source node is an object")
-    cls = _NODE_CLASSES.get(value.get("class"))  # type: ignore[arg-type]
+    name = value.get("class")
+    cls = _NODE_CLASSES.get(name) if type(name) is str else None  # (a list or dict there is unhashable)
     if cls is None:
         raise DecodeError(f"unknown node class {value.get('class')!r}")
     if value["node"].get("obj") is not None:

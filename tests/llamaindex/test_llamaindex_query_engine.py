@@ -384,3 +384,12 @@ def test_image_source_nodes_are_stored_as_the_text_they_read_as(
     assert type(source.node) is TextNode and source.node.text == "A shipping parcel photo."
     assert source.node.node_id == "photo" and source.node.metadata == {"k": 1}
     assert "parcel.png" not in source.node.model_dump_json()
+
+
+@pytest.mark.parametrize("name", [[], {}, ["TextNode"], 1, None])
+def test_a_stored_node_class_that_is_not_a_string_is_bad_data(name: Any) -> None:
+    # A list or dict there is unhashable: a TypeError would be logged as a bug in the decoder.
+    from llamaindex_valkey_cache.codec import DecodeError, decode_answer
+
+    with pytest.raises(DecodeError):
+        decode_answer({"text": "t", "nodes": [{"class": name, "node": {"text": "x"}}], "metadata": None})
