@@ -324,7 +324,7 @@ def decode_message(data: Any) -> BaseMessage:
     kind = data.get("type")
     cls = _BY_TYPE.get(kind) if type(kind) is str else None  # (a list or dict there is unhashable)
     if cls is None:
-        raise DecodeError(f"not an allowed message type: {data.get('type')!r}")
+        raise DecodeError(f"not an allowed message type: {kind!r}")
     whole = _WHOLE[cls]
     if whole.holds(data):  # what encode_message writes: every field
         if whole.fast is not None:

@@ -211,7 +211,7 @@ def _decode_node(value: Any) -> NodeWithScore:
     name = value.get("class")
     cls = _NODE_CLASSES.get(name) if type(name) is str else None  # (a list or dict there is unhashable)
     if cls is None:
-        raise DecodeError(f"unknown node class {value.get('class')!r}")
+        raise DecodeError(f"unknown node class {name!r}")
     if value["node"].get("obj") is not None:
         raise DecodeError("a cached node points to no object")
     score = value.get("score")
