@@ -48,22 +48,25 @@ def test_lua_names_a_trees_keys_as_group_keys_does(raw: Any) -> None:
     assert [n.decode() for n in names] == [py.clock, py.stats, py.nss, py.tokens, py.deps, py.entries]
 
 
+def write_fields() -> tuple[str, list[str]]:
+    """write.lua's first statement, which names the fields of its packed argument, and those names."""
+    text = resources.files("valkey_rag_cache").joinpath("lua", "write.lua").read_text()
+    found = re.search(r"^local ([\w,\s]+?), rest = string\.match\(ARGV\[1\], .*\)$", text, re.M)
+    assert found, "write.lua does not read its packed fields in one match"
+    return found.group(0), re.findall(r"\w+", found.group(1))
+
+
 def test_packed_arguments_have_the_same_fields_on_both_sides() -> None:
     assert lua_list("LOOKUP_ARGS") == [f.name for f in dataclasses.fields(LookupArgs)]
-    assert lua_list("WRITE_ARGS") == [name for name in WriteArgs._fields if name != "sources"]
+    assert write_fields()[1] == [name for name in WriteArgs._fields if name != "sources"]
 
 
-def test_lua_unpacks_what_python_packs(raw: Any) -> None:
-    args = WriteArgs("p:{d}:", "d:x", 60, "-", 0, 0, "e1", "dig", 90, "1", "0", ("s1", "s2"))
-    names = lua_list("WRITE_ARGS")
-    got = lua(
-        raw,
-        "local a = unpack_args(ARGV[1], WRITE_ARGS) local out = {} "
-        "for i, n in ipairs(WRITE_ARGS) do out[i] = a[n] end "
-        "out[#out + 1] = table.concat(a.rest, ',') return out",
-        args.pack(),
-    )
-    assert [g.decode() for g in got] == [str(getattr(args, n)) for n in names] + ["s1,s2"]
+@pytest.mark.parametrize("sources", [("s1", "s2"), ()])
+def test_lua_unpacks_what_python_packs(raw: Any, sources: tuple[str, ...]) -> None:
+    args = WriteArgs("p:{d}:", "d:x", 60, "-", 0, 0, "e1", "dig", 90, "1", "0", sources)
+    statement, names = write_fields()
+    got = raw.eval(f"{statement} return {{{', '.join(names)}, rest}}", 0, args.pack())
+    assert [g.decode() for g in got] == [str(getattr(args, n)) for n in names] + [" ".join(sources)]
     lookup_args = LookupArgs("p:{d}:", "p:{d}:t:", "e1", "0", 90)
     got = lua(
         raw,

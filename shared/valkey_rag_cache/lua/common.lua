@@ -11,18 +11,22 @@ local function failed(reply) return type(reply) == 'table' and reply.err ~= nil 
 -- (tests/core/test_core_layout.py checks both agree). Scripts get the fixed keys they touch in KEYS; these
 -- names serve the families found in the data (the entries a dependency set lists, a header's tokens) and
 -- the trees invalidate_everywhere visits on a standalone server. All share the base's hash tag.
+-- (The write script names the two it needs from GROUP_SUFFIXES directly: a table of six names costs it more.)
+local GROUP_SUFFIXES = {clock = 'clock', stats = 'stats', nss = 'nss', tokens = 't:', deps = 'd:',
+                        entries = 'e:'}
 local function group_keys(base)
-  return {clock = base .. 'clock', stats = base .. 'stats', nss = base .. 'nss', tokens = base .. 't:',
-          deps = base .. 'd:', entries = base .. 'e:'}
+  local g = {}
+  for name, suffix in pairs(GROUP_SUFFIXES) do g[name] = base .. suffix end
+  return g
 end
 
 -- Packed arguments: the small arguments of a hot script travel as one space-separated string (each made of
--- key-safe characters; one argument instead of a dozen keeps the client's encoding cheap). These lists are
--- the one definition of their fields on this side; ops/lookup.py LookupArgs and ops/write.py WriteArgs are
--- the other (the same test checks they agree). Words after the named fields are returned as `rest`.
+-- key-safe characters; one argument instead of a dozen keeps the client's encoding cheap). This list is the
+-- one definition of the lookup's fields on this side, ops/lookup.py LookupArgs the other (a test checks they
+-- agree). Words after the named fields are returned as `rest`. (write.lua, run for every cached answer,
+-- reads its fields with one match instead, naming them in its first line: a string and a C call per word
+-- here cost it ~30k instructions.)
 local LOOKUP_ARGS = {'base', 'tokens', 'fresh_era', 'count_stats', 'token_ttl'}
-local WRITE_ARGS = {'base', 'namespace', 'ttl', 'seen_era', 'seen_counter', 'seen_invalidations', 'fresh_era',
-                    'digest', 'token_ttl', 'count_stats', 'housekeeping'}
 
 local function unpack_args(packed, names)
   local out, rest, i = {}, {}, 0
@@ -116,18 +120,6 @@ local function token_parts(tok)
   return era, tonumber(n)
 end
 
--- A reader of the tokens of one era (a clock's: '%w+', no pattern characters): the counter of
--- "<era>.<counter>" as text, nil for anything else (which token_parts reads). One match, no era copied.
-local function era_counter(era)
-  local pattern = '^' .. era .. '%.(%d+)$'
-  return function(tok)
-    if type(tok) ~= 'string' then return nil end
-    local n = string.match(tok, pattern)
-    if n and #n <= 14 then return n end
-    return nil
-  end
-end
-
 -- SADD to a set that only serves eager deletion and listings: a key of another type is replaced.
 -- Returns SADD's answer; 1 also when the set had to be made anew.
 local function sadd(key, member)
@@ -157,18 +149,6 @@ local function issue_token(clock_key, era, tok_key, ttl)
     redis.call('SET', tok_key, tok)
   end
   return tok, n
-end
-
--- Lengthen a key's TTL to at least `ttl` seconds; never shorten it, and never give one to a key without.
--- (GT counts a key without a TTL as one that never expires.)
-local function extend_ttl(key, ttl)
-  redis.call('EXPIRE', key, ttl, 'GT')
-end
-
--- A TTL of at least `ttl` seconds, for a key that must have one: lengthened (GT), or set when it had none
--- (NX: a new key).
-local function ensure_ttl(key, ttl)
-  if redis.call('EXPIRE', key, ttl, 'GT') == 0 then redis.call('EXPIRE', key, ttl, 'NX') end
 end
 
 -- MGET in chunks: Lua's unpack() cannot spread more than a few thousand values.
@@ -213,8 +193,8 @@ end
 -- The entry envelope (envelope.py describes the same format, and reads the body):
 --   'vrc1\n<era> <invalidations>\n<suffix> <token>\n...<suffix> <token>\n\n<body>'
 -- The clock's era and invalidation count when it was written, then every token it depends on ('a', 'n:..',
--- 's:..'); a token of the entry's own era is written as its counter alone. Written by entry_encode (its lines by entry_line) only,
--- read by entry_header and entry_deps only.
+-- 's:..'); a token of the entry's own era is written as its counter alone. Written by entry_encode only
+-- (its lines made by entry_line, or by write.lua the same way), read by entry_header and entry_deps only.
 local ENTRY_MAGIC = 'vrc1\n'
 
 -- One dependency line: '<suffix> <token>', a token of the entry's `era` as its counter alone (`n`: that

@@ -38,7 +38,7 @@ _WRITES = itertools.count()
 
 
 class WriteArgs(NamedTuple):
-    """write.lua's packed argument (``WRITE_ARGS`` in common.lua: the same fields, in this order, then the
+    """write.lua's packed argument (the names in its first line: the same fields, in this order, then the
     source digests). Every field is made of key-safe characters, so one space-joined string carries them.
     (A named tuple: made on every write, in a fraction of a frozen dataclass's time.)"""
 
