@@ -83,8 +83,8 @@ for j, k in ipairs(tok_keys) do
     end
     -- A source token that expires before its dependents only turns their hits into misses once an
     -- invalidation runs in the group, so lengthening it can wait for a housekeeping write (GT: never
-    -- shortened, and never given to the tokens that live without one).
-    if housekeeping then redis.call('EXPIRE', k, ttl_s, 'GT') end
+    -- shortened). The version's and the namespace levels' tokens live without a TTL: nothing to lengthen.
+    if housekeeping and heads[j] == 's:' then redis.call('EXPIRE', k, ttl_s, 'GT') end
   else  -- missing, odd, another type: replaced
     if check then
       stat(stats_key, 'refused:' .. ns, 1)
