@@ -51,9 +51,11 @@ def test_lua_names_a_trees_keys_as_group_keys_does(raw: Any) -> None:
 def write_fields() -> tuple[str, list[str]]:
     """write.lua's first statement, which names the fields of its packed argument, and those names."""
     text = resources.files("valkey_rag_cache").joinpath("lua", "write.lua").read_text()
-    found = re.search(r"^local ([\w,\s]+?), rest = string\.match\(ARGV\[1\], .*\)$", text, re.M)
+    found = re.search(r"^local ([\w,\s]+?), rest = string\.match\(ARGV\[1\],\s*'(.*?)'\)", text, re.M)
     assert found, "write.lua does not read its packed fields in one match"
-    return found.group(0), re.findall(r"\w+", found.group(1))
+    names = re.findall(r"\w+", found.group(1))
+    assert found.group(2).count("(%S+)") == len(names)  # one capture per field
+    return found.group(0), names
 
 
 def test_packed_arguments_have_the_same_fields_on_both_sides() -> None:

@@ -13,7 +13,8 @@
 -- function it calls costs 1-3k instructions. So the fields are read by one match, and each string made
 -- here is one a command or the entry needs.
 local base, namespace, ttl, seen_era, seen_counter, seen_invalidations, fresh_era, digest, token_ttl,
-  count_stats, housekeeping, rest = string.match(ARGV[1], '^' .. string.rep('(%S+) ', 10) .. '(%S+) ?(.*)$')
+  count_stats, housekeeping, rest = string.match(ARGV[1],
+  '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) ?(.*)$')  -- 11 fields, then the sources
 local entry_key, clock_key, nss_key, groups_key = KEYS[1], KEYS[2], KEYS[4], KEYS[5]
 local stats_key = count_stats == '1' and KEYS[3] or ''
 local ns_esc, ns, body = namespace, ARGV[2], ARGV[3]
