@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from . import slots
+
 __all__ = ["Source", "SourceScope", "as_sources", "scoped_sources", "source_from"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Source:
     """One document an answer depends on, and its content type (which sets the answer's TTL).
 
@@ -22,11 +24,18 @@ class Source:
     id: str
     content_type: str | None = None
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.id, str):
-            raise TypeError(f"a source id is a string, got {type(self.id).__name__}")
-        if not self.id:
+    def __init__(self, id: str, content_type: str | None = None) -> None:
+        # Its slots set directly (`slots`): a write makes one per source, and a frozen dataclass's own
+        # __init__ costs twice as much.
+        if not isinstance(id, str):
+            raise TypeError(f"a source id is a string, got {type(id).__name__}")
+        if not id:
             raise ValueError("a source id must not be empty")
+        _set_id(self, id)
+        _set_content_type(self, content_type)
+
+
+_set_id, _set_content_type = slots.setters(Source)
 
 
 def source_from(id: str, metadata: Mapping[str, Any] | None, content_type_key: str | None) -> Source:
