@@ -406,6 +406,22 @@ def test_writes_prune_dead_members_as_they_go(make_cache: Any, raw_client: Any, 
     assert raw_client.scard(deps) < 50
 
 
+def test_housekeeping_prunes_dead_members_only(
+    make_cache: Any, raw_client: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(write_op, "_WRITES", itertools.repeat(0))  # every write does the housekeeping
+    cache = make_cache()
+    keys = [put(cache, i, i, ["doc"]) for i in range(12)]
+    for k in keys[:6]:
+        raw_client.delete(entry_key(cache, k))  # evicted: their members are dead
+    live = keys[6:] + [put(cache, i, i, ["doc"]) for i in range(12, 30)]
+    deps = [n for n in keys_under(raw_client, prefix) if ":d:" in n][0]
+    members = {m.decode() for m in raw_client.smembers(deps)}
+    assert {k.digest for k in live} <= members  # every live answer is still listed...
+    assert len(members) < 30  # ...and dead ones were pruned
+    assert cache.invalidate_source("doc") == len(live)  # so an invalidation deletes every one of them
+
+
 # -- bad stored data ----
 
 
