@@ -99,10 +99,7 @@ redis.call('SET', entry_key, entry_encode(era, clock[3], lines, body), 'EX', ttl
 local deps_base = base .. GROUP_SUFFIXES.deps
 for _, dig in ipairs(sources) do
   local dk = deps_base .. dig .. ':' .. ns_esc
-  if failed(redis.pcall('SADD', dk, digest)) then  -- a key of another type: this set only serves deletion
-    redis.call('UNLINK', dk)
-    redis.call('SADD', dk, digest)
-  end
+  sadd(dk, digest)
   -- A TTL of at least the entry's: lengthened (GT), or set on a new set (NX: GT counts none as forever).
   if redis.call('EXPIRE', dk, ttl_s, 'GT') == 0 then redis.call('EXPIRE', dk, ttl_s, 'NX') end
   if housekeeping then
