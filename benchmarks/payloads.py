@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from typing import Any
 
 __all__ = [
@@ -92,8 +93,12 @@ def source_ids(rng: random.Random, count: int, pool: int = 2000) -> list[str]:
     return [f"kb/policies/doc-{n:05d}.md" for n in rng.sample(range(pool), count)]
 
 
-def llamaindex_llm() -> Any:
-    """A LlamaIndex LLM that answers at once with a fixed ~1.5 KB chat response (tool call included)."""
+def llamaindex_llm(before: Callable[[], Any] | None = None) -> Any:
+    """A LlamaIndex LLM that answers at once with a fixed ~1.5 KB chat response (tool call included).
+
+    With `before`, each chat calls it first: given a raw GET, the fake LLM does one network round trip, as
+    a cache hit does, so LlamaIndex's own cost can be measured around a call that waits on a socket.
+    """
     from llama_index.core.base.llms.types import (
         ChatMessage,
         ChatResponse,
@@ -129,6 +134,8 @@ def llamaindex_llm() -> Any:
 
         @llm_chat_callback()
         def chat(self, messages: Any, **kwargs: Any) -> ChatResponse:
+            if before is not None:
+                before()
             return ChatResponse(message=reply.model_copy())
 
         @llm_chat_callback()

@@ -22,6 +22,7 @@ ROWS = [
     "hit.core",
     "hit.lc",
     "hit.li",
+    "hit.li_noio",
     "hit.li_whole",
     "miss.core",
     "miss.lc",
@@ -68,6 +69,7 @@ ROWS = [
     "cluster.hit.lc",
     "cluster.update5.lc",
     "cluster.hit.li",
+    "cluster.hit.li_share",
     "cluster.update5.li",
 ]
 
@@ -100,6 +102,7 @@ TARGETS = {
     "cluster.update5.core",
     "cluster.hit.lc",
     "cluster.update5.lc",
+    "cluster.hit.li_share",
 }
 
 
