@@ -73,7 +73,9 @@ class Ledger:
     """Span roots and the retrievals filed under them, kept for `retention` seconds after a span ends.
 
     Records live by time rather than until their root exits: a streaming chat's root span ends while the
-    stream is still being read. Sizes are capped so a span that never ends cannot grow the ledger forever.
+    stream is still being read. Sizes are capped so a span that never ends cannot grow the ledger forever,
+    nor a busy process that ends more than `max_spans` spans within the retention (the oldest ended
+    ones are then forgotten first, as they would be by time).
     """
 
     def __init__(
@@ -109,11 +111,13 @@ class Ledger:
             self._forget_before(now - self.retention)
 
     def _forget_before(self, cutoff: float) -> None:
-        while self._ended and self._ended[0][0] < cutoff:
-            _, span_id = self._ended.popleft()
-            root = self._roots.pop(span_id, None)
-            if root == span_id:
-                self._filed.pop(span_id, None)
+        ended = self._ended
+        while ended and (ended[0][0] < cutoff or len(ended) > self.max_spans):
+            _, span_id = ended.popleft()
+            self._roots.pop(span_id, None)
+            # Records are filed under root ids only; a root whose `_roots` entry the cap already dropped
+            # is forgotten here all the same.
+            self._filed.pop(span_id, None)
 
     def root_of(self, span_id: str | None) -> str | None:
         if span_id is None:

@@ -182,6 +182,26 @@ def test_invalidating_a_document_removes_its_llm_entries_only(
     assert inner.calls == 5  # only the billing answer was recomputed
 
 
+def test_ledger_holds_at_most_max_spans_ended_spans_within_the_retention() -> None:
+    # A busy process ends many spans per second: within the retention, the ledger keeps the last
+    # `max_spans` of them (the oldest are forgotten first), not every span of the last ten minutes.
+    from llamaindex_valkey_cache.tracking import Ledger, Retrieved
+
+    ledger = Ledger(retention=600, max_spans=50, clock=lambda: 0.0)
+    ledger.enter("old", None)
+    ledger.file("old", [Retrieved("a.md", {})])
+    ledger.end("old")
+    for i in range(1000):
+        ledger.enter(f"s{i}", None)
+        ledger.end(f"s{i}")
+    assert len(ledger._ended) <= 50 and len(ledger._roots) <= 50
+    assert ledger.under("old") == ()  # the oldest ended root went first, its retrievals with it
+    ledger.enter("new", None)
+    ledger.file("new", [Retrieved("b.md", {})])
+    ledger.end("new")
+    assert [r.id for r in ledger.under("new")] == ["b.md"]  # the latest are kept
+
+
 def test_ledger_forgets_finished_roots_after_the_retention() -> None:
     from llamaindex_valkey_cache.tracking import Ledger, Retrieved
 
