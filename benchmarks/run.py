@@ -113,8 +113,9 @@ of an otherwise empty database. The asyncio throughput rows run the same hits ov
 Valkey GLIDE (a ready-made `GlideClient` given to the core as `client=`, and GLIDE's own GET), each at 1, 16
 and 64 concurrent tasks on one event loop, all against raw valkey.asyncio GET. The floor (raw valkey-py GET)
 is printed with its spread over rounds; a run whose floor is slower than 150 µs is flagged as not
-representative (a busy machine hides the client's CPU cost). Ratios show the lowest and highest per-round
-ratio after the median.
+representative (a busy machine hides the client's CPU cost), and so is one whose floor is more than 0.7 of a
+CPU yardstick, the uncached fake LlamaIndex call (a round trip slow next to the CPU hides it the same way).
+Ratios show the lowest and highest per-round ratio after the median.
 
 Misses and hits build their keys the same way (the core's beforehand, LangChain's in the call), so "miss vs
 hit" compares the lookups alone. The cases "with 512 lookups pending" run in a context of their own that
