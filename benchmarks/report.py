@@ -599,24 +599,28 @@ def build_rows(data: Data, reasons: dict[str, str] | None = None) -> list[Row]:
                 value / payload,
                 note=f"{count:,.0f} entries; our stored value is {d['mem.entry_size'][0]:,.0f} B",
             )
-        for pool, label in (
-            (10_000, "10,000 documents, ~50 answers each"),
-            (1_000, "1,000 documents, ~500 each"),
+        for tag, label, target in (
+            ("pool10000", "10,000 documents, ~50 answers each", ("<=", 64.0)),
+            ("pool1000", "1,000 documents, ~500 each", ("<=", 64.0)),
+            # A server setting, not ours: shown beside the default so an operator can weigh it.
+            ("pool1000.lp1024", "1,000 documents, ~500 each, `set-max-listpack-entries 1024`", None),
         ):
-            v = d[f"mem.bookkeeping.pool{pool}"][0]
+            if not b.has(f"mem.bookkeeping.{tag}"):
+                continue
+            v = d[f"mem.bookkeeping.{tag}"][0]
             b.add(
-                f"mem.link.pool{pool}",
+                f"mem.link.{tag}",
                 s,
                 f"dependency bookkeeping per (answer, source) link, {label}",
                 _bytes(v),
                 "64 B (target)",
                 v,
-                ("<=", 64),
+                target,
                 unit=" B",
-                note=f"sets and tokens {d[f'mem.index.pool{pool}'][0]:.1f} B + header line "
-                f"{d[f'mem.header.pool{pool}'][0]:.1f} B; the answer also carries the source id back "
-                f"({d[f'mem.ids.pool{pool}'][0]:.1f} B); whole delta per link "
-                f"{d[f'mem.link.pool{pool}'][0]:.1f} B",
+                note=f"sets and tokens {d[f'mem.index.{tag}'][0]:.1f} B + header line "
+                f"{d[f'mem.header.{tag}'][0]:.1f} B; the answer also carries the source id back "
+                f"({d[f'mem.ids.{tag}'][0]:.1f} B); whole delta per link "
+                f"{d[f'mem.link.{tag}'][0]:.1f} B",
             )
         v, mine = d["mem.recipe_link"][0], d["mem.link.pool10000"][0]
         b.add(
@@ -678,7 +682,7 @@ def build_rows(data: Data, reasons: dict[str, str] | None = None) -> list[Row]:
 def _fmt_ratio(r: Row) -> str:
     if r.ratio is None:
         return "n/a"
-    if r.target.endswith(" B"):
+    if r.target.endswith(" B") or r.key.startswith("mem.link.pool"):  # bytes per link, not a ratio
         return f"{r.ratio:,.1f} B"
     if r.spread is not None:
         return f"{r.ratio:.2f}x <sub>({r.spread[0]:.2f}–{r.spread[1]:.2f})</sub>"

@@ -63,6 +63,7 @@ ROWS = [
     "mem.recipe0",
     "mem.link.pool10000",
     "mem.link.pool1000",
+    "mem.link.pool1000.lp1024",
     "mem.link.recipe",
     "cluster.hit.core",
     "cluster.update5.core",
