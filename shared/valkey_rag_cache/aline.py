@@ -2,10 +2,13 @@
 
 valkey.asyncio runs one command (or pipeline) at a time per connection, drawn from a pool: at 64 concurrent
 lookups most of its time goes to the pool and to reading each reply on its own (performance-notes: a bare
-EVALSHA through it reaches 0.77x of its GET). Here every request is written straight to one connection, back
-to back, and one reader task hands each request its replies as they arrive: the server answers a connection's
-commands in order, so the first request waiting is the one the next replies belong to. Valkey GLIDE works
-the same way (one multiplexed connection per node).
+EVALSHA through it reaches 0.77x of its GET). Here every request goes to one connection, and one reader
+task hands each request its replies as they arrive: the server answers a connection's commands in order, so
+the first request waiting is the one the next replies belong to. Valkey GLIDE works the same way (one
+multiplexed connection per node). A request is written at once when no other caller waits; while one does,
+the requests of one turn of the event loop (the tasks a batch of replies woke) are written together, one
+system call and one wake-up of the server for all of them: a write per request made a 64-task loop spend
+~19 µs per lookup in the kernel, together ~3 µs.
 
 The connection is made by the client's own connection class from the client's settings (authentication,
 TLS, database, client name, timeouts), so the handshake is valkey-py's. Replies are read by `resp`, errors
@@ -61,7 +64,7 @@ _RECONNECT_AFTER = 1.0  # seconds after a failed connect during which calls take
 class _Link:
     """One connected connection, its queue of requests waiting for replies, and the task that reads them."""
 
-    __slots__ = ("conn", "writer", "waiting", "alive", "pid", "reader", "held", "loop")
+    __slots__ = ("conn", "writer", "waiting", "awaited", "alive", "pid", "reader", "held", "loop")
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
@@ -69,6 +72,7 @@ class _Link:
         self.writer = conn._writer
         # (future, number of replies); a None future: a request nobody waits for (`post`).
         self.waiting: deque[tuple[asyncio.Future[list[Any]] | None, int]] = deque()
+        self.awaited = 0  # requests in `waiting` whose caller waits for the reply (not posted counts)
         self.alive = True
         self.pid = os.getpid()
         self.held: list[bytes] = []  # requests nobody waits for, written with the next one (or soon)
@@ -83,20 +87,24 @@ class _Link:
             self.fail(ConnectionError("the direct line is closed"))  # (closing: the reader may not know yet)
             raise ConnectionError("the direct line is closed")
         loop = asyncio.get_running_loop()
-        if not wait:
-            # Held back (in order): the next request carries it in the same write, one system call for both.
-            self.waiting.append((None, n))
-            if not self.held:
-                loop.call_soon(self._write_held)
-            self.held.append(packed)
-            return None
-        fut = loop.create_future()
+        fut = loop.create_future() if wait else None
         self.waiting.append((fut, n))
-        if self.held:
-            self.held.append(packed)
-            packed = b"".join(self.held)
-            self.held.clear()
-        self.writer.write(packed)
+        if wait:
+            self.awaited += 1
+        if wait and self.awaited == 1:
+            # No other caller waiting (one at a time, most likely): written now, with what was held.
+            if self.held:
+                self.held.append(packed)
+                packed = b"".join(self.held)
+                self.held.clear()
+            self.writer.write(packed)
+            return fut
+        # Held back, in order, while another caller waits: the requests this turn of the event loop makes
+        # (the tasks a batch of replies woke) go out in one write, one system call and one wake-up of the
+        # server for all of them instead of one each.
+        if not self.held:
+            loop.call_soon(self._write_held)
+        self.held.append(packed)
         return fut
 
     def _write_held(self) -> None:
@@ -125,8 +133,10 @@ class _Link:
                     except Incomplete:
                         break
                     self.waiting.popleft()
-                    if fut is not None and not fut.done():  # (done: its caller was cancelled)
-                        fut.set_result(replies if type(buf) is bytes else frozen(replies))
+                    if fut is not None:
+                        self.awaited -= 1
+                        if not fut.done():  # (done: its caller was cancelled)
+                            fut.set_result(replies if type(buf) is bytes else frozen(replies))
                 if pos == len(buf):
                     buf = b""
                 elif pos:

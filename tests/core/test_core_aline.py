@@ -69,6 +69,31 @@ async def test_concurrent_hits_share_one_connection_and_each_gets_its_own_answer
     assert len(pool._in_use_connections) + len(pool._available_connections) <= 1
 
 
+async def test_requests_made_while_replies_are_awaited_go_out_in_one_write(cache: AnswerCache) -> None:
+    # 64 tasks started together: the first request is written at once (nothing in flight), the other 63,
+    # made in the same turn of the event loop while its reply is awaited, together in one write (one
+    # system call and one wake-up of the server instead of 63); each still gets its own answer.
+    keys = await cached(cache, 64, "one-write")
+    link = line_of(cache)._link
+    assert link is not None
+    writes: list[int] = []
+    write = link.writer.write
+
+    def counted(data: bytes) -> None:
+        writes.append(len(data))
+        write(data)
+
+    link.writer.write = counted  # type: ignore[method-assign]
+    try:
+        hits = await asyncio.gather(*(cache.alookup(key) for key in keys))
+    finally:
+        del link.writer.write  # the instance's own attribute: the class's method again
+    assert [h.value if h is not None else None for h in hits] == [{"answer": i} for i in range(64)]
+    # The lookups' requests in two writes; the hits' counts, posted as their replies are read, in a few
+    # more (one per batch of replies). One write per request would be 64 and more.
+    assert 2 <= len(writes) <= 8, writes
+
+
 async def test_hits_and_misses_are_counted_as_they_happen(cache: AnswerCache) -> None:
     keys = await cached(cache, 3)
     before = (await cache.astats())["totals"]
