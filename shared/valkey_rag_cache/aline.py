@@ -75,7 +75,7 @@ class _Link:
         self.awaited = 0  # requests in `waiting` whose caller waits for the reply (not posted counts)
         self.alive = True
         self.pid = os.getpid()
-        self.held: list[bytes] = []  # requests nobody waits for, written with the next one (or soon)
+        self.held: list[bytes] = []  # requests not written yet, in order: with the next one written, or soon
         self.reader = self.loop.create_task(self._read(conn._reader))
         # Pending for as long as the connection lives, also when its loop is closed (tasks not cancelled) or
         # the process exits: asyncio's "Task was destroyed but it is pending!" would blame the user for ours.
@@ -109,8 +109,12 @@ class _Link:
 
     def _write_held(self) -> None:
         if self.held and self.alive:
-            self.writer.write(b"".join(self.held))
+            data = b"".join(self.held)
             self.held.clear()
+            try:
+                self.writer.write(data)
+            except Exception as exc:  # noqa: BLE001  # a transport that refuses: nobody may wait in vain
+                self.fail(ConnectionError(f"Error while writing to the direct line: {exc}"))
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         buf: bytes | bytearray = b""
@@ -244,7 +248,8 @@ class AsyncLine:
         link = await self._up()
         fut = link.request(packed, n)
         assert fut is not None
-        # The timeout runs from the write: waiting for a full buffer to drain counts too.
+        # The timeout runs from the request (written now or within this turn of the loop): waiting for a
+        # full buffer to drain counts too.
         timer = None
         if self._timeout is not None:
             timer = asyncio.get_running_loop().call_later(self._timeout, _expire, link, fut)
