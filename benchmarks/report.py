@@ -54,6 +54,7 @@ class Row:
     met: bool | None
     note: str = ""
     spread: tuple[float, float] | None = None  # lowest and highest per-round ratio
+    unit: str = "x"  # of the ratio: "x", or " B" for bytes
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -182,7 +183,7 @@ class _Builder:
             shown = "1/3 of RedisCache's" if abs(value - 1 / 3) < 1e-9 else f"{value:g}{unit}"
             text = f"{op.replace('<=', '≤').replace('>=', '≥')} {shown}"
             met = None if ratio is None else bool(_OPS[op](ratio, value))
-        self.rows.append(Row(key, section, case, ours, baseline, ratio, text, met, note, spread))
+        self.rows.append(Row(key, section, case, ours, baseline, ratio, text, met, note, spread, unit))
 
     def missing(
         self, key: str, section: str, case: str, why: str, target: tuple[str, float] | None = None
@@ -274,25 +275,38 @@ def _label(key: str) -> str:
     return _LABELS.get(key, key)
 
 
-def _li_hit(b: _Builder, key: str, section: str, p: str, target: tuple[str, float], why: str) -> None:
-    """A LlamaIndex hit minus LlamaIndex's own cost around a call that waits on Valkey.
+def _li_hit(
+    b: _Builder,
+    key: str,
+    section: str,
+    p: str,
+    target: tuple[str, float] | None,
+    why: str,
+    waits: bool = True,
+) -> None:
+    """A LlamaIndex hit minus LlamaIndex's own cost around a call that waits on Valkey (`waits`) or not.
 
-    That cost is measured on the same fake LLM answering after one raw GET (`li.inner_io`, the GET
-    subtracted): LlamaIndex's wrappers cost more around a call that waited on a socket than around one
-    answering at once (`li.inner`; their code and data are cold again after the wait), and a hit waits.
+    With `waits`, that cost is measured on the same fake LLM answering after one raw GET (`li.inner_io`, the
+    GET subtracted): LlamaIndex's wrappers cost more around a call that waited on a socket than around one
+    answering at once (`li.inner`, the measure before 2026-12-02; their code and data are cold again after
+    the wait), and a hit waits.
     """
     d = b.data
-    hit, io, get = f"{p}li.hit", f"{p}li.inner_io", f"{p}raw.get"
-    case = (
-        f"{'cluster, ' if p else ''}hit: LlamaIndex `CachedLLM.chat`, "
-        "minus the framework's own cost around a call that waits on Valkey"
+    hit, inner, get = f"{p}li.hit", f"{p}li.inner_io" if waits else f"{p}li.inner", f"{p}raw.get"
+    around = (
+        "a call that waits on Valkey"
+        if waits
+        else "a call that does not wait (the measure before 2026-12-02)"
     )
-    if not b.has(hit, io, get):
-        if b.has(hit, get):  # a run recorded before this measure existed
+    where = "cluster, " if p else ""
+    case = f"{where}hit: LlamaIndex `CachedLLM.chat`, minus the framework's own cost around {around}"
+    if not b.has(hit, inner, get):
+        if waits and b.has(hit, get):  # a run recorded before this measure existed
             why = "not measured: this run predates the fake LLM call that waits on Valkey (`li.inner_io`)"
         return b.missing(key, section, case, why, target)
-    framework = _minus(d[io], d[get])
+    framework = _minus(d[inner], d[get]) if waits else d[inner]
     share = _minus(d[hit], framework)
+    doing = "around the fake LLM doing one raw GET" if waits else "around the fake LLM answering at once"
     b.add(
         key,
         section,
@@ -301,8 +315,7 @@ def _li_hit(b: _Builder, key: str, section: str, p: str, target: tuple[str, floa
         f"{_us(median(d[get]))} (raw GET)",
         _per_round(share, d[get], _div),
         target,
-        note=f"whole call {_us(median(d[hit]))}; LlamaIndex's wrappers cost "
-        f"{_us(median(framework))} around the fake LLM doing one raw GET",
+        note=f"whole call {_us(median(d[hit]))}; LlamaIndex's wrappers cost {_us(median(framework))} {doing}",
         spread=_spread(share, d[get], _div),
     )
 
@@ -324,21 +337,7 @@ def build_rows(data: Data, reasons: dict[str, str] | None = None) -> list[Row]:
     b.latency("hit.core", s, "hit: core `AnswerCache.lookup`", "core.hit", "raw.get", hit)
     b.latency("hit.lc", s, "hit: LangChain `ValkeyCache.lookup`", "lc.hit", "raw.get", lc_hit, lc_why)
     _li_hit(b, "hit.li", s, "", li_hit, li_why)
-    if b.has("li.hit", "li.inner", "raw.get"):
-        share = _minus(d["li.hit"], d["li.inner"])
-        b.add(
-            "hit.li_noio",
-            s,
-            "hit: LlamaIndex `CachedLLM.chat`, minus the framework's cost around a call that does not wait "
-            "(the measure before 2026-12-02)",
-            _us(median(share)),
-            f"{_us(median(d['raw.get']))} (raw GET)",
-            _per_round(share, d["raw.get"], _div),
-            note=f"an uncached fake LLM call costs {_us(median(d['li.inner']))} in LlamaIndex itself",
-            spread=_spread(share, d["raw.get"], _div),
-        )
-    else:
-        b.missing("hit.li_noio", s, "hit: LlamaIndex `CachedLLM.chat`, minus an uncached call", li_why)
+    _li_hit(b, "hit.li_noio", s, "", None, li_why, waits=False)
     b.latency(
         "hit.li_whole", s, "hit: LlamaIndex `CachedLLM.chat`, whole call", "li.hit", "li.inner", None, li_why
     )
@@ -687,7 +686,7 @@ def build_rows(data: Data, reasons: dict[str, str] | None = None) -> list[Row]:
 def _fmt_ratio(r: Row) -> str:
     if r.ratio is None:
         return "n/a"
-    if r.target.endswith(" B") or r.key.startswith("mem.link.pool"):  # bytes per link, not a ratio
+    if r.unit == " B":
         return f"{r.ratio:,.1f} B"
     if r.spread is not None:
         return f"{r.ratio:.2f}x <sub>({r.spread[0]:.2f}–{r.spread[1]:.2f})</sub>"
