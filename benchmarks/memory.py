@@ -35,7 +35,7 @@ LINK_POOLS = (10_000, 1_000)
 SOURCES = 5
 # The second knowledge base again with sets kept as listpacks up to 1,024 members: a server setting an
 # operator may choose (membership checks in a listpack are linear), measured so the trade can be weighed.
-TUNED = {"set-max-listpack-entries": "1024"}
+LISTPACK_SETTING, LISTPACK_TUNED = "set-max-listpack-entries", "1024"
 
 
 def _used(client: Any) -> int:
@@ -135,13 +135,12 @@ def measure(env: Env, n: int, batch: int = 2000) -> dict[str, float]:
 
     for pool in LINK_POOLS:
         links(pool)
-    saved = {k: v for k, v in client.config_get("set-max-listpack-entries").items()}
+    saved = client.config_get(LISTPACK_SETTING)[LISTPACK_SETTING]
     try:
-        client.config_set(*next(iter(TUNED.items())))
-        links(LINK_POOLS[-1], ".lp1024")
+        client.config_set(LISTPACK_SETTING, LISTPACK_TUNED)
+        links(LINK_POOLS[-1], f".lp{LISTPACK_TUNED}")
     finally:
-        for k, v in saved.items():
-            client.config_set(k, v)
+        client.config_set(LISTPACK_SETTING, saved)
 
     def redis_cache() -> None:
         from langchain_community.cache import RedisCache
