@@ -91,14 +91,14 @@ class _Link:
         self.waiting.append((fut, n))
         if wait:
             self.awaited += 1
-        if wait and self.awaited == 1:
-            # No other caller waiting (one at a time, most likely): written now, with what was held.
-            if self.held:
-                self.held.append(packed)
-                packed = b"".join(self.held)
-                self.held.clear()
-            self.writer.write(packed)
-            return fut
+            if self.awaited == 1:
+                # No other caller waiting (one at a time, most likely): written now, with what was held.
+                if self.held:
+                    self.held.append(packed)
+                    packed = b"".join(self.held)
+                    self.held.clear()
+                self.writer.write(packed)
+                return fut
         # Held back, in order, while another caller waits: the requests this turn of the event loop makes
         # (the tasks a batch of replies woke) go out in one write, one system call and one wake-up of the
         # server for all of them instead of one each.

@@ -133,9 +133,8 @@ def test_close_leaves_a_given_client_open(standalone_url: str, prefix: str, admi
     with AnswerCache(client=client, prefix=prefix, namespace="close") as cache:
         key = cache.key("qa", 1)
         assert cache.lookup(key) is None and cache.store(key, "v")
-    assert (
-        connections(admin, prefix, settle=1) == 1
-    )  # its pool's connection stays (the caller's); the line is gone
+    # Its pool's connection stays (the caller's); the line is gone.
+    assert connections(admin, prefix, settle=1) == 1
 
 
 async def test_aclose_closes_the_loops_line_and_client_and_leaves_no_task(
