@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     meta.update(
         date=started.strftime("%Y-%m-%d %H:%M UTC"),
         machine=f"{platform.machine()} Linux, {os.cpu_count()} cores (load average {load_before:.1f} at the "
-        f"start, {os.getloadavg()[0]:.1f} at the end; a shared machine){_idle_poll()}",
+        f"start, {os.getloadavg()[0]:.1f} at the end; a shared machine{_idle_poll()})",
         elapsed=elapsed,
         config=cfg.describe() + f"; {meta['server']}",
         versions=_versions(),

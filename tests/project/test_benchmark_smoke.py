@@ -161,6 +161,21 @@ def test_the_page_and_the_plot_are_written(smoke: tuple[Path, dict]) -> None:
     assert png.startswith(b"\x89PNG") and len(png) > 20_000
 
 
+def test_the_page_records_the_vms_halt_polling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # At 0 every loopback round trip waits on a halted vCPU's wake-up (the flagged runs of 2026-12-02): a
+    # reader of the page must see what the setting was, and nothing where the machine has no such setting.
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import run
+
+    setting = tmp_path / "guest_halt_poll_ns"
+    monkeypatch.setattr(run, "HALT_POLL", setting)
+    assert run._idle_poll() == ""
+    setting.write_text("200000\n")
+    assert run._idle_poll() == "; guest halt polling 200,000 ns"
+    setting.write_text("0\n")
+    assert run._idle_poll() == "; guest halt polling 0 ns"
+
+
 def test_a_slow_floor_flags_the_run_as_not_representative() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import report
